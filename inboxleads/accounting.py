@@ -1,0 +1,144 @@
+"""The counts of a run, folded from its events, and the summary built from them.
+
+`Tally.apply` is the only place a count changes, so the contract's invariants
+(`read = rejected + duplicates + unique`, `unique = delivered + undelivered +
+resumed` once nothing is pending) hold by construction and are checked in one
+place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import events as ev
+
+
+@dataclass
+class Tally:
+    """Running totals of one run."""
+
+    read: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    unique: int = 0
+    batches: int = 0
+    batches_total: int | None = None
+    batches_done: int = 0
+    requests: int = 0
+    retries: int = 0
+    in_flight: int = 0
+    sent: int = 0
+    added: int = 0
+    skipped: int = 0
+    failed: int = 0
+    delivered: int = 0
+    undelivered: int = 0
+    resumed: int = 0
+    batches_failed_any: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    paused_until: float | None = None
+    pause_reason: str = ""
+    stopping: str = ""
+    phase: str = "upload"
+    explain_requests: int = 0
+    explain_identified: int = 0
+    explain_unexplained: int = 0
+
+    @property
+    def pending(self) -> int:
+        """Unique identifiers read but neither delivered, undelivered nor resumed yet."""
+        return self.unique - self.delivered - self.undelivered - self.resumed
+
+    def apply(self, event: ev.Event) -> None:
+        """Fold one event into the totals."""
+        if isinstance(event, ev.RecordsRead):
+            self.read += event.read
+            self.rejected += event.rejected
+            self.duplicates += event.duplicates
+            self.unique += event.read - event.rejected - event.duplicates
+        elif isinstance(event, ev.BatchQueued):
+            self.batches += 1
+        elif isinstance(event, ev.InputFinished):
+            self.batches_total = event.batches
+        elif isinstance(event, ev.RequestStarted):
+            self.in_flight += 1
+            if event.phase == "upload":
+                self.requests += 1
+                self.sent += event.size
+            else:
+                self.explain_requests += 1
+            if event.attempt > 1 and event.phase == "upload":
+                self.retries += 1
+        elif isinstance(event, ev.RequestEnded):
+            self.in_flight -= 1
+            key = str(event.status) if event.status is not None else "error"
+            self.by_status[key] = self.by_status.get(key, 0) + 1
+        elif isinstance(event, ev.BatchDelivered):
+            self.batches_done += 1
+            self.delivered += event.size
+            self.added += event.added
+            self.skipped += event.skipped
+            self.failed += event.failed
+            if event.failed:
+                self.batches_failed_any += 1
+        elif isinstance(event, ev.BatchResumed):
+            self.batches_done += 1
+            self.resumed += event.size
+        elif isinstance(event, ev.BatchUndelivered):
+            self.batches_done += 1
+            self.undelivered += event.size
+        elif isinstance(event, ev.RatePaused):
+            self.paused_until = event.resume_at
+            self.pause_reason = event.reason
+        elif isinstance(event, ev.Stopping):
+            self.stopping = event.reason
+        elif isinstance(event, ev.PhaseStarted):
+            self.phase = event.name
+        elif isinstance(event, ev.ExplainProgress):
+            self.explain_identified = event.identified
+            self.explain_unexplained = event.unexplained
+
+    def check(self) -> None:
+        """Raise AssertionError when the contract's invariants do not hold."""
+        assert self.read == self.rejected + self.duplicates + self.unique, self
+        assert self.pending == 0, self
+
+
+@dataclass
+class Summary:
+    """The final report of a run: the contract's `--json` object."""
+
+    campaign: str
+    tally: Tally
+    dry_run: bool
+    elapsed_s: float
+    exit_code: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary object, with every key the contract names."""
+        t = self.tally
+        out: dict[str, Any] = {
+            "campaign": self.campaign,
+            "read": t.read,
+            "rejected": t.rejected,
+            "duplicates": t.duplicates,
+            "unique": t.unique,
+            "batches": t.batches,
+            "requests": t.requests + t.explain_requests,
+            "retries": t.retries,
+            "added": t.added,
+            "skipped": t.skipped,
+            "failed": t.failed,
+            "delivered": t.delivered,
+            "undelivered": t.undelivered,
+            "resumed": t.resumed,
+            "dry_run": self.dry_run,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "exit_code": self.exit_code,
+            "upload_requests": t.requests,
+            "responses": dict(sorted(t.by_status.items())),
+        }
+        out.update(self.extra)
+        return out

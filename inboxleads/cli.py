@@ -1,0 +1,483 @@
+"""The command line: parse options, hand over to `runner`/`sandbox`, map errors to exit codes.
+
+`main` is the one place where an exception becomes a message and an exit
+status; nothing below it prints an error or calls `sys.exit`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import click
+import typer
+
+from . import __version__
+from .errors import ExitStatus, InboxLeadsError, UsageError
+from .identifiers import ReadAs
+from .inputs import Format, ReadOptions
+
+DEFAULT_BASE_URL = "https://inboxapp.com/api/v1"
+TOKEN_ENV = "INBOX_API_TOKEN"
+BASE_URL_ENV = "INBOX_BASE_URL"
+
+
+class Progress(StrEnum):
+    """Progress display modes."""
+
+    AUTO = "auto"
+    RICH = "rich"
+    PLAIN = "plain"
+    JSONL = "jsonl"
+    NONE = "none"
+
+
+app = typer.Typer(
+    name="inboxleads",
+    help="Bulk-load leads into Inbox (inboxapp.com) campaigns through the Add leads API.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"inboxleads {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Bulk-load leads into Inbox (inboxapp.com) campaigns through the Add leads API.
+
+    Start with `inboxleads add --help`; try it without an account with
+    `inboxleads add abc123 samples/handles.txt --sandbox`.
+    """
+
+
+ADD_EPILOG = """\
+Examples:
+
+  inboxleads add c0ffee42 leads.txt                # a file of handles, links or IDs
+
+  cat ids.txt | inboxleads add c0ffee42 --as platform-id
+
+  inboxleads add c0ffee42 export.csv --column twitter --dry-run
+
+  inboxleads add c0ffee42 leads.csv --resume --undelivered left.csv --json | jq .added
+
+  inboxleads add c0ffee42 samples/handles.txt --sandbox   # no account needed
+
+Exit codes: 0 all delivered, 1 some undelivered, 2 usage or input error,
+3 refused by the API (token, campaign), 4 another run holds the lock,
+130/143 interrupted.
+"""
+
+
+@app.command(epilog=ADD_EPILOG)
+def add(
+    campaign: Annotated[
+        str, typer.Argument(help="The campaign id (lowercase letters and digits).")
+    ],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Files to read, or - for stdin. Without any, stdin is read when it is a pipe.",
+            show_default=False,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help=f"API token (default: ${TOKEN_ENV}, then .env). Visible in `ps`: prefer "
+            "the variable or --token-file. `-` reads it from stdin.",
+            show_default=False,
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option("--token-file", help="Read the token from this file's first line."),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            help=f"API base URL [env {BASE_URL_ENV}; default {DEFAULT_BASE_URL}]. "
+            "Plain http only to loopback hosts.",
+            show_default=False,
+        ),
+    ] = None,
+    read_as: Annotated[
+        ReadAs,
+        typer.Option(
+            "--as",
+            help="How to read bare values. auto: @name, names and profile links are "
+            "usernames; digits and x.com/i/user/ID links are user IDs (an all-digit "
+            "handle needs --as username).",
+        ),
+    ] = ReadAs.AUTO,
+    fmt: Annotated[
+        Format,
+        typer.Option(
+            "--format",
+            help="Input format; auto: by extension, else sniffed from the first lines.",
+        ),
+    ] = Format.AUTO,
+    column: Annotated[
+        str | None,
+        typer.Option("--column", help="The identifier column of a CSV/TSV input."),
+    ] = None,
+    data_columns: Annotated[
+        str | None,
+        typer.Option(
+            "--data-columns",
+            help="Comma-separated CSV/TSV columns to send as lead data (default: all others).",
+        ),
+    ] = None,
+    no_data: Annotated[
+        bool, typer.Option("--no-data", help="Send no column data, identifiers only.")
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Identifiers per request, 1-2000.")
+    ] = 2000,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Requests in flight at most.")
+    ] = 4,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            help="Seconds per request attempt (new usernames are slow to resolve).",
+        ),
+    ] = 300.0,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            "--max-attempts",
+            help="Attempts per batch on transient failures before it counts as undelivered.",
+        ),
+    ] = 6,
+    flush_after: Annotated[
+        float,
+        typer.Option(
+            "--flush-after",
+            help="Send a partial batch when a pipe has been quiet this many seconds.",
+        ),
+    ] = 5.0,
+    progress: Annotated[
+        Progress,
+        typer.Option(
+            "--progress",
+            help="Display on stderr: rich (live table), plain (a line every "
+            "--log-interval), jsonl (one JSON event a line), none; auto = rich on a "
+            "terminal, plain otherwise.",
+        ),
+    ] = Progress.AUTO,
+    log_interval: Annotated[
+        float,
+        typer.Option("--log-interval", help="Seconds between plain progress lines."),
+    ] = 5.0,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Read, validate, batch and report; send nothing, no token needed."
+        ),
+    ] = False,
+    json_summary: Annotated[
+        bool,
+        typer.Option("--json", help="Print the final summary as one JSON object on stdout."),
+    ] = False,
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox", help="Send to the built-in stand-in server, in-process; no token needed."
+        ),
+    ] = False,
+    journal: Annotated[
+        Path | None,
+        typer.Option(
+            "--journal",
+            help="Append-only record of delivered batches; re-running the same command "
+            "with it skips them.",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Use a journal in the state directory, one per campaign and inputs "
+            "(~/.local/state/inboxleads/).",
+        ),
+    ] = False,
+    wait_lock: Annotated[
+        bool,
+        typer.Option(
+            "--wait-lock", help="Wait for another run on the same journal instead of exiting 4."
+        ),
+    ] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="Write every rejected input (CSV: source, line, reason)."),
+    ] = None,
+    undelivered: Annotated[
+        Path | None,
+        typer.Option(
+            "--undelivered",
+            help="Write every identifier not delivered, in a form `add` reads back.",
+        ),
+    ] = None,
+    ca_bundle: Annotated[
+        Path | None,
+        typer.Option("--ca-bundle", help="CA certificates to trust (a corporate proxy's)."),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress display; errors only.")
+    ] = False,
+) -> None:
+    """Add leads from files or stdin to CAMPAIGN_ID.
+
+    Values are read one a line (or from CSV/TSV/JSONL rows), normalised,
+    validated and de-duplicated, then sent in batches of up to 2000 with a
+    live table of added / skipped / failed. Rejected values are reported with
+    their file and line and never stop the run.
+    """
+    from .runner import AddJob, Environment, run_add
+
+    stdin_tty = sys.stdin.isatty()
+    paths = list(inputs or [])
+    if not paths:
+        if stdin_tty:
+            raise UsageError("no input: give a file, or pipe values into stdin (see --help)")
+        paths = ["-"]
+    if sum(1 for p in paths if p == "-") > 1:
+        raise UsageError("stdin (-) can be read only once")
+    dotenv = _dotenv()
+    resolved_token = _resolve_token(token, token_file, dotenv, stdin_used="-" in paths)
+    journal_path = journal
+    if resume:
+        if journal is not None:
+            raise UsageError("--resume and --journal name the journal twice: use one")
+        journal_path = default_journal(campaign, paths)
+    job = AddJob(
+        campaign=campaign,
+        inputs=paths,
+        token=resolved_token,
+        base_url=base_url
+        or os.environ.get(BASE_URL_ENV)
+        or dotenv.get(BASE_URL_ENV)
+        or DEFAULT_BASE_URL,
+        read=ReadOptions(
+            fmt=fmt,
+            read_as=read_as,
+            column=column,
+            data_columns=tuple(c.strip() for c in data_columns.split(",") if c.strip())
+            if data_columns
+            else None,
+            no_data=no_data,
+        ),
+        batch_size=batch_size,
+        concurrency=concurrency,
+        timeout_s=timeout,
+        max_attempts=max_attempts,
+        flush_after_s=flush_after,
+        progress="none" if quiet else progress.value,
+        log_interval_s=log_interval,
+        quiet=quiet,
+        dry_run=dry_run,
+        json_summary=json_summary,
+        sandbox=sandbox,
+        journal=journal_path,
+        rejects=rejects,
+        undelivered=undelivered,
+        wait_lock=wait_lock,
+        ca_bundle=ca_bundle,
+    )
+    env = Environment(no_color=bool(os.environ.get("NO_COLOR")))
+    if token is not None and token != "-" and env.stderr_isatty and not quiet:
+        env.stderr.write(
+            "inboxleads: warning: a token on the command line shows in `ps` and shell "
+            f"history; prefer ${TOKEN_ENV}, .env or --token-file\n"
+        )
+    result = run_add(job, env)
+    if result.error is not None:
+        _print_error(result.error.message)
+    raise typer.Exit(int(result.status))
+
+
+def _dotenv() -> dict[str, str]:
+    """Values from ./.env, without touching the process environment."""
+    path = Path.cwd() / ".env"
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _resolve_token(
+    token: str | None, token_file: Path | None, dotenv: dict[str, str], stdin_used: bool
+) -> str | None:
+    """--token or --token-file (never both), then the environment, then .env."""
+    if token is not None and token_file is not None:
+        raise UsageError("--token and --token-file both give the token: use one")
+    if token == "-":
+        if stdin_used:
+            raise UsageError("--token - reads stdin, which already carries the leads")
+        token = sys.stdin.readline()
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").partition("\n")[0]
+        except OSError as exc:
+            raise UsageError(f"--token-file {token_file}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"--token-file {token_file}: not a text file") from None
+    if token is not None:
+        token = token.strip()
+        if not token:
+            raise UsageError("the token given is empty")
+        return token
+    return os.environ.get(TOKEN_ENV) or dotenv.get(TOKEN_ENV) or None
+
+
+def state_dir() -> Path:
+    """Where per-campaign journals live ($XDG_STATE_HOME/inboxleads)."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "inboxleads"
+
+
+def default_journal(campaign: str, paths: list[str]) -> Path:
+    """The --resume journal: one per campaign and set of inputs."""
+    names = "\n".join(str(Path(p).resolve()) if p != "-" else "-" for p in paths)
+    digest = hashlib.sha256(names.encode()).hexdigest()[:12]
+    return state_dir() / "journals" / f"{campaign}-{digest}.journal"
+
+
+@app.command(
+    epilog="Example:\n\n  inboxleads sandbox --port 8765 --rate-limit 1200 --error-rate 0.1"
+)
+def sandbox(
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free).")] = 8765,
+    host: Annotated[str, typer.Option("--host", help="Loopback address to bind.")] = "127.0.0.1",
+    token: Annotated[
+        str | None, typer.Option("--token", help="The token it accepts.", show_default=False)
+    ] = None,
+    latency: Annotated[
+        float, typer.Option("--latency", help="Seconds of delay per request.")
+    ] = 0.0,
+    username_latency: Annotated[
+        float, typer.Option("--username-latency", help="Extra seconds per username.")
+    ] = 0.0,
+    error_rate: Annotated[
+        float, typer.Option("--error-rate", help="Fraction of requests answered 500/502/503.")
+    ] = 0.0,
+    drop_rate: Annotated[
+        float,
+        typer.Option("--drop-rate", help="Fraction of connections dropped before applying."),
+    ] = 0.0,
+    lost_rate: Annotated[
+        float,
+        typer.Option("--lost-rate", help="Fraction of answers lost after the batch was applied."),
+    ] = 0.0,
+    hang_rate: Annotated[
+        float, typer.Option("--hang-rate", help="Fraction of requests that never answer.")
+    ] = 0.0,
+    rate_limit: Annotated[
+        int, typer.Option("--rate-limit", help="Requests per --rate-window (0: unlimited).")
+    ] = 0,
+    rate_window: Annotated[
+        float, typer.Option("--rate-window", help="Sliding window of the rate limit, seconds.")
+    ] = 60.0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed for the fault draws.", show_default=False)
+    ] = None,
+) -> None:
+    """Run the built-in stand-in of the Add leads endpoint on a loopback port.
+
+    It validates requests as the API reference does, keeps campaign membership
+    (a re-sent lead is skipped) and fails unresolvable identifiers: usernames
+    starting with "gone", user IDs ending in 404, external IDs starting with
+    "gone". Campaign ids starting with "missing" do not exist.
+    """
+    from .sandbox import DEFAULT_TOKEN, Faults, SandboxConfig, serve
+
+    config = SandboxConfig(
+        token=token or DEFAULT_TOKEN,
+        faults=Faults(
+            latency_s=latency,
+            username_latency_s=username_latency,
+            error_rate=error_rate,
+            drop_rate=drop_rate,
+            lost_rate=lost_rate,
+            hang_rate=hang_rate,
+            rate_limit=rate_limit,
+            rate_window_s=rate_window,
+            seed=seed,
+        ),
+    )
+
+    def ready(base_url: str) -> None:
+        typer.echo(f"Sandbox listening on {base_url}  (Ctrl-C to stop)", err=True)
+        typer.echo(f"export {BASE_URL_ENV}={base_url}")
+        typer.echo(f"export {TOKEN_ENV}={config.token}")
+        sys.stdout.flush()
+
+    try:
+        serve(config, host=host, port=port, ready=ready)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _print_error(message: str) -> None:
+    sys.stderr.write(f"inboxleads: error: {message}\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point: run the CLI and exit with the contract's status codes."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="inboxleads", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = ExitStatus.USAGE
+    except click.exceptions.Abort:
+        code = ExitStatus.SIGINT
+    except KeyboardInterrupt:
+        code = ExitStatus.SIGINT
+    except InboxLeadsError as exc:
+        _print_error(exc.message)
+        code = exc.exit_status
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `| head`): nothing left to say.
+        _silence_stdout()
+        code = ExitStatus.PARTIAL
+    except Exception as exc:  # the promise is: never a traceback
+        _print_error(f"internal error: {type(exc).__name__}: {exc}")
+        code = 70
+    sys.exit(int(code) if isinstance(code, int) else 0)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass

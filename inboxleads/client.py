@@ -1,0 +1,177 @@
+"""The Add leads API client: one POST, and what its answer means.
+
+`classify` is pure: it turns a status, headers and body into an `Answer` the
+engine acts on (deliver, retry, give up on the batch, or stop the run).
+`InboxClient.post_leads` wraps the HTTP call and maps transport failures to
+retryable answers, so the engine never sees an httpx exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from enum import Enum
+from typing import Any
+
+import httpx
+
+from . import __version__
+
+DEFAULT_BASE_URL = "https://inboxapp.com/api/v1"
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+REFUSE_STATUSES = frozenset({401, 403, 404})
+
+
+class Outcome(Enum):
+    """What the engine does with an answer."""
+
+    OK = "ok"
+    RETRY = "retry"
+    REJECTED = "rejected"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class RateInfo:
+    """The rate-limit headers of an answer."""
+
+    limit: int | None
+    remaining: int | None
+    reset: float | None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The meaning of one attempt's result."""
+
+    outcome: Outcome
+    status: int | None
+    message: str = ""
+    added: int = 0
+    skipped: int = 0
+    failed: int = 0
+    retry_after: float | None = None
+    rate: RateInfo | None = None
+
+
+def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(float(value.strip()))
+    except ValueError:
+        return None
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        seconds = when.timestamp() - now
+    if math.isnan(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def error_message(body: bytes) -> str:
+    """The server's error message, from either documented error shape or plain text."""
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        return " ".join(text.split())[:200]
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict):
+            code, msg = err.get("code"), err.get("message")
+            return ": ".join(str(p) for p in (code, msg) if p) or json.dumps(err)[:200]
+        parts = [str(p) for p in (err, data.get("message")) if p]
+        if parts:
+            return ": ".join(parts)
+    return json.dumps(data)[:200]
+
+
+def _counts(body: bytes) -> tuple[int, int, int] | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    values = [data.get(k) for k in ("added", "skipped", "failed")]
+    if all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        return (values[0], values[1], values[2])  # type: ignore[return-value]
+    return None
+
+
+def classify(status: int, headers: httpx.Headers, body: bytes, now: float) -> Answer:
+    """Decide what an HTTP answer means for its batch."""
+    rate = RateInfo(
+        _int_header(headers, "x-ratelimit-limit"),
+        _int_header(headers, "x-ratelimit-remaining"),
+        _int_header(headers, "x-ratelimit-reset"),
+    )
+    retry_after = parse_retry_after(headers.get("retry-after"), now)
+    if status == 200:
+        counts = _counts(body)
+        if counts is None:
+            return Answer(Outcome.RETRY, status, "answer is not the documented JSON", rate=rate)
+        added, skipped, failed = counts
+        return Answer(Outcome.OK, status, "", added, skipped, failed, rate=rate)
+    message = f"{status}: {error_message(body)}" if body else f"HTTP {status}"
+    if status in RETRY_STATUSES:
+        return Answer(Outcome.RETRY, status, message, retry_after=retry_after, rate=rate)
+    if status in REFUSE_STATUSES:
+        return Answer(Outcome.REFUSED, status, message, rate=rate)
+    return Answer(Outcome.REJECTED, status, message, rate=rate)
+
+
+class InboxClient:
+    """Posts batches to one campaign's Add leads endpoint over a shared client."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, token: str) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"inboxleads/{__version__}",
+        }
+
+    def url(self, campaign: str) -> str:
+        """The endpoint for a campaign."""
+        return f"{self._base}/campaigns/v2/{campaign}/leads"
+
+    async def post_leads(
+        self, campaign: str, payload: dict[str, Any], timeout_s: float, now: float
+    ) -> Answer:
+        """One attempt: POST the payload, never raising for network trouble."""
+        content = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            async with asyncio.timeout(timeout_s):
+                response = await self._http.post(
+                    self.url(campaign), content=content, headers=self._headers
+                )
+        except TimeoutError:
+            return Answer(Outcome.RETRY, None, f"no answer within {timeout_s:g} s")
+        except httpx.TimeoutException:
+            return Answer(Outcome.RETRY, None, f"no answer within {timeout_s:g} s")
+        except httpx.TransportError as exc:
+            # The message of a transport error names the host at most, never headers.
+            return Answer(Outcome.RETRY, None, f"connection error: {type(exc).__name__}")
+        except httpx.HTTPError as exc:
+            return Answer(Outcome.REJECTED, None, f"request failed: {type(exc).__name__}")
+        return classify(response.status_code, response.headers, response.content, now)

@@ -1,0 +1,411 @@
+"""The progress display: what a user sees on stderr while a run goes on.
+
+The runner folds every event into a `Tally` first (`tally.apply(event)`) and
+then hands the same event to a `Display`, so a display only renders counts it
+is given and never counts anything itself. `make_display` picks one of four:
+rich (live, terminals), plain (lines for logs), JSONL (programs), null (quiet).
+
+rich is imported inside the functions that need it: `--help` imports this
+module and should not pay for rich's live and table machinery.
+
+Times: `clock` is the runner's monotonic clock, and `RatePaused.resume_at` /
+`Tally.paused_until` are read on that same clock. Wall-clock times (the JSONL
+`ts`, the "resuming at 03:04:05" hint) come from `wall`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+from . import events as ev
+from .accounting import Summary, Tally
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+
+Clock = Callable[[], float]
+
+MODES = ("auto", "rich", "plain", "jsonl", "none")
+# The contract's summary keys, in the order the displays list them.
+SUMMARY_KEYS = ["read", "rejected", "duplicates", "unique", "batches", "requests", "retries"]
+SUMMARY_KEYS += ["added", "skipped", "failed", "delivered", "undelivered", "resumed"]
+
+
+class Display(Protocol):
+    """What the runner calls; every method is cheap enough to call per event.
+
+    `start` begins the view; `event` reacts to one event after the tally has
+    applied it; `tick` comes about once a second so time-based output moves
+    without events; `note` shows a warning or information line; `stop` ends
+    the live view and shows the final summary (None: shows nothing).
+    """
+
+    def start(self) -> None: ...
+    def event(self, event: ev.Event) -> None: ...
+    def tick(self) -> None: ...
+    def note(self, text: str) -> None: ...
+    def stop(self, summary: Summary | None) -> None: ...
+
+
+def make_display(
+    mode: str,
+    *,
+    stream: TextIO,
+    tally: Tally,
+    is_terminal: bool,
+    no_color: bool,
+    quiet: bool,
+    clock: Clock = time.monotonic,
+    interval: float = 5.0,
+    campaign: str = "",
+) -> Display:
+    """The display for a `--progress` mode; `quiet` overrides every mode."""
+    if mode not in MODES:
+        raise ValueError(f"unknown progress mode {mode!r}; expected one of {', '.join(MODES)}")
+    if quiet or mode == "none":
+        return NullDisplay()
+    if mode == "auto":
+        mode = "rich" if is_terminal else "plain"
+    if mode == "rich":
+        return RichDisplay(
+            stream,
+            tally,
+            is_terminal=is_terminal,
+            no_color=no_color,
+            clock=clock,
+            campaign=campaign,
+        )
+    if mode == "plain":
+        return PlainDisplay(stream, tally, clock=clock, interval=interval)
+    return JsonlDisplay(stream)
+
+
+def format_elapsed(seconds: float) -> str:
+    """`m:ss`, or `h:mm:ss` from one hour on."""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
+
+
+def _rate(tally: Tally, elapsed: float, sep: str = "") -> str:
+    """Identifiers sent per second; a decimal while slow, so a trickle does not read 0/s."""
+    rate = tally.sent / elapsed if elapsed > 0 else 0.0
+    return f"{rate:{sep}.1f}/s" if rate < 10 else f"{rate:{sep}.0f}/s"
+
+
+def _plural(count: int, word: str, plural: str = "") -> str:
+    return f"{count:,} {word}" if count == 1 else f"{count:,} {plural or word + 's'}"
+
+
+def _stopping_text(tally: Tally) -> str:
+    return (
+        f"stopping ({tally.stopping}): finishing "
+        f"{_plural(max(tally.in_flight, 0), 'in-flight request')}"
+    )
+
+
+def summary_rows(summary: Summary) -> list[tuple[str, int | str]]:
+    """The final summary as (key, value) pairs, in the order both displays show them."""
+    data = summary.to_json()
+    rows: list[tuple[str, int | str]] = [(key, int(data[key])) for key in SUMMARY_KEYS]
+    elapsed = summary.elapsed_s
+    rows.append(("elapsed", f"{elapsed:.1f} s" if elapsed < 60 else format_elapsed(elapsed)))
+    return rows
+
+
+def verdict(summary: Summary) -> tuple[str, bool]:
+    """The one-line outcome of a run, and whether it is good news."""
+    t = summary.tally
+    if summary.dry_run:
+        return (
+            f"dry run: nothing sent ({_plural(t.unique, 'unique identifier')} "
+            f"in {_plural(t.batches, 'batch', 'batches')})",
+            True,
+        )
+    # Anything still pending when the run ended was not delivered either.
+    missing = t.undelivered + max(t.pending, 0)
+    if missing:
+        return f"{_plural(missing, 'identifier')} NOT delivered: see --undelivered", False
+    if summary.exit_code != 0:
+        return f"run ended with exit code {summary.exit_code}", False
+    if t.unique == 0:
+        return "No identifiers to send.", True
+    text = f"All {_plural(t.unique, 'unique identifier')} delivered"
+    if t.resumed:
+        text += f" ({t.resumed:,} by an earlier run)"
+    return text + ".", True
+
+
+class NullDisplay:
+    """Shows nothing, notes included: `--quiet` and `--progress none` (the CLI prints errors)."""
+
+    def start(self) -> None: ...
+    def event(self, event: ev.Event) -> None: ...
+    def tick(self) -> None: ...
+    def note(self, text: str) -> None: ...
+    def stop(self, summary: Summary | None) -> None: ...
+
+
+class PlainDisplay:
+    """Plain lines for logs and pipes: no ANSI codes, no carriage returns, no redraws."""
+
+    def __init__(
+        self, stream: TextIO, tally: Tally, *, clock: Clock = time.monotonic, interval: float = 5.0
+    ) -> None:
+        self._stream = stream
+        self._tally = tally
+        self._clock = clock
+        self._interval = interval
+        self._started = clock()
+        self._last_line = self._started
+        # The pause already announced: several requests hitting the limit at
+        # once would otherwise print the same pause once each.
+        self._announced_pause: float | None = None
+        self._announced_stop = ""
+
+    def _write(self, line: str) -> None:
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def start(self) -> None:
+        """Start the elapsed clock and the interval between progress lines."""
+        self._started = self._last_line = self._clock()
+
+    def progress_line(self) -> str:
+        """The current counts as one greppable line (no thousands separators)."""
+        t = self._tally
+        elapsed = self._clock() - self._started
+        total = "?" if t.batches_total is None else str(t.batches_total)
+        line = (
+            f"progress: batches {t.batches_done}/{total} sent {t.sent} added {t.added}"
+            f" skipped {t.skipped} failed {t.failed} rejected {t.rejected}"
+            f" duplicates {t.duplicates} in-flight {t.in_flight} retries {t.retries}"
+            f" rate {_rate(t, elapsed)} elapsed {format_elapsed(elapsed)}"
+        )
+        if t.phase == "explain":
+            line += f" explain-requests {t.explain_requests} identified {t.explain_identified}"
+        return line
+
+    def _maybe_progress(self) -> None:
+        now = self._clock()
+        if now - self._last_line >= self._interval:
+            self._last_line = now
+            self._write(self.progress_line())
+
+    def event(self, event: ev.Event) -> None:
+        """Announce pauses, stops and phases at once; otherwise a line per interval."""
+        if isinstance(event, ev.RatePaused):
+            previous = self._announced_pause
+            # A new pause, or one pushed at least a second further, is news.
+            if previous is None or self._clock() >= previous or event.resume_at >= previous + 1:
+                self._announced_pause = event.resume_at
+                reason = f" ({event.reason})" if event.reason else ""
+                self._write(f"rate limit: pausing {event.wait_s:.1f} s{reason}")
+        elif isinstance(event, ev.Stopping):
+            if event.reason != self._announced_stop:
+                self._announced_stop = event.reason
+                self._write(_stopping_text(self._tally))
+        elif isinstance(event, ev.PhaseStarted) and event.name != "upload":
+            self._write(f"phase: {event.name}")
+        self._maybe_progress()
+
+    def tick(self) -> None:
+        """A progress line when the interval has passed, even without events."""
+        self._maybe_progress()
+
+    def note(self, text: str) -> None:
+        """Print the note as its own line."""
+        self._write(text)
+
+    def stop(self, summary: Summary | None) -> None:
+        """Print the summary as `key: value` lines and the verdict."""
+        if summary is None:
+            return
+        if summary.campaign:
+            self._write(f"campaign: {summary.campaign}")
+        for key, value in summary_rows(summary):
+            self._write(f"{key}: {value}")
+        self._write(verdict(summary)[0])
+
+
+def event_name(event: ev.Event) -> str:
+    """The snake_case name of an event class: `BatchDelivered` -> `batch_delivered`."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(event).__name__).lower()
+
+
+class JsonlDisplay:
+    """One JSON object per line per event, flushed at once, for other programs."""
+
+    def __init__(self, stream: TextIO, *, wall: Clock = time.time) -> None:
+        self._stream = stream
+        self._wall = wall
+
+    def _emit(self, name: str, fields: dict[str, Any]) -> None:
+        obj = {"event": name, **fields, "ts": self._wall()}
+        self._stream.write(json.dumps(obj) + "\n")
+        self._stream.flush()
+
+    def start(self) -> None:
+        """Nothing to start: lines appear as events come."""
+
+    def event(self, event: ev.Event) -> None:
+        """Emit the event's fields; rejections one by one; requests not at all."""
+        # Per-request start/end lines would outnumber everything else many
+        # times over and say nothing the batch events do not.
+        if isinstance(event, ev.RequestStarted | ev.RequestEnded):
+            return
+        if isinstance(event, ev.RecordsRead):
+            for rejection in event.rejections:
+                self._emit("rejected", dataclasses.asdict(rejection))
+            if event.read > 0:
+                fields = {"read": event.read, "rejected": event.rejected}
+                self._emit("records_read", {**fields, "duplicates": event.duplicates})
+            return
+        self._emit(event_name(event), dataclasses.asdict(event))
+
+    def tick(self) -> None:
+        """Time alone is not an event."""
+
+    def note(self, text: str) -> None:
+        """A note is an event too, so the stream stays pure JSON lines."""
+        self._emit("note", {"text": text})
+
+    def stop(self, summary: Summary | None) -> None:
+        """Emit the summary object as the last line."""
+        if summary is not None:
+            self._emit("summary", summary.to_json())
+
+
+class RichDisplay:
+    """A live table redrawn in place, replaced by the final summary when the run ends."""
+
+    def __init__(
+        self,
+        stream: TextIO,
+        tally: Tally,
+        *,
+        is_terminal: bool,
+        no_color: bool,
+        clock: Clock = time.monotonic,
+        wall: Clock = time.time,
+        campaign: str = "",
+    ) -> None:
+        from rich.console import Console
+
+        # force_terminal both ways: True draws on a terminal rich cannot
+        # detect, False keeps escape codes out of files and pipes.
+        self.console: Console = Console(
+            file=stream, no_color=no_color, force_terminal=is_terminal, highlight=False
+        )
+        self._tally = tally
+        self._clock = clock
+        self._wall = wall
+        self._campaign = campaign
+        self._started = clock()
+        self._live: Live | None = None
+
+    def start(self) -> None:
+        """Start the live view, refreshed four times a second by rich's own thread."""
+        from rich.live import Live
+
+        self._started = self._clock()
+        # No stdout/stderr redirection: stdout carries `--json` output and must
+        # never be diverted to this stream; notes go through `note()`.
+        self._live = Live(
+            console=self.console,
+            get_renderable=self.renderable,
+            refresh_per_second=4,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._live.start()
+
+    def status(self) -> tuple[str, str]:
+        """The status line under the table, and its style."""
+        t = self._tally
+        now = self._clock()
+        if t.stopping:
+            return _stopping_text(t), "bold red"
+        if t.paused_until is not None and t.paused_until > now:
+            left = t.paused_until - now
+            at = time.strftime("%H:%M:%S", time.localtime(self._wall() + left))
+            return f"rate limit: paused, resuming in {math.ceil(left)} s (at {at})", "yellow"
+        if t.phase == "explain":
+            done = f"{_plural(t.explain_requests, 'request')}, {t.explain_identified:,} identified"
+            return f"explaining failures: {done}", "cyan"
+        return ("sending…" if t.phase == "upload" else f"{t.phase}…"), "dim"
+
+    def renderable(self) -> RenderableType:
+        """The live view: the counts table and the status line under it."""
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        t = self._tally
+        elapsed = self._clock() - self._started
+        total = "?" if t.batches_total is None else f"{t.batches_total:,}"
+        cells = [
+            ("Batches", f"{t.batches_done:,} / {total}"),
+            ("Identifiers sent", f"{t.sent:,}"),
+            ("Added", f"{t.added:,}"),
+            ("Skipped", f"{t.skipped:,}"),
+            ("Failed", f"{t.failed:,}"),
+            ("Rejected", f"{t.rejected:,}"),
+            ("Duplicates", f"{t.duplicates:,}"),
+            ("In flight", f"{t.in_flight:,}"),
+            ("Retries", f"{t.retries:,}"),
+            ("Rate", _rate(t, elapsed, ",")),
+            ("Elapsed", format_elapsed(elapsed)),
+            ("", ""),
+        ]
+        title = f"Adding leads to campaign {self._campaign}" if self._campaign else None
+        table = Table(title=title, show_header=False, title_justify="left", padding=(0, 1))
+        for _ in range(2):
+            table.add_column(style="bold")
+            table.add_column(justify="right")
+        # Two pairs per row keeps the view short enough for small terminals.
+        for left, right in zip(cells[0::2], cells[1::2], strict=True):
+            table.add_row(*left, *right)
+        text, style = self.status()
+        return Group(table, Text(text, style=style))
+
+    def event(self, event: ev.Event) -> None:
+        """Redraw at once for the rare events a user should see without delay."""
+        if self._live is not None and isinstance(event, ev.RatePaused | ev.Stopping):
+            self._live.refresh()
+
+    def tick(self) -> None:
+        """Nothing: rich's refresh thread already redraws the elapsed time."""
+
+    def note(self, text: str) -> None:
+        """Print the note above the live view (markup off: notes may hold brackets)."""
+        self.console.print(text, style="yellow", markup=False, highlight=False)
+
+    def stop(self, summary: Summary | None) -> None:
+        """Remove the live view and print the summary table and verdict."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        if summary is None:
+            return
+        from rich.table import Table
+        from rich.text import Text
+
+        title = f"Campaign {summary.campaign}" if summary.campaign else "Summary"
+        table = Table(title=title, show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column(justify="right")
+        for key, value in summary_rows(summary):
+            table.add_row(key, f"{value:,}" if isinstance(value, int) else value)
+        text, good = verdict(summary)
+        self.console.print(table)
+        self.console.print(Text(text, style="bold green" if good else "bold red"))

@@ -1,0 +1,98 @@
+"""Exit statuses and the one exception hierarchy of inboxleads.
+
+    InboxLeadsError            anything the CLI turns into a message and an exit code
+    ├── UsageError             bad option or argument; nothing was sent        (exit 2)
+    ├── InputError             unreadable, binary or vanished input            (exit 2)
+    ├── ApiRefused             401/403/404: the run cannot go on               (exit 3)
+    ├── JournalError           a journal for other inputs, or unreadable       (exit 2)
+    └── LockHeld               another run holds the campaign's lock           (exit 4)
+
+Everything below the CLI raises these (or lets them pass); `cli.main` is the
+only place that prints them and picks the exit status.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Process exit codes, as the command-line contract defines them."""
+
+    OK = 0
+    PARTIAL = 1
+    USAGE = 2
+    REFUSED = 3
+    LOCKED = 4
+    SIGINT = 130
+    SIGTERM = 143
+
+
+class InboxLeadsError(Exception):
+    """Base of every error the CLI reports as a one-line message."""
+
+    exit_status: ExitStatus = ExitStatus.USAGE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(InboxLeadsError):
+    """A bad option, argument or combination of them."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class InputError(InboxLeadsError):
+    """An input that cannot be read at all (missing, a directory, binary, vanished)."""
+
+    exit_status = ExitStatus.USAGE
+
+    def __init__(self, source: str, problem: str, line: int | None = None) -> None:
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {problem}")
+        self.source = source
+        self.line = line
+
+
+class ApiRefused(InboxLeadsError):
+    """The API refused the run itself (bad token, no such campaign)."""
+
+    exit_status = ExitStatus.REFUSED
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class JournalError(InboxLeadsError):
+    """A journal that belongs to another run, or that cannot be read or written."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class LockHeld(InboxLeadsError):
+    """Another run for the same campaign and journal is still going."""
+
+    exit_status = ExitStatus.LOCKED
+
+
+def http_status_to_refusal(status: int, campaign: str) -> str | None:
+    """Return what the user must fix for a status that stops the run, else None."""
+    if status == 401:
+        return (
+            "the API rejected the token (401 Unauthorized): check INBOX_API_TOKEN, "
+            "--token or --token-file"
+        )
+    if status == 403:
+        return (
+            "the token may not add leads (403 Forbidden): use a token of the team "
+            "that owns the campaign, with write access"
+        )
+    if status == 404:
+        return (
+            f"campaign {campaign!r} was not found (404): check the campaign id "
+            "and that the token belongs to its team"
+        )
+    return None

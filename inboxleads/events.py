@@ -1,0 +1,147 @@
+"""What happens during a run, as plain data.
+
+The upload engine emits these; `accounting.Tally` folds them into counts, the
+display renders them, the journal and report files record them. Nothing here
+does I/O, so a run can be replayed and checked from its events alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .inputs import Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class RecordsRead:
+    """A chunk of input was read: how many records, rejections and duplicates."""
+
+    read: int
+    rejected: int
+    duplicates: int
+    rejections: tuple[Rejection, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BatchQueued:
+    """A batch was formed and waits to be sent."""
+
+    seq: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class InputFinished:
+    """Every input was read: the number of batches is now known."""
+
+    batches: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStarted:
+    """One attempt of one batch went out."""
+
+    seq: int
+    size: int
+    attempt: int
+    phase: str = "upload"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEnded:
+    """An attempt ended, however it ended (the in-flight count goes down)."""
+
+    seq: int
+    status: int | None
+    phase: str = "upload"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDelivered:
+    """The server answered 200 for a batch: its counts, as the server gave them."""
+
+    seq: int
+    size: int
+    added: int
+    skipped: int
+    failed: int
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResumed:
+    """A batch was found in the journal of an earlier run and not sent again."""
+
+    seq: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchUndelivered:
+    """A batch could not be delivered: rejected by the server, out of attempts, or stopped."""
+
+    seq: int
+    size: int
+    reason: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryScheduled:
+    """A transient failure: the batch is sent again after `wait_s`."""
+
+    seq: int
+    attempt: int
+    reason: str
+    wait_s: float
+    phase: str = "upload"
+
+
+@dataclass(frozen=True, slots=True)
+class RatePaused:
+    """Sending is held back to respect the API's rate limit."""
+
+    wait_s: float
+    reason: str
+    resume_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stopping:
+    """The run stops taking new batches (interrupt or a refusal)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainProgress:
+    """The failure explanation made a request and learned from it."""
+
+    requests: int
+    identified: int
+    unexplained: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseStarted:
+    """A new phase of the run (upload, explain) began."""
+
+    name: str
+    detail: dict[str, int] = field(default_factory=dict)
+
+
+Event = (
+    RecordsRead
+    | BatchQueued
+    | InputFinished
+    | RequestStarted
+    | RequestEnded
+    | BatchDelivered
+    | BatchResumed
+    | BatchUndelivered
+    | RetryScheduled
+    | RatePaused
+    | Stopping
+    | ExplainProgress
+    | PhaseStarted
+)

@@ -1,0 +1,479 @@
+"""Reading inputs: files and stdin as plain lines, CSV/TSV, JSONL or a JSON array.
+
+Everything here streams: `read_records` yields one `Lead` or `Rejection` per
+input record and holds no more than one chunk of the file. A bad record is a
+`Rejection` with its source, line and reason; only an input that cannot be
+read at all raises `InputError`.
+
+`on_wait` is called just before a read that may block (a slow pipe), so the
+caller can pass on what has been parsed so far instead of holding it back.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import stat
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import InputError
+from .identifiers import HANDLE_RE, Kind, Lead, ReadAs, parse_value
+
+CHUNK_SIZE = 256 * 1024
+MAX_LINE_BYTES = 1024 * 1024
+SNIFF_BYTES = 8192
+STDIN_NAME = "<stdin>"
+
+
+class Format(StrEnum):
+    """Input formats (`--format`)."""
+
+    AUTO = "auto"
+    LINES = "lines"
+    CSV = "csv"
+    TSV = "tsv"
+    JSONL = "jsonl"
+    JSON = "json"
+
+
+_BY_EXTENSION = {
+    ".csv": Format.CSV,
+    ".tsv": Format.TSV,
+    ".tab": Format.TSV,
+    ".jsonl": Format.JSONL,
+    ".ndjson": Format.JSONL,
+    ".json": Format.JSON,
+}
+
+# Normalised header names that hold the identifier, best first, with how to read them.
+IDENTIFIER_COLUMNS: tuple[tuple[str, ReadAs], ...] = (
+    ("username", ReadAs.USERNAME),
+    ("handle", ReadAs.USERNAME),
+    ("screenname", ReadAs.USERNAME),
+    ("twitter", ReadAs.AUTO),
+    ("twitterhandle", ReadAs.AUTO),
+    ("x", ReadAs.AUTO),
+    ("xhandle", ReadAs.AUTO),
+    ("profile", ReadAs.AUTO),
+    ("profileurl", ReadAs.AUTO),
+    ("url", ReadAs.AUTO),
+    ("platformid", ReadAs.PLATFORM_ID),
+    ("userid", ReadAs.PLATFORM_ID),
+    ("twitterid", ReadAs.PLATFORM_ID),
+    ("id", ReadAs.PLATFORM_ID),
+    ("externalid", ReadAs.EXTERNAL_ID),
+)
+_COLUMN_READ_AS = dict(IDENTIFIER_COLUMNS)
+
+
+@dataclass(slots=True)
+class Rejection:
+    """An input record that will not be sent, and why."""
+
+    source: str
+    line: int
+    text: str
+    reason: str
+
+
+Record = Lead | Rejection
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read every input of a run."""
+
+    fmt: Format = Format.AUTO
+    read_as: ReadAs = ReadAs.AUTO
+    column: str | None = None
+    data_columns: tuple[str, ...] | None = None
+    no_data: bool = False
+
+
+@dataclass
+class OpenInput:
+    """An input that was opened and checked before anything is sent."""
+
+    name: str
+    stream: IO[bytes]
+    fmt: Format
+    is_regular: bool
+    owned: bool
+
+    def close(self) -> None:
+        if self.owned:
+            self.stream.close()
+
+
+def open_inputs(paths: list[str], fmt: Format, stdin: IO[bytes] | None = None) -> list[OpenInput]:
+    """Open every input up front, so that a missing or binary file stops the run
+    before the first request."""
+    opened: list[OpenInput] = []
+    try:
+        for path in paths:
+            opened.append(_open_one(path, fmt, stdin))
+    except BaseException:
+        for item in opened:
+            item.close()
+        raise
+    return opened
+
+
+def _open_one(path: str, fmt: Format, stdin: IO[bytes] | None) -> OpenInput:
+    if path == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        try:
+            regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            regular = False
+        buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[type-var]
+        _check_not_binary(STDIN_NAME, buffered)
+        return OpenInput(STDIN_NAME, buffered, fmt, regular, owned=False)
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise InputError(path, "is a directory, not a file")
+        handle = open(p, "rb")  # noqa: SIM115 - closed by OpenInput.close
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except OSError as exc:
+        raise InputError(path, exc.strerror or str(exc)) from exc
+    try:
+        regular = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+        _check_not_binary(path, handle)
+    except BaseException:
+        handle.close()
+        raise
+    if fmt is Format.AUTO:
+        fmt = _BY_EXTENSION.get(p.suffix.lower(), Format.AUTO)
+    return OpenInput(path, handle, fmt, regular, owned=True)
+
+
+def _check_not_binary(name: str, stream: IO[bytes]) -> None:
+    try:
+        head = stream.peek(SNIFF_BYTES)[:SNIFF_BYTES]  # type: ignore[attr-defined]
+    except OSError as exc:
+        raise InputError(name, f"cannot read: {exc.strerror or exc}") from exc
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(name, "is UTF-16 text; save it as UTF-8")
+    if b"\x00" in head:
+        raise InputError(name, "looks like a binary file (it contains NUL bytes)")
+
+
+class _Lines:
+    """Splits a byte stream into numbered text lines, reading whatever is available."""
+
+    def __init__(self, source: OpenInput, on_wait: Callable[[], None]) -> None:
+        self.source = source
+        self.on_wait = on_wait
+        self.bad: dict[int, str] = {}
+        self.number = 0
+
+    def __iter__(self) -> Iterator[str]:
+        stream = self.source.stream
+        read = stream.read1 if hasattr(stream, "read1") else stream.read
+        pending: list[bytes] = []
+        pending_size = 0
+        too_long = False
+        first = True
+        while True:
+            self.on_wait()
+            try:
+                chunk = read(CHUNK_SIZE)
+            except OSError as exc:
+                raise InputError(
+                    self.source.name, f"read failed: {exc.strerror or exc}", self.number + 1
+                ) from exc
+            if not chunk:
+                break
+            if first:
+                chunk = chunk.removeprefix(b"\xef\xbb\xbf")
+                first = False
+            parts = chunk.split(b"\n")
+            for part in parts[:-1]:
+                if too_long or pending_size + len(part) > MAX_LINE_BYTES:
+                    yield self._bad("line longer than 1 MiB")
+                else:
+                    pending.append(part)
+                    yield self._decode(b"".join(pending))
+                pending.clear()
+                pending_size = 0
+                too_long = False
+            tail = parts[-1]
+            if not too_long:
+                if pending_size + len(tail) > MAX_LINE_BYTES:
+                    too_long = True
+                    pending.clear()
+                else:
+                    pending.append(tail)
+                    pending_size += len(tail)
+        if too_long:
+            yield self._bad("line longer than 1 MiB")
+        elif pending_size:
+            yield self._decode(b"".join(pending))
+
+    def _bad(self, reason: str) -> str:
+        self.number += 1
+        self.bad[self.number] = reason
+        return "\n"
+
+    def _decode(self, raw: bytes) -> str:
+        self.number += 1
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if b"\x00" in raw:
+            self.bad[self.number] = "contains NUL bytes"
+            return "\n"
+        try:
+            return raw.decode("utf-8") + "\n"
+        except UnicodeDecodeError:
+            self.bad[self.number] = "not valid UTF-8"
+            return raw.decode("utf-8", "replace") + "\n"
+
+
+def read_records(
+    source: OpenInput, options: ReadOptions, on_wait: Callable[[], None] = lambda: None
+) -> Iterator[Record]:
+    """Yield a `Lead` or `Rejection` for every record of one input, in order."""
+    lines = _Lines(source, on_wait)
+    it = iter(lines)
+    fmt = source.fmt if options.fmt is Format.AUTO else options.fmt
+    if fmt is Format.AUTO:
+        head: list[str] = []
+        for text in it:
+            head.append(text)
+            if text.strip() and not text.lstrip().startswith("#"):
+                break
+        fmt = sniff(head[-1] if head else "", options)
+        it = _chain(head, it)
+    if fmt is Format.LINES:
+        return _read_lines(it, lines, options)
+    if fmt in (Format.CSV, Format.TSV):
+        return _read_table(it, lines, options, "\t" if fmt is Format.TSV else None)
+    if fmt is Format.JSONL:
+        return _read_jsonl(it, lines, options)
+    return _read_json_array(it, lines, options)
+
+
+def _chain(head: list[str], rest: Iterator[str]) -> Iterator[str]:
+    yield from head
+    yield from rest
+
+
+def sniff(first: str, options: ReadOptions) -> Format:
+    """Guess the format of an input from its first meaningful line."""
+    text = first.strip()
+    if text.startswith("{"):
+        return Format.JSONL
+    if text.startswith("["):
+        return Format.JSON
+    for delimiter, fmt in (("\t", Format.TSV), (",", Format.CSV), (";", Format.CSV)):
+        if delimiter in text:
+            cells = [_normalise_header(c) for c in text.split(delimiter)]
+            wanted = _normalise_header(options.column) if options.column else None
+            if (wanted and wanted in cells) or any(c in _COLUMN_READ_AS for c in cells):
+                return fmt
+    return Format.LINES
+
+
+def _read_lines(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Iterator[Record]:
+    name = lines.source.name
+    read_as = options.read_as
+    for text in it:
+        number = lines.number
+        if number in lines.bad:
+            yield Rejection(name, number, text.strip(), lines.bad.pop(number))
+            continue
+        value = text.strip()
+        if not value or value[0] == "#":
+            continue
+        parsed = parse_value(value, read_as)
+        if isinstance(parsed, str):
+            yield Rejection(name, number, value, parsed)
+        else:
+            yield Lead(parsed[0], parsed[1], name, number)
+
+
+def _normalise_header(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def _pick_delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in (",", ";", "\t")}
+    return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
+
+
+def _read_table(
+    it: Iterator[str], lines: _Lines, options: ReadOptions, delimiter: str | None
+) -> Iterator[Record]:
+    name = lines.source.name
+    # Blank and comment lines are skipped before the header only: after it, a
+    # blank line may be part of a quoted multi-line field.
+    header_text = next(
+        (t for t in it if lines.number in lines.bad or (t.strip() and not t.startswith("#"))),
+        None,
+    )
+    if header_text is None:
+        return
+    if lines.number in lines.bad:
+        raise InputError(name, f"header: {lines.bad[lines.number]}", lines.number)
+    reader = csv.reader(
+        _chain([header_text], it), delimiter=delimiter or _pick_delimiter(header_text)
+    )
+    header = [h.strip() for h in next(reader)]
+    column = _find_column(name, header, options.column)
+    read_as = options.read_as if options.read_as is not ReadAs.AUTO else column[1]
+    index = column[0]
+    keep = _data_columns(header, index, options)
+    for row in reader:
+        number = lines.number
+        bad = [lines.bad.pop(n) for n in list(lines.bad) if n <= number]
+        text = (delimiter or ",").join(row)
+        if bad:
+            yield Rejection(name, number, text, bad[0])
+            continue
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            yield Rejection(name, number, text, f"{len(row)} fields, header has {len(header)}")
+            continue
+        value = row[index].strip() if index < len(row) else ""
+        if not value:
+            yield Rejection(name, number, text, f"empty {header[index]!r} cell")
+            continue
+        parsed = parse_value(value, read_as)
+        if isinstance(parsed, str):
+            yield Rejection(name, number, text, parsed)
+            continue
+        data = {header[i]: row[i] for i in keep if i < len(row) and row[i].strip()}
+        yield Lead(parsed[0], parsed[1], name, number, data or None)
+
+
+def _find_column(source: str, header: list[str], wanted: str | None) -> tuple[int, ReadAs]:
+    normalised = [_normalise_header(h) for h in header]
+    if wanted is not None:
+        key = _normalise_header(wanted)
+        if key in normalised:
+            return normalised.index(key), _COLUMN_READ_AS.get(key, ReadAs.AUTO)
+        raise InputError(source, f"no column {wanted!r} in the header ({', '.join(header)})", 1)
+    for key, read_as in IDENTIFIER_COLUMNS:
+        if key in normalised:
+            return normalised.index(key), read_as
+    raise InputError(
+        source,
+        "no identifier column found in the header; name it with --column "
+        f"(columns: {', '.join(header)})",
+        1,
+    )
+
+
+def _data_columns(header: list[str], index: int, options: ReadOptions) -> list[int]:
+    if options.no_data:
+        return []
+    if options.data_columns is None:
+        return [i for i, h in enumerate(header) if i != index and h]
+    wanted = {_normalise_header(c) for c in options.data_columns}
+    return [i for i, h in enumerate(header) if i != index and _normalise_header(h) in wanted]
+
+
+def _read_jsonl(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Iterator[Record]:
+    name = lines.source.name
+    for text in it:
+        number = lines.number
+        if number in lines.bad:
+            yield Rejection(name, number, text.strip(), lines.bad.pop(number))
+            continue
+        stripped = text.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            obj = json.loads(stripped)
+        except ValueError:
+            yield Rejection(name, number, stripped, "not a JSON object")
+            continue
+        yield lead_from_object(obj, name, number, stripped, options)
+
+
+def _read_json_array(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Iterator[Record]:
+    name = lines.source.name
+    text = "".join(it)
+    if lines.bad:
+        number, reason = next(iter(lines.bad.items()))
+        raise InputError(name, reason, number)
+    try:
+        items = json.loads(text)
+    except ValueError as exc:
+        raise InputError(name, f"not valid JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise InputError(name, "a .json input must hold an array of lead objects")
+    for position, obj in enumerate(items, start=1):
+        # A JSON array has no useful line numbers: report the item's position.
+        yield lead_from_object(obj, name, position, json.dumps(obj)[:200], options)
+
+
+def lead_from_object(obj: Any, source: str, number: int, text: str, options: ReadOptions) -> Record:
+    """Read one lead object with the API's fields (platformId, username, externalId, data)."""
+    if not isinstance(obj, dict):
+        return Rejection(source, number, text, "not a JSON object")
+    found = [(k, obj[k]) for k in ("platformId", "username", "externalId") if k in obj]
+    if len(found) != 1:
+        return Rejection(
+            source, number, text, "needs exactly one of platformId, username, externalId"
+        )
+    field, raw = found[0]
+    if isinstance(raw, int) and not isinstance(raw, bool) and field == "platformId":
+        raw = str(raw)
+    if not isinstance(raw, str):
+        return Rejection(source, number, text, f"{field} must be a string")
+    read_as = {
+        "platformId": ReadAs.PLATFORM_ID,
+        "username": ReadAs.USERNAME,
+        "externalId": ReadAs.EXTERNAL_ID,
+    }[field]
+    parsed = parse_value(raw, read_as)
+    if isinstance(parsed, str):
+        return Rejection(source, number, text, parsed)
+    if obj.get("platform", "twitter") != "twitter":
+        return Rejection(source, number, text, "platform must be 'twitter'")
+    data = obj.get("data")
+    if data is not None and not options.no_data:
+        if not isinstance(data, dict):
+            return Rejection(source, number, text, "data must be an object")
+        clean: dict[str, str] = {}
+        for key, value in data.items():
+            if isinstance(value, dict | list):
+                return Rejection(source, number, text, f"data.{key} must be a plain value")
+            if value is None:
+                continue
+            clean[str(key)] = value if isinstance(value, str) else json.dumps(value)
+        if options.data_columns is not None:
+            wanted = {_normalise_header(c) for c in options.data_columns}
+            clean = {k: v for k, v in clean.items() if _normalise_header(k) in wanted}
+        return Lead(parsed[0], parsed[1], source, number, clean or None)
+    return Lead(parsed[0], parsed[1], source, number)
+
+
+def looks_like_handle(value: str) -> bool:
+    """True when a value is a bare handle that reads back as a username in auto mode."""
+    return HANDLE_RE.fullmatch(value) is not None and not value.isdigit()
+
+
+__all__ = [
+    "Format",
+    "Kind",
+    "OpenInput",
+    "ReadOptions",
+    "Record",
+    "Rejection",
+    "open_inputs",
+    "read_records",
+]

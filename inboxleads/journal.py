@@ -1,0 +1,163 @@
+"""The resume journal: an append-only record of delivered batches.
+
+One JSON object a line. The first line names the run it belongs to (campaign,
+inputs, batch size, how values are read); each later line records one
+delivered batch by its content digest and the server's counts. Every record is
+flushed and fsynced before the batch counts as delivered, so after a crash at
+most the batches in flight are sent again (harmless: re-sent identifiers count
+as skipped). A torn last line, from a crash mid-write, is ignored.
+
+The token is never written here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .client import Answer
+from .errors import JournalError, LockHeld
+from .reports import open_private
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What makes two runs the same run, for resuming."""
+
+    campaign: str
+    inputs: tuple[str, ...]
+    batch_size: int
+    read: str
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "journal": VERSION,
+            "campaign": self.campaign,
+            "inputs": list(self.inputs),
+            "batch_size": self.batch_size,
+            "read": self.read,
+        }
+
+
+class Journal:
+    """Which batches an earlier run of the same job delivered; appends new ones."""
+
+    def __init__(self, path: Path, key: RunKey) -> None:
+        self.path = path
+        self.key = key
+        self._done: set[str] = set()
+        self._out: IO[str] | None = None
+
+    @classmethod
+    def open(cls, path: Path, key: RunKey) -> Journal:
+        """Read an existing journal (refusing one of another run) and open it for appending."""
+        journal = cls(path, key)
+        try:
+            existing = path.exists() and path.stat().st_size > 0
+            if existing:
+                journal._load()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            journal._out = open_private(path, "a")
+            if not existing:
+                journal._write(key.header())
+        except OSError as exc:
+            raise JournalError(f"journal {path}: {exc.strerror or exc}") from exc
+        return journal
+
+    def _load(self) -> None:
+        with open(self.path, encoding="utf-8") as fh:
+            lines = fh.read().split("\n")
+        try:
+            header = json.loads(lines[0])
+        except ValueError:
+            raise JournalError(f"journal {self.path}: not an inboxleads journal") from None
+        if not isinstance(header, dict) or header.get("journal") != VERSION:
+            raise JournalError(f"journal {self.path}: not an inboxleads journal")
+        expected = self.key.header()
+        for field in ("campaign", "inputs", "batch_size", "read"):
+            if header.get(field) != expected[field]:
+                raise JournalError(
+                    f"journal {self.path} belongs to another run ({field}: "
+                    f"{header.get(field)!r}, this run: {expected[field]!r}); "
+                    "use another --journal file, or delete this one to start over"
+                )
+        for line in lines[1:]:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a torn last line from a crash
+            if isinstance(record, dict) and isinstance(record.get("batch"), str):
+                self._done.add(record["batch"])
+
+    def _write(self, record: dict[str, Any]) -> None:
+        assert self._out is not None
+        self._out.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._out.flush()
+        os.fsync(self._out.fileno())
+
+    def has(self, digest: str) -> bool:
+        """True when an earlier run delivered this batch."""
+        return digest in self._done
+
+    def record(self, digest: str, seq: int, size: int, answer: Answer) -> None:
+        """Append a delivered batch, durably."""
+        self._done.add(digest)
+        try:
+            self._write(
+                {
+                    "batch": digest,
+                    "seq": seq,
+                    "size": size,
+                    "added": answer.added,
+                    "skipped": answer.skipped,
+                    "failed": answer.failed,
+                    "ts": round(time.time(), 3),
+                }
+            )
+        except OSError as exc:
+            raise JournalError(f"journal {self.path}: {exc.strerror or exc}") from exc
+
+    @property
+    def delivered_batches(self) -> int:
+        return len(self._done)
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+
+class RunLock:
+    """An exclusive lock per campaign and journal, so two cron runs never overlap."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, wait: bool = False) -> None:
+        """Take the lock, or raise LockHeld (unless `wait`, then block until free)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LockHeld(
+                f"another inboxleads run holds {self.path}; it is still sending to this "
+                "campaign (use --wait-lock to wait for it)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,149 @@
+"""Retries, rate-limit pacing and adaptive concurrency.
+
+Each piece takes its clock, sleep and random source from the caller, so tests
+drive them with a fake clock and no real waiting.
+
+- `RetryPolicy`: exponential backoff with full jitter, `Retry-After` as a floor.
+- `Pacer`: spaces request starts by the `X-RateLimit-Remaining` and
+  `X-RateLimit-Reset` headers of the answers, and holds every sender while a
+  429's `Retry-After` runs (the limit is per team, so one 429 speaks for all).
+- `AdaptiveLimit`: the number of requests in flight, halved on overload and
+  grown back by one per window of successes (AIMD).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from .client import RateInfo
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a batch is retried."""
+
+    max_attempts: int = 6
+    base_s: float = 1.0
+    cap_s: float = 60.0
+    max_wait_s: float = 900.0
+
+    def wait(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        ceiling = min(self.cap_s, self.base_s * 2 ** (attempt - 1))
+        wait = rng.uniform(0.0, ceiling)
+        if retry_after is not None:
+            wait = max(wait, retry_after)
+        return min(wait, self.max_wait_s)
+
+
+PauseHook = Callable[[float, str], None]
+
+
+class Pacer:
+    """Decides when the next request may start."""
+
+    # Waits shorter than this are ordinary spacing, not a pause worth showing.
+    SHOW_PAUSE_S = 1.0
+
+    def __init__(self, clock: Clock, sleep: Sleep, on_pause: PauseHook | None = None) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._on_pause = on_pause
+        self._next_start = 0.0
+        self._blocked_until = 0.0
+        self._block_reason = ""
+        self._started = 0
+        self._info_seq = -1
+        self._remaining: int | None = None
+        self._reset: float | None = None
+
+    async def wait_turn(self) -> int:
+        """Wait until a request may start; return its start sequence number."""
+        while True:
+            now = self._clock()
+            start = max(self._next_start, self._blocked_until)
+            if start <= now:
+                break
+            wait = start - now
+            if self._on_pause is not None and wait >= self.SHOW_PAUSE_S:
+                blocked = self._blocked_until >= self._next_start
+                self._on_pause(wait, self._block_reason if blocked else "rate limit: pacing")
+            await self._sleep(wait)
+        self._next_start = max(now, self._next_start) + self._interval(now)
+        seq = self._started
+        self._started += 1
+        return seq
+
+    def _interval(self, now: float) -> float:
+        if self._remaining is None or self._reset is None or self._reset <= now:
+            return 0.0
+        # Requests started since the answer we learned from may not be counted yet.
+        remaining = self._remaining - (self._started - self._info_seq - 1)
+        if remaining <= 0:
+            return self._reset - now
+        return (self._reset - now) / remaining
+
+    def observe(self, rate: RateInfo | None, seq: int) -> None:
+        """Learn the current budget from the answer to request number `seq`."""
+        if rate is None or rate.remaining is None or rate.reset is None:
+            return
+        if seq < self._info_seq:
+            return
+        self._info_seq = seq
+        self._remaining = rate.remaining
+        self._reset = rate.reset
+
+    def block(self, seconds: float, reason: str) -> None:
+        """Hold every sender for `seconds` (a 429's Retry-After)."""
+        until = self._clock() + seconds
+        if until > self._blocked_until:
+            self._blocked_until = until
+            self._block_reason = reason
+
+    @property
+    def blocked_until(self) -> float:
+        return self._blocked_until
+
+
+class AdaptiveLimit:
+    """At most `limit` requests in flight; the limit adapts to overload (AIMD)."""
+
+    def __init__(self, maximum: int, clock: Clock, cooldown_s: float = 2.0) -> None:
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self.active = 0
+        self._clock = clock
+        self._cooldown_s = cooldown_s
+        self._last_cut = float("-inf")
+        self._changed = asyncio.Event()
+
+    async def acquire(self) -> None:
+        """Wait for a free slot."""
+        while self.active >= max(1, int(self.limit)):
+            self._changed.clear()
+            await self._changed.wait()
+        self.active += 1
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self.active -= 1
+        self._changed.set()
+
+    def success(self) -> None:
+        """An answer came back fine: grow by about one per `limit` successes."""
+        if self.limit < self.maximum:
+            self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
+            self._changed.set()
+
+    def overload(self) -> None:
+        """A 429 or 503: halve the limit, once per cool-down (in-flight answers echo it)."""
+        now = self._clock()
+        if now - self._last_cut >= self._cooldown_s:
+            self._last_cut = now
+            self.limit = max(1.0, self.limit / 2)
