@@ -6,14 +6,16 @@ status; nothing below it prints an error or calls `sys.exit`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from types import SimpleNamespace
+from typing import Annotated, Any, NoReturn
 
-import click
 import typer
 
 from . import __version__
@@ -90,11 +92,15 @@ Exit codes: 0 all delivered, 1 some undelivered, 2 usage or input error,
 @app.command(epilog=ADD_EPILOG)
 def add(
     campaign: Annotated[
-        str, typer.Argument(help="The campaign id (lowercase letters and digits).")
+        str,
+        typer.Argument(
+            metavar="CAMPAIGN_ID", help="The campaign id (lowercase letters and digits)."
+        ),
     ],
     inputs: Annotated[
         list[str] | None,
         typer.Argument(
+            metavar="INPUT",
             help="Files to read, or - for stdin. Without any, stdin is read when it is a pipe.",
             show_default=False,
         ),
@@ -255,8 +261,17 @@ def add(
     live table of added / skipped / failed. Rejected values are reported with
     their file and line and never stop the run.
     """
+    with _errors_to_exit():
+        _add(**locals())
+
+
+def _add(**options: Any) -> None:
     from .runner import AddJob, Environment, run_add
 
+    o = SimpleNamespace(**options)
+    campaign, inputs, token, token_file = o.campaign, o.inputs, o.token, o.token_file
+    journal, resume, quiet, progress = o.journal, o.resume, o.quiet, o.progress
+    data_columns, base_url = o.data_columns, o.base_url
     stdin_tty = sys.stdin.isatty()
     paths = list(inputs or [])
     if not paths:
@@ -281,30 +296,30 @@ def add(
         or dotenv.get(BASE_URL_ENV)
         or DEFAULT_BASE_URL,
         read=ReadOptions(
-            fmt=fmt,
-            read_as=read_as,
-            column=column,
+            fmt=o.fmt,
+            read_as=o.read_as,
+            column=o.column,
             data_columns=tuple(c.strip() for c in data_columns.split(",") if c.strip())
             if data_columns
             else None,
-            no_data=no_data,
+            no_data=o.no_data,
         ),
-        batch_size=batch_size,
-        concurrency=concurrency,
-        timeout_s=timeout,
-        max_attempts=max_attempts,
-        flush_after_s=flush_after,
+        batch_size=o.batch_size,
+        concurrency=o.concurrency,
+        timeout_s=o.timeout,
+        max_attempts=o.max_attempts,
+        flush_after_s=o.flush_after,
         progress="none" if quiet else progress.value,
-        log_interval_s=log_interval,
+        log_interval_s=o.log_interval,
         quiet=quiet,
-        dry_run=dry_run,
-        json_summary=json_summary,
-        sandbox=sandbox,
+        dry_run=o.dry_run,
+        json_summary=o.json_summary,
+        sandbox=o.sandbox,
         journal=journal_path,
-        rejects=rejects,
-        undelivered=undelivered,
-        wait_lock=wait_lock,
-        ca_bundle=ca_bundle,
+        rejects=o.rejects,
+        undelivered=o.undelivered,
+        wait_lock=o.wait_lock,
+        ca_bundle=o.ca_bundle,
     )
     env = Environment(no_color=bool(os.environ.get("NO_COLOR")))
     if token is not None and token != "-" and env.stderr_isatty and not quiet:
@@ -314,8 +329,18 @@ def add(
         )
     result = run_add(job, env)
     if result.error is not None:
-        _print_error(result.error.message)
+        raise result.error
     raise typer.Exit(int(result.status))
+
+
+@contextlib.contextmanager
+def _errors_to_exit() -> Iterator[None]:
+    """The one place where our errors become a message on stderr and an exit status."""
+    try:
+        yield
+    except InboxLeadsError as exc:
+        _print_error(exc.message)
+        raise typer.Exit(int(exc.exit_status)) from None
 
 
 def _dotenv() -> dict[str, str]:
@@ -435,12 +460,13 @@ def sandbox(
         typer.echo(f"export {TOKEN_ENV}={config.token}")
         sys.stdout.flush()
 
-    try:
-        serve(config, host=host, port=port, ready=ready)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    with _errors_to_exit():
+        try:
+            serve(config, host=host, port=port, ready=ready)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _print_error(message: str) -> None:
@@ -452,14 +478,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the CLI and exit with the contract's status codes."""
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=argv, prog_name="inboxleads", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = ExitStatus.USAGE
-    except click.exceptions.Abort:
-        code = ExitStatus.SIGINT
+        code: object = command.main(args=argv, prog_name="inboxleads", standalone_mode=False)
     except KeyboardInterrupt:
         code = ExitStatus.SIGINT
     except InboxLeadsError as exc:
@@ -469,10 +488,27 @@ def main(argv: list[str] | None = None) -> NoReturn:
         # The reader of our output went away (e.g. `| head`): nothing left to say.
         _silence_stdout()
         code = ExitStatus.PARTIAL
-    except Exception as exc:  # the promise is: never a traceback
-        _print_error(f"internal error: {type(exc).__name__}: {exc}")
-        code = 70
+    except Exception as exc:
+        code = _parser_exit(exc)
     sys.exit(int(code) if isinstance(code, int) else 0)
+
+
+def _parser_exit(exc: Exception) -> int:
+    """Exit status for what the option parser raised; never a traceback."""
+    # Typer has shipped both click's exceptions and its own copies of them:
+    # recognise them by what they do rather than by class.
+    name = type(exc).__name__
+    if name == "Abort":
+        return ExitStatus.SIGINT
+    show = getattr(exc, "show", None)
+    exit_code = getattr(exc, "exit_code", None)
+    if callable(show) and isinstance(exit_code, int):
+        show()
+        return exit_code
+    if name == "Exit" and isinstance(exit_code, int):
+        return exit_code
+    _print_error(f"internal error: {name}: {exc}")
+    return 70
 
 
 def _silence_stdout() -> None:

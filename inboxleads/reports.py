@@ -17,6 +17,7 @@ import contextlib
 import csv
 import json
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -29,8 +30,10 @@ def open_private(path: Path | str, mode: str = "w") -> IO[str]:
     """Open a text file for writing, created with mode 0600 whatever the umask."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
     fd = os.open(path, flags, 0o600)
-    with contextlib.suppress(OSError):
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
+    # An existing file keeps its mode otherwise; devices and pipes are left alone.
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)
     return open(fd, mode, encoding="utf-8", newline="")
 
 

@@ -1,0 +1,125 @@
+"""Shared fixtures: a sandbox server on loopback, and CLI runners that hunt for the token.
+
+Every CLI run in the tests goes through `run_cli` (a real subprocess) or
+`invoke` (in-process through Typer's runner); both fail the test when the
+token appears in stdout, stderr or any file the run left under `tmp_path`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inboxleads.sandbox import Faults, RunningSandbox, SandboxConfig
+
+# A token that cannot appear by chance, so finding it anywhere is a leak.
+SECRET = "tok_SECRET_7f3a9c1e5b2d4f6a8c0e"
+
+
+@dataclass
+class CliResult:
+    """What a CLI run showed the user."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The --json summary: the last line of stdout."""
+        lines = [line for line in self.stdout.splitlines() if line.strip()]
+        assert lines, f"no stdout; stderr was:\n{self.stderr}"
+        data = json.loads(lines[-1])
+        assert isinstance(data, dict)
+        return data
+
+
+def assert_no_token(result: CliResult, root: Path, token: str = SECRET) -> None:
+    """Fail when the token shows in the output or in any file under `root`."""
+    assert token not in result.stdout, "token leaked to stdout"
+    assert token not in result.stderr, "token leaked to stderr"
+    for path in root.rglob("*"):
+        if path.is_file() and path.name != ".env" and path.name != "token.txt":
+            assert token.encode() not in path.read_bytes(), f"token leaked into {path}"
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a CLI subprocess: this one, minus anything that changes output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INBOX_", "NO_COLOR"))}
+    env.update({"COLUMNS": "120", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., CliResult]:
+    """Run `python -m inboxleads ARGS` in `tmp_path`, as a user would, and hunt for the token."""
+
+    def run(
+        *args: str,
+        stdin: str | bytes | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 120,
+        cwd: Path | None = None,
+    ) -> CliResult:
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        proc = subprocess.run(
+            [sys.executable, "-m", "inboxleads", *args],
+            input=data if data is not None else b"",
+            capture_output=True,
+            env=env if env is not None else cli_env(),
+            cwd=cwd or tmp_path,
+            timeout=timeout,
+            check=False,
+        )
+        result = CliResult(
+            proc.returncode,
+            proc.stdout.decode("utf-8", "replace"),
+            proc.stderr.decode("utf-8", "replace"),
+        )
+        assert "Traceback" not in result.stderr, result.stderr
+        assert_no_token(result, tmp_path)
+        return result
+
+    return run
+
+
+@pytest.fixture
+def sandbox_server() -> Iterator[RunningSandbox]:
+    """A sandbox on a free loopback port that accepts only `SECRET`."""
+    with RunningSandbox(SandboxConfig(token=SECRET)) as server:
+        yield server
+
+
+@pytest.fixture
+def start_sandbox() -> Iterator[Callable[..., RunningSandbox]]:
+    """Start sandboxes with faults: `start_sandbox(error_rate=0.3, seed=1)`."""
+    running: list[RunningSandbox] = []
+
+    def start(**faults: Any) -> RunningSandbox:
+        server = RunningSandbox(SandboxConfig(token=SECRET, faults=Faults(**faults)))
+        server.__enter__()
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.__exit__(None, None, None)
+
+
+def api_env(server: RunningSandbox, **extra: str) -> dict[str, str]:
+    """Environment pointing a CLI subprocess at `server` with the secret token."""
+    return cli_env(**{"INBOX_BASE_URL": server.base_url, "INBOX_API_TOKEN": SECRET, **extra})
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
