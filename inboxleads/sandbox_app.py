@@ -1,0 +1,322 @@
+"""The sandbox's ASGI app and in-process transport; see `inboxleads.sandbox` for the rules."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import math
+import random
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import anyio
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from .sandbox_state import BodyError, SandboxState, count_usernames, validate_body
+
+DEFAULT_TOKEN = "sandbox-token"
+API_PREFIX = "/api/v1"
+HANG_S = 3600.0
+_ERRORS = {500: "INTERNAL_ERROR", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE"}
+_ERROR_STATUSES = tuple(_ERRORS)
+_CAMPAIGN_ID = re.compile(r"[0-9a-z]+").fullmatch
+
+
+@dataclass
+class Faults:
+    """Misbehaviour to inject; rates are fractions of valid requests, drawn independently."""
+
+    latency_s: float = 0.0
+    username_latency_s: float = 0.0
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    lost_rate: float = 0.0
+    hang_rate: float = 0.0
+    rate_limit: int = 0
+    rate_window_s: float = 60.0
+    seed: int | None = None
+
+
+@dataclass
+class SandboxConfig:
+    """What the sandbox accepts and how it misbehaves."""
+
+    token: str = DEFAULT_TOKEN
+    faults: Faults = field(default_factory=Faults)
+    max_total: int = 2000
+
+
+def _error(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "status": status}}
+    return JSONResponse(body, status, headers=headers)
+
+
+class _Broken(Response):
+    """Starts a 200 answer and stops partway: the client sees a dropped connection."""
+
+    def __init__(self, fault: str, wait: Callable[[Receive], Awaitable[None]] | None = None):
+        super().__init__(status_code=200)
+        self.fault = fault
+        self._wait = wait
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._wait is not None:
+            await self._wait(receive)
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"64")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        # more_body without an end: uvicorn closes the socket when the app returns.
+        await send({"type": "http.response.body", "body": b'{"added":', "more_body": True})
+
+
+class _RateLimiter:
+    """Sliding window over request arrival times."""
+
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float]) -> None:
+        self._limit = limit
+        self._window = window_s
+        self._clock = clock
+        self._arrivals: deque[float] = deque()
+
+    def _headers(self, now: float) -> dict[str, str]:
+        # Reset is rounded up so that a client waiting until then is sure to find a slot.
+        reset = self._arrivals[0] + self._window if self._arrivals else now
+        return {
+            "X-RateLimit-Limit": str(self._limit),
+            "X-RateLimit-Remaining": str(max(0, self._limit - len(self._arrivals))),
+            "X-RateLimit-Reset": str(math.ceil(reset)),
+        }
+
+    def _expire(self) -> float:
+        now = self._clock()
+        while self._arrivals and self._arrivals[0] <= now - self._window:
+            self._arrivals.popleft()
+        return now
+
+    def peek(self) -> dict[str, str]:
+        """Headers describing the window, without using a slot."""
+        return self._headers(self._expire())
+
+    def acquire(self) -> tuple[bool, dict[str, str]]:
+        """Use a slot if one is free; return whether it was and the headers to send."""
+        now = self._expire()
+        if len(self._arrivals) >= self._limit:
+            headers = self._headers(now)
+            wait = self._arrivals[0] + self._window - now
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return False, headers
+        self._arrivals.append(now)
+        return True, self._headers(now)
+
+
+class _Endpoint:
+    def __init__(
+        self,
+        config: SandboxConfig,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        rng: random.Random,
+    ) -> None:
+        self.config = config
+        self.state = SandboxState()
+        self._pauses: set[anyio.CancelScope] = set()
+        self._sleep = sleep
+        self._rng = rng
+        faults = config.faults
+        self._limiter = (
+            _RateLimiter(faults.rate_limit, faults.rate_window_s, clock)
+            if faults.rate_limit > 0
+            else None
+        )
+
+    async def leads(self, request: Request) -> Response:
+        response = await self._answer(request)
+        if isinstance(response, _Broken):
+            self.state.record_fault(response.fault)
+        else:
+            self.state.record_status(response.status_code)
+        return response
+
+    async def state_view(self, request: Request) -> Response:
+        return JSONResponse(self.state.snapshot())
+
+    def _draw(self, rate: float) -> bool:
+        # No draw for a fault that is off, so a seed's sequence depends only on active faults.
+        return rate > 0 and self._rng.random() < rate
+
+    def _auth_error(self, header: str | None) -> Response | None:
+        scheme, _, token = (header or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            message = "missing or malformed Authorization header, expected 'Bearer <token>'"
+            return _error(401, "UNAUTHORIZED", message, {"WWW-Authenticate": "Bearer"})
+        if token.startswith("ro_"):
+            return _error(403, "FORBIDDEN", "this token is read-only and cannot add leads")
+        if not hmac.compare_digest(token.encode(), self.config.token.encode()):
+            return _error(401, "UNAUTHORIZED", "invalid token", {"WWW-Authenticate": "Bearer"})
+        return None
+
+    async def _answer(self, request: Request) -> Response:
+        denied = self._auth_error(request.headers.get("authorization"))
+        if denied is not None:
+            return denied
+        limiter = self._limiter
+        rate_headers = limiter.peek() if limiter is not None else None
+        campaign: str = request.path_params["campaignId"]
+        if not _CAMPAIGN_ID(campaign):
+            message = "campaignId: must match ^[0-9a-z]+$"
+            return _error(400, "VALIDATION_ERROR", message, rate_headers)
+        if campaign.startswith("missing"):
+            message = f"campaign {campaign!r} not found"
+            return _error(404, "CAMPAIGN_NOT_FOUND", message, rate_headers)
+        if limiter is not None:
+            allowed, rate_headers = limiter.acquire()
+            if not allowed:
+                return _error(429, "RATE_LIMITED", "too many requests", rate_headers)
+        try:
+            parsed = json.loads(await request.body())
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+            return _error(400, "VALIDATION_ERROR", "body: not valid JSON", rate_headers)
+        try:
+            body = validate_body(parsed, self.config.max_total)
+        except BodyError as exc:
+            return _error(400, "VALIDATION_ERROR", str(exc), rate_headers)
+
+        faults = self.config.faults
+        delay = faults.latency_s
+        if faults.username_latency_s:
+            delay += faults.username_latency_s * count_usernames(body)
+        # A client that gives up meanwhile doesn't stop the server: the batch may still land.
+        if delay > 0 and not await self._pause(delay):
+            return _Broken("shutdown")
+        if self._draw(faults.hang_rate):
+            return _Broken("hang", self._hang)
+        if self._draw(faults.drop_rate):
+            return _Broken("drop")
+        if self._draw(faults.error_rate):
+            status = self._rng.choice(_ERROR_STATUSES)
+            return _error(status, _ERRORS[status], "sandbox fault injection", rate_headers)
+        added, skipped, failed = self.state.apply(campaign, body)
+        if self._draw(faults.lost_rate):
+            return _Broken("lost")
+        return JSONResponse(
+            {"added": added, "skipped": skipped, "failed": failed}, headers=rate_headers
+        )
+
+    async def _hang(self, receive: Receive) -> None:
+        await self._pause(HANG_S, receive)
+
+    async def _pause(self, seconds: float, receive: Receive | None = None) -> bool:
+        """Sleep; False when cut short by `release`, or by the client leaving if `receive`."""
+        slept = False
+        async with anyio.create_task_group() as group:
+            scope = group.cancel_scope
+            self._pauses.add(scope)
+            try:
+                if receive is not None:
+                    group.start_soon(_cancel_on_disconnect, receive, scope)
+                await self._sleep(seconds)
+                slept = True
+                scope.cancel()  # the watcher
+            finally:
+                self._pauses.discard(scope)
+        return slept
+
+    def release(self) -> None:
+        """End every pending sleep: the server is shutting down and must not wait an hour."""
+        for scope in list(self._pauses):
+            scope.cancel()
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    message = f"{exc.detail}: {request.method} {request.url.path}"
+    return _error(exc.status_code, code, message, exc.headers)
+
+
+def create_app(
+    config: SandboxConfig | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    rng: random.Random | None = None,
+) -> Starlette:
+    """The sandbox as an ASGI app; `rng` defaults to ``random.Random(config.faults.seed)``.
+
+    ``app.state.sandbox`` is its `SandboxState`; ``app.state.sandbox_release()``, called
+    from the app's event loop, ends pending latency and hang sleeps (for shutdown).
+    """
+    config = config or SandboxConfig()
+    if rng is None:
+        rng = random.Random(config.faults.seed)
+    endpoint = _Endpoint(config, clock, sleep, rng)
+    routes = [
+        Route(API_PREFIX + "/campaigns/v2/{campaignId}/leads", endpoint.leads, methods=["POST"]),
+        Route(API_PREFIX + "/_sandbox/state", endpoint.state_view, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app.state.sandbox = endpoint.state
+    app.state.sandbox_release = endpoint.release
+    return app
+
+
+class _ConnectionBroken(Exception):
+    """The app ended without completing its answer."""
+
+
+class _SandboxTransport(httpx.AsyncBaseTransport):
+    def __init__(self, app: Starlette) -> None:
+        self._app = app
+        self._asgi = httpx.ASGITransport(app=self._guarded)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        complete = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal complete
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                complete = True
+            await send(message)
+
+        await self._app(scope, receive, tracking_send)
+        if not complete:
+            raise _ConnectionBroken
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        # There is no socket to time out on, so the read timeout bounds the whole answer.
+        read_timeout = request.extensions.get("timeout", {}).get("read")
+        try:
+            with anyio.fail_after(read_timeout):
+                return await self._asgi.handle_async_request(request)
+        except _ConnectionBroken:
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a complete response.", request=request
+            ) from None
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout("timed out waiting for the sandbox", request=request) from exc
+
+    async def aclose(self) -> None:
+        await self._asgi.aclose()
+
+
+def sandbox_transport(app: Starlette) -> httpx.AsyncBaseTransport:
+    """An in-process transport to `app` that fails like a socket on dropped answers and timeouts."""
+    return _SandboxTransport(app)

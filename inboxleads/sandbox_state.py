@@ -1,0 +1,253 @@
+"""The sandbox's pure half: body validation, the resolution rule, campaign state.
+
+Nothing here knows about HTTP; `inboxleads.sandbox` wraps it in an ASGI app.
+The rules are those documented in that module's docstring.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+MAX_ARRAY = 2000
+"""Items per array, per the API reference."""
+
+KINDS = ("platformId", "username", "externalId")
+"""Identifier kinds, named as the keys of a lead object."""
+
+ARRAYS = (("platformIds", "platformId"), ("usernames", "username"), ("externalIds", "externalId"))
+"""Body arrays of bare identifiers and the kind of their items, in processing order."""
+
+_BODY_KEYS = frozenset({"platform", "platformIds", "usernames", "externalIds", "leads"})
+_LOGGED = ("usernames", "platformIds", "externalIds", "leads")
+_LEAD_KEYS = frozenset({"platformId", "username", "externalId", "platform", "data"})
+
+
+class BodyError(ValueError):
+    """A request body the endpoint refuses with 400; the message names the field and why."""
+
+
+def validate_body(body: object, max_total: int) -> dict[str, Any]:
+    """Return `body` if the endpoint accepts it, else raise `BodyError`."""
+    if not isinstance(body, dict):
+        raise BodyError("body: must be a JSON object")
+    unknown = body.keys() - _BODY_KEYS
+    if unknown:
+        raise BodyError(f"{sorted(unknown)[0]}: unknown field")
+    if "platform" in body and body["platform"] != "twitter":
+        raise BodyError('platform: must be "twitter"')
+    present = False
+    total = 0
+    for name, _kind in ARRAYS:
+        if name in body:
+            present = True
+            total += _check_strings(name, body[name])
+    if "leads" in body:
+        present = True
+        total += _check_leads(body["leads"])
+    if not present:
+        raise BodyError("body: one of platformIds, usernames, externalIds or leads is required")
+    if total > max_total:
+        raise BodyError(f"body: {total} identifiers in one request, at most {max_total} allowed")
+    return body
+
+
+def _check_array(name: str, value: object) -> list[Any]:
+    if not isinstance(value, list):
+        raise BodyError(f"{name}: must be an array")
+    if not 1 <= len(value) <= MAX_ARRAY:
+        raise BodyError(f"{name}: must have 1 to {MAX_ARRAY} items, got {len(value)}")
+    return value
+
+
+def _check_strings(name: str, value: object) -> int:
+    items = _check_array(name, value)
+    # C-level passes over the list; the index is only looked for once something is wrong.
+    if set(map(type, items)) != {str} or "" in items:
+        index = next(i for i, item in enumerate(items) if type(item) is not str or not item)
+        raise BodyError(f"{name}[{index}]: must be a non-empty string")
+    return len(items)
+
+
+def _check_leads(value: object) -> int:
+    leads = _check_array("leads", value)
+    for index, lead in enumerate(leads):
+        where = f"leads[{index}]"
+        if not isinstance(lead, dict):
+            raise BodyError(f"{where}: must be an object")
+        unknown = lead.keys() - _LEAD_KEYS
+        if unknown:
+            raise BodyError(f"{where}.{sorted(unknown)[0]}: unknown field")
+        identifiers = [kind for kind in KINDS if kind in lead]
+        if len(identifiers) != 1:
+            raise BodyError(f"{where}: needs exactly one of platformId, username or externalId")
+        identifier = lead[identifiers[0]]
+        if type(identifier) is not str or not identifier:
+            raise BodyError(f"{where}.{identifiers[0]}: must be a non-empty string")
+        if "platform" in lead and lead["platform"] != "twitter":
+            raise BodyError(f'{where}.platform: must be "twitter"')
+        if "data" in lead:
+            data = lead["data"]
+            if not isinstance(data, dict):
+                raise BodyError(f"{where}.data: must be an object")
+            for key, item in data.items():
+                if type(item) is not str:
+                    raise BodyError(f"{where}.data.{key}: must be a string")
+    return len(leads)
+
+
+def lead_identifier(lead: dict[str, Any]) -> tuple[str, str]:
+    """The (kind, value) of a validated lead object."""
+    for kind in KINDS:
+        if kind in lead:
+            return kind, lead[kind]
+    raise AssertionError("lead without identifier passed validation")
+
+
+def count_usernames(body: dict[str, Any]) -> int:
+    """How many usernames a validated body carries (they cost the server a profile fetch)."""
+    return len(body.get("usernames", ())) + sum(
+        1 for lead in body.get("leads", ()) if "username" in lead
+    )
+
+
+# Whether a value resolves, in one C-level match each (the hot path of a benchmark):
+# the format, and the "deleted account" marker as a lookahead / lookbehind.
+_RESOLVES: dict[str, Callable[[str], object]] = {
+    "username": re.compile(r"(?!(?i:gone))[A-Za-z0-9_]{1,15}").fullmatch,
+    # 19 digits at most already keeps the value below 2**64.
+    "platformId": re.compile(r"[0-9]{1,19}(?<!404)").fullmatch,
+    "externalId": re.compile(r"(?!gone)[0-9a-z]+").fullmatch,
+}
+
+
+class _Campaign:
+    __slots__ = ("bodies", "members")
+
+    def __init__(self) -> None:
+        # One set per kind: the same text as a username and as an external ID is two leads.
+        self.members: dict[str, set[str]] = {kind: set() for kind in KINDS}
+        self.bodies: list[dict[str, Any]] = []
+
+
+class SandboxState:
+    """Campaign membership and a log of what the sandbox received.
+
+    Safe to read from another thread while the server runs (`RunningSandbox`).
+    The bodies returned are the server's own objects: read them, don't mutate them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._campaigns: dict[str, _Campaign] = {}
+        self._by_status: dict[int, int] = {}
+        self._faults: dict[str, int] = {}
+
+    def apply(self, campaign: str, body: dict[str, Any]) -> tuple[int, int, int]:
+        """Add a validated body's identifiers to `campaign`; return (added, skipped, failed)."""
+        added = skipped = failed = 0
+        with self._lock:
+            state = self._campaigns.get(campaign)
+            if state is None:
+                state = self._campaigns[campaign] = _Campaign()
+            state.bodies.append(body)
+            for name, kind in ARRAYS:
+                values = body.get(name)
+                if not values:
+                    continue
+                # Counts only, so whole-list operations do: what resolves, minus what the
+                # set already held (earlier in this request included), was added.
+                resolved = list(filter(_RESOLVES[kind], values))
+                members = state.members[kind]
+                before = len(members)
+                members.update(map(str.lower, resolved) if kind == "username" else resolved)
+                failed += len(values) - len(resolved)
+                added += len(members) - before
+                skipped += len(resolved) - (len(members) - before)
+            for lead in body.get("leads", ()):
+                kind, value = lead_identifier(lead)
+                if not _RESOLVES[kind](value):
+                    failed += 1
+                    continue
+                key = value.lower() if kind == "username" else value
+                members = state.members[kind]
+                if key in members:
+                    skipped += 1
+                else:
+                    members.add(key)
+                    added += 1
+        return added, skipped, failed
+
+    def record_status(self, status: int) -> None:
+        """Count an answer sent by the leads endpoint."""
+        with self._lock:
+            self._by_status[status] = self._by_status.get(status, 0) + 1
+
+    def record_fault(self, fault: str) -> None:
+        """Count a request left without an answer: "drop", "lost", "hang" or "shutdown"."""
+        with self._lock:
+            self._faults[fault] = self._faults.get(fault, 0) + 1
+
+    def received(self, campaign: str) -> list[tuple[str, str]]:
+        """Each (kind, value) of each applied request to `campaign`, in order, re-sends included."""
+        out: list[tuple[str, str]] = []
+        for body in self.bodies(campaign):
+            for name, kind in ARRAYS:
+                out.extend((kind, value) for value in body.get(name, ()))
+            out.extend(lead_identifier(lead) for lead in body.get("leads", ()))
+        return out
+
+    def members(self, campaign: str) -> set[tuple[str, str]]:
+        """The (kind, key) of each lead in `campaign`; usernames lower-cased."""
+        with self._lock:
+            state = self._campaigns.get(campaign)
+            if state is None:
+                return set()
+            return {(kind, key) for kind, keys in state.members.items() for key in keys}
+
+    def requests_by_status(self) -> dict[int, int]:
+        """Answers sent by the leads endpoint, by status code (unanswered requests not included)."""
+        with self._lock:
+            return dict(self._by_status)
+
+    def faults(self) -> dict[str, int]:
+        """Requests left without an answer, by fault (see `record_fault`); "lost" were applied."""
+        with self._lock:
+            return dict(self._faults)
+
+    def total_requests(self) -> int:
+        """Every request the leads endpoint got, answered or not."""
+        with self._lock:
+            return sum(self._by_status.values()) + sum(self._faults.values())
+
+    def bodies(self, campaign: str) -> list[dict[str, Any]]:
+        """The JSON bodies applied to `campaign`, in order."""
+        with self._lock:
+            state = self._campaigns.get(campaign)
+            return list(state.bodies) if state else []
+
+    def campaigns(self) -> list[str]:
+        """Campaigns that received at least one applied request."""
+        with self._lock:
+            return list(self._campaigns)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything above as one JSON-ready object (served at ``/_sandbox/state``)."""
+        campaigns: dict[str, Any] = {}
+        for campaign in self.campaigns():
+            with self._lock:
+                state = self._campaigns[campaign]
+                size = sum(len(keys) for keys in state.members.values())
+                bodies = list(state.bodies)
+            requests = [{name: body.get(name, []) for name in _LOGGED} for body in bodies]
+            campaigns[campaign] = {"members": size, "requests": requests}
+        by_status = self.requests_by_status()
+        faults = self.faults()
+        return {
+            "requests": sum(by_status.values()) + sum(faults.values()),
+            "by_status": {str(status): n for status, n in sorted(by_status.items())},
+            "faults": faults,
+            "campaigns": campaigns,
+        }

@@ -1,0 +1,553 @@
+"""The sandbox stand-in of the Add leads endpoint: rules, rate limit, faults, serving."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+
+from inboxleads.sandbox import (
+    API_PREFIX,
+    DEFAULT_TOKEN,
+    HANG_S,
+    Faults,
+    RunningSandbox,
+    SandboxConfig,
+    SandboxState,
+    create_app,
+    sandbox_transport,
+    serve,
+)
+
+AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RecordingSleep:
+    """Returns at once, remembering how long it was asked to sleep."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@asynccontextmanager
+async def client_for(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = sandbox_transport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox" + API_PREFIX) as c:
+        yield c
+
+
+async def post(
+    app: Starlette,
+    body: Any,
+    campaign: str = "camp1",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    async with client_for(app) as client:
+        url = f"/campaigns/v2/{campaign}/leads"
+        return await client.post(url, json=body, headers=AUTH if headers is None else headers)
+
+
+def state_of(app: Starlette) -> SandboxState:
+    state: SandboxState = app.state.sandbox
+    return state
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    error: dict[str, Any] = response.json()["error"]
+    assert error["status"] == response.status_code
+    return error
+
+
+# --- auth and path -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": DEFAULT_TOKEN},
+        {"Authorization": "Basic c2FuZGJveA=="},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Bearer wrong-token"},
+    ],
+    ids=["missing", "no-scheme", "basic", "empty", "wrong"],
+)
+async def test_bad_or_missing_token_is_401_unauthorized(headers: dict[str, str]) -> None:
+    app = create_app()
+    response = await post(app, {"usernames": ["jack"]}, headers=headers)
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "UNAUTHORIZED"
+    assert state_of(app).members("camp1") == set()
+
+
+async def test_read_only_token_is_403_forbidden() -> None:
+    response = await post(
+        create_app(), {"usernames": ["jack"]}, headers={"Authorization": "Bearer ro_x"}
+    )
+    assert response.status_code == 403
+    assert error_of(response)["code"] == "FORBIDDEN"
+
+
+async def test_error_messages_never_echo_the_token() -> None:
+    response = await post(
+        create_app(), {"usernames": ["jack"]}, headers={"Authorization": "Bearer s3cret"}
+    )
+    assert "s3cret" not in response.text
+
+
+async def test_campaign_id_outside_pattern_is_400() -> None:
+    response = await post(create_app(), {"usernames": ["jack"]}, campaign="Camp-1")
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "VALIDATION_ERROR"
+    assert "campaignId" in error["message"]
+
+
+async def test_campaign_starting_with_missing_is_404() -> None:
+    response = await post(create_app(), {"usernames": ["jack"]}, campaign="missing42")
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "CAMPAIGN_NOT_FOUND"
+
+
+async def test_auth_is_checked_before_path_and_path_before_body() -> None:
+    app = create_app()
+    bad_token = {"Authorization": "Bearer nope"}
+    assert (await post(app, "not an object", campaign="BAD", headers=bad_token)).status_code == 401
+    response = await post(app, "not an object", campaign="BAD")
+    assert "campaignId" in error_of(response)["message"]
+
+
+async def test_unknown_route_and_wrong_method_answer_in_the_error_shape() -> None:
+    async with client_for(create_app()) as client:
+        missing = await client.post("/campaigns/v1/camp1/leads", json={}, headers=AUTH)
+        wrong_method = await client.get("/campaigns/v2/camp1/leads", headers=AUTH)
+    assert missing.status_code == 404
+    assert error_of(missing)["code"] == "NOT_FOUND"
+    assert wrong_method.status_code == 405
+    assert error_of(wrong_method)["code"] == "METHOD_NOT_ALLOWED"
+    assert wrong_method.headers["allow"] == "POST"
+
+
+# --- body validation -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (["jack"], "body"),
+        ({}, "body"),
+        ({"platform": "twitter"}, "body"),
+        ({"usernames": ["jack"], "emails": ["a@b.c"]}, "emails"),
+        ({"platform": "instagram", "usernames": ["jack"]}, "platform"),
+        ({"usernames": "jack"}, "usernames"),
+        ({"usernames": []}, "usernames"),
+        ({"usernames": ["u"] * 2001}, "usernames"),
+        ({"usernames": ["jack", ""]}, "usernames[1]"),
+        ({"platformIds": [44196397]}, "platformIds[0]"),
+        ({"externalIds": [None]}, "externalIds[0]"),
+        ({"leads": []}, "leads"),
+        ({"leads": ["jack"]}, "leads[0]"),
+        ({"leads": [{}]}, "leads[0]"),
+        ({"leads": [{"username": "jack", "platformId": "1"}]}, "leads[0]"),
+        ({"leads": [{"username": "jack", "email": "x"}]}, "leads[0].email"),
+        ({"leads": [{"username": ""}]}, "leads[0].username"),
+        ({"leads": [{"username": "jack", "platform": "x"}]}, "leads[0].platform"),
+        ({"leads": [{"username": "jack", "data": ["x"]}]}, "leads[0].data"),
+        ({"leads": [{"username": "jack", "data": {"custom_a": 3}}]}, "leads[0].data.custom_a"),
+    ],
+)
+async def test_invalid_body_is_400_naming_the_field(body: Any, field: str) -> None:
+    app = create_app()
+    response = await post(app, body)
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["message"].startswith(field + ":")
+    assert state_of(app).bodies("camp1") == []
+
+
+async def test_body_that_is_not_json_is_400() -> None:
+    async with client_for(create_app()) as client:
+        response = await client.post("/campaigns/v2/c/leads", content=b"{nope", headers=AUTH)
+    assert response.status_code == 400
+    assert error_of(response)["message"].startswith("body:")
+
+
+async def test_more_identifiers_than_max_total_across_arrays_is_400() -> None:
+    app = create_app(SandboxConfig(max_total=3))
+    response = await post(
+        app, {"usernames": ["a", "b"], "leads": [{"platformId": "1"}, {"externalId": "x"}]}
+    )
+    assert response.status_code == 400
+    assert "4 identifiers" in error_of(response)["message"]
+    assert (await post(app, {"usernames": ["a", "b"], "platformIds": ["1"]})).status_code == 200
+
+
+# --- resolution and state ------------------------------------------------------------------
+
+
+async def test_counts_follow_the_resolution_rule() -> None:
+    app = create_app()
+    body = {
+        "platform": "twitter",
+        # added jack, Ok_1; skipped JACK (same, case-insensitive); failed the last three
+        "usernames": ["jack", "JACK", "Ok_1", "Gone_away", "bad-name", "a" * 16],
+        # added 44196397; skipped its repeat; failed: 404 suffix, not digits, 20 digits
+        "platformIds": ["44196397", "44196397", "12404", "12a", "1" * 20],
+        # added hy4k7m2x; failed: gone prefix, upper case
+        "externalIds": ["hy4k7m2x", "gone1", "ABC"],
+        "leads": [
+            {"username": "jack"},  # skipped
+            {"platformId": "50393960", "data": {"custom_x": "1"}},  # added
+            {"externalId": "gonez"},  # failed
+        ],
+    }
+    response = await post(app, body)
+    assert response.status_code == 200
+    assert response.json() == {"added": 5, "skipped": 3, "failed": 9}
+    assert state_of(app).members("camp1") == {
+        ("username", "jack"),
+        ("username", "ok_1"),
+        ("platformId", "44196397"),
+        ("platformId", "50393960"),
+        ("externalId", "hy4k7m2x"),
+    }
+
+
+async def test_resending_counts_skipped_and_is_logged_again() -> None:
+    app = create_app()
+    body = {"usernames": ["jack", "nope!"], "leads": [{"username": "ev", "data": {"c": "v"}}]}
+    assert (await post(app, body)).json() == {"added": 2, "skipped": 0, "failed": 1}
+    assert (await post(app, body)).json() == {"added": 0, "skipped": 2, "failed": 1}
+    state = state_of(app)
+    assert (
+        state.received("camp1")
+        == [("username", "jack"), ("username", "nope!"), ("username", "ev")] * 2
+    )
+    assert state.bodies("camp1") == [body, body]
+    assert state.requests_by_status() == {200: 2}
+    assert state.members("other") == set()
+
+
+async def test_campaigns_are_kept_apart() -> None:
+    app = create_app()
+    await post(app, {"usernames": ["jack"]}, campaign="a1")
+    assert (await post(app, {"usernames": ["jack"]}, campaign="b2")).json()["added"] == 1
+
+
+async def test_state_endpoint_reports_requests_and_members_without_auth() -> None:
+    app = create_app()
+    await post(app, {"usernames": ["jack", "jack"]})
+    await post(app, {"usernames": ["x"]}, headers={})
+    async with client_for(app) as client:
+        state = (await client.get("/_sandbox/state")).json()
+    assert state["requests"] == 2
+    assert state["by_status"] == {"200": 1, "401": 1}
+    assert state["campaigns"] == {
+        "camp1": {
+            "members": 1,
+            "requests": [
+                {"usernames": ["jack", "jack"], "platformIds": [], "externalIds": [], "leads": []}
+            ],
+        }
+    }
+
+
+_HANDLES = st.one_of(
+    st.from_regex(r"[A-Za-z0-9_]{1,15}", fullmatch=True),
+    st.sampled_from(["gone", "GoneX", "a-b", "", "x" * 16, "Jack", "jack"]),
+)
+
+
+@settings(max_examples=50)
+@given(st.lists(_HANDLES, min_size=1, max_size=50))
+def test_counts_add_up_and_a_resend_is_all_skipped(names: list[str]) -> None:
+    state = SandboxState()
+    body = {"usernames": names}
+    added, skipped, failed = state.apply("c", body)
+    assert added + skipped + failed == len(names)
+    valid = [
+        n
+        for n in names
+        if re.fullmatch(r"[A-Za-z0-9_]{1,15}", n) and not n.lower().startswith("gone")
+    ]
+    assert failed == len(names) - len(valid)
+    assert added == len({n.lower() for n in valid})
+    assert state.apply("c", body) == (0, added + skipped, failed)
+
+
+# --- rate limit ----------------------------------------------------------------------------
+
+
+async def test_rate_limit_headers_and_429_with_retry_after() -> None:
+    clock = FakeClock(1000.0)
+    app = create_app(SandboxConfig(faults=Faults(rate_limit=2, rate_window_s=10.0)), clock=clock)
+    body = {"usernames": ["jack"]}
+
+    first = await post(app, body)
+    assert first.status_code == 200
+    assert first.headers["X-RateLimit-Limit"] == "2"
+    assert first.headers["X-RateLimit-Remaining"] == "1"
+    assert first.headers["X-RateLimit-Reset"] == "1010"
+
+    clock.now = 1004.5
+    second = await post(app, {"usernames": ["ev"]})
+    assert second.headers["X-RateLimit-Remaining"] == "0"
+    assert second.headers["X-RateLimit-Reset"] == "1010"  # when the oldest leaves the window
+
+    clock.now = 1005.5
+    limited = await post(app, {"usernames": ["new1"]})
+    assert limited.status_code == 429
+    assert error_of(limited)["code"] == "RATE_LIMITED"
+    assert limited.headers["Retry-After"] == "5"  # 4.5 s rounded up
+    assert limited.headers["X-RateLimit-Remaining"] == "0"
+    assert ("username", "new1") not in state_of(app).members("camp1")
+
+    clock.now = 1010.0  # the first request leaves the window; the 429 did not take a slot
+    after = await post(app, {"usernames": ["new1"]})
+    assert after.status_code == 200
+    assert after.headers["X-RateLimit-Remaining"] == "0"
+    assert after.headers["X-RateLimit-Reset"] == "1015"
+
+
+async def test_retry_after_is_at_least_one_second() -> None:
+    clock = FakeClock(1000.0)
+    app = create_app(SandboxConfig(faults=Faults(rate_limit=1, rate_window_s=1.0)), clock=clock)
+    await post(app, {"usernames": ["jack"]})
+    clock.now = 1000.9999
+    assert (await post(app, {"usernames": ["jack"]})).headers["Retry-After"] == "1"
+
+
+async def test_rate_headers_on_errors_other_than_auth_and_none_without_a_limit() -> None:
+    app = create_app(SandboxConfig(faults=Faults(rate_limit=5)), clock=FakeClock())
+    assert "X-RateLimit-Limit" in (await post(app, {"nope": 1})).headers
+    assert "X-RateLimit-Limit" in (await post(app, {}, campaign="missing1")).headers
+    assert "X-RateLimit-Limit" not in (await post(app, {}, headers={})).headers
+    assert "X-RateLimit-Limit" not in (await post(create_app(), {"usernames": ["a"]})).headers
+
+
+# --- faults --------------------------------------------------------------------------------
+
+
+async def test_error_fault_answers_5xx_and_does_not_apply() -> None:
+    app = create_app(SandboxConfig(faults=Faults(error_rate=1.0, seed=7)))
+    statuses = []
+    for _ in range(12):
+        response = await post(app, {"usernames": ["jack"]})
+        codes = {500: "INTERNAL_ERROR", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE"}
+        assert error_of(response)["code"] == codes[response.status_code]
+        statuses.append(response.status_code)
+    assert set(statuses) <= {500, 502, 503}
+    assert len(set(statuses)) > 1
+    assert state_of(app).members("camp1") == set()
+    assert sum(state_of(app).requests_by_status().values()) == 12
+
+
+async def test_fault_draws_are_reproducible_from_the_seed() -> None:
+    async def statuses(seed: int) -> list[int]:
+        app = create_app(SandboxConfig(faults=Faults(error_rate=0.5, seed=seed)))
+        return [(await post(app, {"usernames": ["jack"]})).status_code for _ in range(10)]
+
+    assert await statuses(3) == await statuses(3)
+
+
+async def test_injected_rng_is_used_for_fault_draws() -> None:
+    app = create_app(SandboxConfig(faults=Faults(error_rate=0.5)), rng=random.Random(3))
+    again = create_app(SandboxConfig(faults=Faults(error_rate=0.5, seed=3)))
+    first = [(await post(app, {"usernames": ["a"]})).status_code for _ in range(8)]
+    assert first == [(await post(again, {"usernames": ["a"]})).status_code for _ in range(8)]
+
+
+async def test_drop_fault_breaks_the_connection_without_applying() -> None:
+    app = create_app(SandboxConfig(faults=Faults(drop_rate=1.0, seed=1)))
+    with pytest.raises(httpx.RemoteProtocolError):
+        await post(app, {"usernames": ["jack"]})
+    assert state_of(app).members("camp1") == set()
+    assert state_of(app).faults() == {"drop": 1}
+
+
+async def test_lost_fault_applies_then_breaks_the_connection() -> None:
+    app = create_app(SandboxConfig(faults=Faults(lost_rate=1.0, seed=1)))
+    with pytest.raises(httpx.RemoteProtocolError):
+        await post(app, {"usernames": ["jack"]})
+    assert state_of(app).members("camp1") == {("username", "jack")}
+    assert state_of(app).received("camp1") == [("username", "jack")]
+    assert state_of(app).faults() == {"lost": 1}
+    assert state_of(app).requests_by_status() == {}
+
+
+async def test_hang_sleeps_an_hour_then_drops_without_applying() -> None:
+    sleep = RecordingSleep()
+    app = create_app(SandboxConfig(faults=Faults(hang_rate=1.0, seed=1)), sleep=sleep)
+    with pytest.raises(httpx.RemoteProtocolError):
+        await post(app, {"usernames": ["jack"]})
+    assert sleep.calls == [HANG_S]
+    assert state_of(app).members("camp1") == set()
+    assert state_of(app).faults() == {"hang": 1}
+
+
+async def test_hang_is_cut_short_by_the_client_read_timeout() -> None:
+    async def sleep_forever(seconds: float) -> None:
+        await anyio.sleep_forever()
+
+    app = create_app(SandboxConfig(faults=Faults(hang_rate=1.0, seed=1)), sleep=sleep_forever)
+    transport = sandbox_transport(app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://sandbox" + API_PREFIX
+    ) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(
+                "/campaigns/v2/c/leads", json={"usernames": ["a"]}, headers=AUTH, timeout=0.05
+            )
+    assert state_of(app).members("c") == set()
+
+
+async def test_latency_is_fixed_plus_per_username_through_the_injected_sleep() -> None:
+    sleep = RecordingSleep()
+    faults = Faults(latency_s=0.5, username_latency_s=0.01)
+    app = create_app(SandboxConfig(faults=faults), sleep=sleep)
+    body = {
+        "usernames": ["a", "b", "c"],
+        "platformIds": ["1"],
+        "leads": [{"username": "d"}, {"externalId": "e"}],
+    }
+    assert (await post(app, body)).status_code == 200
+    assert sleep.calls == [pytest.approx(0.54)]
+
+
+async def test_no_sleep_without_latency() -> None:
+    sleep = RecordingSleep()
+    await post(create_app(sleep=sleep), {"usernames": ["a"]})
+    assert sleep.calls == []
+
+
+# --- serving over real sockets -------------------------------------------------------------
+
+
+def test_running_sandbox_answers_over_loopback_and_drops_connections() -> None:
+    with RunningSandbox() as sandbox, httpx.Client(base_url=sandbox.base_url) as client:
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/api/v1", sandbox.base_url)
+        response = client.post("/campaigns/v2/c1/leads", json={"usernames": ["jack"]}, headers=AUTH)
+        assert response.json() == {"added": 1, "skipped": 0, "failed": 0}
+        assert sandbox.state.members("c1") == {("username", "jack")}
+        assert client.get("/_sandbox/state").json()["campaigns"]["c1"]["members"] == 1
+
+    config = SandboxConfig(faults=Faults(drop_rate=1.0, seed=1))
+    with RunningSandbox(config) as sandbox, httpx.Client(base_url=sandbox.base_url) as client:
+        with pytest.raises(httpx.TransportError):
+            client.post("/campaigns/v2/c1/leads", json={"usernames": ["jack"]}, headers=AUTH)
+        assert sandbox.state.members("c1") == set()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_running_sandbox_stops_promptly_with_a_request_hanging() -> None:
+    errors: list[Exception] = []
+
+    def call(url: str) -> None:
+        try:
+            httpx.post(url, json={"usernames": ["a"]}, headers=AUTH, timeout=30)
+        except httpx.TransportError as exc:
+            errors.append(exc)
+
+    config = SandboxConfig(faults=Faults(hang_rate=1.0, seed=1))
+    with RunningSandbox(config) as sandbox:
+        client = threading.Thread(target=call, args=(sandbox.base_url + "/campaigns/v2/c1/leads",))
+        client.start()
+        wait_for(lambda: sandbox.state.faults() == {"hang": 1})
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 1.0  # not the hour, nor uvicorn's grace period
+    client.join(timeout=5)
+    assert len(errors) == 1
+    assert sandbox.state.members("c1") == set()
+
+
+def test_a_client_that_times_out_may_still_see_its_batch_applied() -> None:
+    # Over a real socket the server does not notice the client leaving: as with the real API,
+    # a timed-out request is not proof that nothing was added.
+    config = SandboxConfig(faults=Faults(latency_s=0.3))
+    with RunningSandbox(config) as sandbox, httpx.Client(base_url=sandbox.base_url) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            client.post(
+                "/campaigns/v2/c1/leads", json={"usernames": ["a"]}, headers=AUTH, timeout=0.05
+            )
+        wait_for(lambda: sandbox.state.members("c1") == {("username", "a")})
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.1", "example.com", "::"])
+def test_serve_refuses_non_loopback_hosts(host: str) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        serve(SandboxConfig(), host=host)
+
+
+@pytest.mark.parametrize(
+    ("sig", "host"), [(signal.SIGINT, "127.0.0.1"), (signal.SIGTERM, "localhost")]
+)
+def test_serve_reports_its_url_and_returns_quietly_on_a_signal(sig: int, host: str) -> None:
+    code = (
+        "from inboxleads.sandbox import SandboxConfig, serve\n"
+        f"serve(SandboxConfig(), host={host!r}, ready=lambda url: print(url, flush=True))\n"
+        "print('returned', flush=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        try:
+            assert re.fullmatch(r"http://127\.0\.0\.1:\d+/api/v1", url)
+            response = httpx.post(
+                url + "/campaigns/v2/c1/leads", json={"usernames": ["jack"]}, headers=AUTH
+            )
+            assert response.status_code == 200
+        finally:
+            proc.send_signal(sig)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert out == "returned\n"
+    assert err == ""
