@@ -141,7 +141,11 @@ class _Endpoint:
         )
 
     async def leads(self, request: Request) -> Response:
-        response = await self._answer(request)
+        self.state.enter()
+        try:
+            response = await self._answer(request)
+        finally:
+            self.state.leave()
         if isinstance(response, _Broken):
             self.state.record_fault(response.fault)
         else:

@@ -144,6 +144,19 @@ class SandboxState:
         self._campaigns: dict[str, _Campaign] = {}
         self._by_status: dict[int, int] = {}
         self._faults: dict[str, int] = {}
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def enter(self) -> None:
+        """A request arrived: count it in flight (to show a client's real concurrency)."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        """A request was answered (or broken off)."""
+        with self._lock:
+            self.in_flight -= 1
 
     def apply(self, campaign: str, body: dict[str, Any]) -> tuple[int, int, int]:
         """Add a validated body's identifiers to `campaign`; return (added, skipped, failed)."""
@@ -249,5 +262,6 @@ class SandboxState:
             "requests": sum(by_status.values()) + sum(faults.values()),
             "by_status": {str(status): n for status, n in sorted(by_status.items())},
             "faults": faults,
+            "max_in_flight": self.max_in_flight,
             "campaigns": campaigns,
         }

@@ -323,3 +323,24 @@ def test_sigterm_exits_143(start_sandbox: Callable[..., RunningSandbox], tmp_pat
     os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err.decode()
+
+
+def test_requests_really_overlap_up_to_the_concurrency(
+    run_cli: Run, start_sandbox: Callable[..., RunningSandbox], tmp_path: Path
+) -> None:
+    server = start_sandbox(latency_s=0.4)
+    path = write_lines(tmp_path / "a.txt", [f"h{i}" for i in range(8 * 50)])
+    result = run_cli(
+        "add",
+        "conc1",
+        str(path),
+        "--batch-size",
+        "50",
+        "--concurrency",
+        "8",
+        "--json",
+        env=api_env(server),
+    )
+    assert result.code == 0 and result.summary["requests"] == 8
+    # The server saw all eight requests at once: they overlapped on the wire.
+    assert server.state.max_in_flight == 8
