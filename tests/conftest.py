@@ -42,6 +42,9 @@ class CliResult:
         return data
 
 
+Run = Callable[..., CliResult]
+
+
 def assert_no_token(result: CliResult, root: Path, token: str = SECRET) -> None:
     """Fail when the token shows in the output or in any file under `root`."""
     assert token not in result.stdout, "token leaked to stdout"
