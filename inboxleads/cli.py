@@ -246,6 +246,22 @@ def add(
             help="Write every identifier not delivered, in a form `add` reads back.",
         ),
     ] = None,
+    explain_failures: Annotated[
+        Path | None,
+        typer.Option(
+            "--explain-failures",
+            help="After the upload, re-send halves of batches whose answer counted "
+            "failures until each failed identifier is named; write them to this CSV.",
+        ),
+    ] = None,
+    explain_budget: Annotated[
+        int | None,
+        typer.Option(
+            "--explain-budget",
+            help="At most this many extra requests for --explain-failures (default: no cap).",
+            show_default=False,
+        ),
+    ] = None,
     ca_bundle: Annotated[
         Path | None,
         typer.Option("--ca-bundle", help="CA certificates to trust (a corporate proxy's)."),
@@ -320,6 +336,8 @@ def _add(**options: Any) -> None:
         undelivered=o.undelivered,
         wait_lock=o.wait_lock,
         ca_bundle=o.ca_bundle,
+        explain_failures=o.explain_failures,
+        explain_budget=o.explain_budget,
     )
     env = Environment(no_color=bool(os.environ.get("NO_COLOR")))
     if token is not None and token != "-" and env.stderr_isatty and not quiet:

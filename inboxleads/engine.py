@@ -50,6 +50,7 @@ class EngineConfig:
     flush_after_s: float = 5.0
     stop_grace_s: float = 10.0
     dry_run: bool = False
+    keep_failed_batches: bool = False
 
 
 @dataclass
@@ -102,6 +103,8 @@ class Engine:
         self._abort = asyncio.Event()
         self._in_flight = 0
         self._last_pause_end = 0.0
+        # Delivered batches whose answer counted failures, kept for `explain`.
+        self.failed_batches: list[tuple[Batch, int]] = []
 
     # -- stopping -------------------------------------------------------------
 
@@ -161,6 +164,7 @@ class Engine:
         digest = batch.digest(self.config.campaign) if self.journal is not None else ""
         if self.journal is not None and self.journal.has(digest):
             self.emit(ev.BatchResumed(batch.seq, len(batch)))
+            self._keep_if_failed(batch, self.journal.failed_of(digest) or 0)
             return Delivery(True)
         result = await self.deliver(batch.seq, batch.leads, "upload")
         if result.delivered and result.answer is not None:
@@ -177,7 +181,12 @@ class Engine:
                     result.attempts,
                 )
             )
+            self._keep_if_failed(batch, answer.failed)
         return result
+
+    def _keep_if_failed(self, batch: Batch, failed: int) -> None:
+        if failed and self.config.keep_failed_batches:
+            self.failed_batches.append((batch, failed))
 
     async def deliver(self, seq: int, leads: list[Lead], phase: str) -> Delivery:
         """Send `leads` in one request, retrying transient failures.

@@ -180,6 +180,13 @@ def _parse_link(text: str) -> ParseResult:
     return _username(handle)
 
 
+def readable(kind: Kind, value: str) -> str:
+    """The value as written in reports: reads back as the same kind in auto mode."""
+    if kind is Kind.USERNAME and value.isdigit():
+        return "@" + value  # a bare number reads back as a platform ID
+    return value
+
+
 def dedup_key(kind: Kind, value: str) -> str:
     """The key under which two identifiers are the same lead."""
     return value.lower() if kind is Kind.USERNAME else value

@@ -52,7 +52,8 @@ class Journal:
     def __init__(self, path: Path, key: RunKey) -> None:
         self.path = path
         self.key = key
-        self._done: set[str] = set()
+        # digest -> the failed count the server gave for it
+        self._done: dict[str, int] = {}
         self._out: IO[str] | None = None
 
     @classmethod
@@ -94,7 +95,8 @@ class Journal:
             except ValueError:
                 continue  # a torn last line from a crash
             if isinstance(record, dict) and isinstance(record.get("batch"), str):
-                self._done.add(record["batch"])
+                failed = record.get("failed")
+                self._done[record["batch"]] = failed if isinstance(failed, int) else 0
 
     def _write(self, record: dict[str, Any]) -> None:
         assert self._out is not None
@@ -106,21 +108,28 @@ class Journal:
         """True when an earlier run delivered this batch."""
         return digest in self._done
 
-    def record(self, digest: str, seq: int, size: int, answer: Answer) -> None:
-        """Append a delivered batch, durably."""
-        self._done.add(digest)
+    def failed_of(self, digest: str) -> int | None:
+        """The failed count recorded for a delivered batch (None: not recorded)."""
+        return self._done.get(digest)
+
+    def record(
+        self, digest: str, seq: int, size: int, answer: Answer, phase: str = "upload"
+    ) -> None:
+        """Append a delivered batch (or an explanation request), durably."""
+        self._done[digest] = answer.failed
+        record: dict[str, Any] = {
+            "batch": digest,
+            "seq": seq,
+            "size": size,
+            "added": answer.added,
+            "skipped": answer.skipped,
+            "failed": answer.failed,
+            "ts": round(time.time(), 3),
+        }
+        if phase != "upload":
+            record["phase"] = phase
         try:
-            self._write(
-                {
-                    "batch": digest,
-                    "seq": seq,
-                    "size": size,
-                    "added": answer.added,
-                    "skipped": answer.skipped,
-                    "failed": answer.failed,
-                    "ts": round(time.time(), 3),
-                }
-            )
+            self._write(record)
         except OSError as exc:
             raise JournalError(f"journal {self.path}: {exc.strerror or exc}") from exc
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from .identifiers import Kind, Lead
+from .identifiers import Kind, Lead, readable
 from .inputs import Rejection
 
 
@@ -134,7 +134,4 @@ def write_undelivered(spool: Path, target: Path) -> str:
 
 def _as_line(entry: dict[str, Any]) -> str:
     """A username or platform ID as a value that reads back as the same kind."""
-    value = str(entry["value"])
-    if entry["kind"] == Kind.USERNAME.value and value.isdigit():
-        return "@" + value  # a bare number would read back as a platform ID
-    return value
+    return readable(Kind(entry["kind"]), str(entry["value"]))

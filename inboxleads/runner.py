@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO, Any, TextIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,6 +33,7 @@ from .client import InboxClient
 from .display import Display, make_display
 from .engine import Engine, EngineConfig
 from .errors import ExitStatus, InboxLeadsError, UsageError
+from .explain import Explainer, Explanation, write_failed
 from .inputs import OpenInput, ReadOptions, open_inputs
 from .journal import Journal, RunKey, RunLock
 from .pacing import RetryPolicy
@@ -87,6 +88,8 @@ class AddJob:
     wait_lock: bool = False
     ca_bundle: Path | None = None
     stop_grace_s: float = 10.0
+    explain_failures: Path | None = None
+    explain_budget: int | None = None
 
 
 @dataclass
@@ -190,6 +193,7 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
     started = env.monotonic()
     signum: int | None = None
     error: InboxLeadsError | None = None
+    extra: dict[str, Any] = {}
     try:
         if job.journal is not None and not job.dry_run:
             lock = RunLock(job.journal.with_name(job.journal.name + ".lock"))
@@ -214,6 +218,8 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
             ticker = asyncio.create_task(_tick(display))
             try:
                 await engine.run()
+                if job.explain_failures is not None and not job.dry_run:
+                    extra = await _explain(job, job.explain_failures, engine)
             finally:
                 ticker.cancel()
                 await asyncio.gather(ticker, return_exceptions=True)
@@ -235,12 +241,26 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
         dry_run=job.dry_run,
         elapsed_s=env.monotonic() - started,
         exit_code=int(status),
+        extra=extra,
     )
     display.stop(summary)
     if job.json_summary:
         env.stdout.write(json.dumps(summary.to_json()) + "\n")
         env.stdout.flush()
     return AddResult(status, summary, error)
+
+
+async def _explain(job: AddJob, path: Path, engine: Engine) -> dict[str, Any]:
+    """The second phase: name the identifiers behind the upload's failed counts."""
+    explanation = Explanation()
+    if not engine.stopping:
+        explanation = await Explainer(engine, job.explain_budget).run(engine.failed_batches)
+    write_failed(path, explanation)
+    return {
+        "failed_identified": len(explanation.identified),
+        "failed_unexplained": explanation.unexplained_leads,
+        "explain_requests": explanation.requests,
+    }
 
 
 def _run_key(job: AddJob) -> RunKey:
@@ -262,6 +282,7 @@ def _engine_config(job: AddJob) -> EngineConfig:
         flush_after_s=job.flush_after_s,
         stop_grace_s=job.stop_grace_s,
         dry_run=job.dry_run,
+        keep_failed_batches=job.explain_failures is not None,
     )
 
 
