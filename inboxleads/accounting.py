@@ -13,6 +13,8 @@ from typing import Any
 
 from . import events as ev
 
+EXAMPLES = 3
+
 
 @dataclass
 class Tally:
@@ -44,6 +46,10 @@ class Tally:
     explain_requests: int = 0
     explain_identified: int = 0
     explain_unexplained: int = 0
+    # What was read, by input and by kind, and why records were rejected.
+    sources: dict[str, dict[str, int]] = field(default_factory=dict)
+    kinds: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, list[Any]] = field(default_factory=dict)
 
     @property
     def pending(self) -> int:
@@ -57,6 +63,7 @@ class Tally:
             self.rejected += event.rejected
             self.duplicates += event.duplicates
             self.unique += event.read - event.rejected - event.duplicates
+            self._read_details(event)
         elif isinstance(event, ev.BatchQueued):
             self.batches += 1
         elif isinstance(event, ev.InputFinished):
@@ -99,6 +106,36 @@ class Tally:
             self.explain_identified = event.identified
             self.explain_unexplained = event.unexplained
 
+    def _read_details(self, event: ev.RecordsRead) -> None:
+        if event.source:
+            counts = self.sources.setdefault(
+                event.source, {"read": 0, "rejected": 0, "duplicates": 0, "unique": 0}
+            )
+            counts["read"] += event.read
+            counts["rejected"] += event.rejected
+            counts["duplicates"] += event.duplicates
+            counts["unique"] += event.read - event.rejected - event.duplicates
+        for kind, n in event.kinds:
+            self.kinds[kind] = self.kinds.get(kind, 0) + n
+        for r in event.rejections:
+            entry = self.reasons.setdefault(r.reason, [0, []])
+            entry[0] += 1
+            if len(entry[1]) < EXAMPLES:
+                entry[1].append(f"{r.source}:{r.line}: {r.text[:80]}")
+
+    def report(self) -> dict[str, Any]:
+        """What was read: per input, per kind, and rejections by reason with examples."""
+        return {
+            "sources": self.sources,
+            "kinds": self.kinds,
+            "rejections": {
+                reason: {"count": count, "examples": examples}
+                for reason, (count, examples) in sorted(
+                    self.reasons.items(), key=lambda item: -item[1][0]
+                )
+            },
+        }
+
     def check(self) -> None:
         """Raise AssertionError when the contract's invariants do not hold."""
         assert self.read == self.rejected + self.duplicates + self.unique, self
@@ -140,5 +177,7 @@ class Summary:
             "upload_requests": t.requests,
             "responses": dict(sorted(t.by_status.items())),
         }
+        if self.dry_run:
+            out["report"] = t.report()
         out.update(self.extra)
         return out

@@ -121,6 +121,31 @@ def summary_rows(summary: Summary) -> list[tuple[str, int | str]]:
     return rows
 
 
+def details(summary: Summary) -> list[str]:
+    """Lines after the summary: the dry-run report, the failure explanation."""
+    t = summary.tally
+    lines: list[str] = []
+    if summary.dry_run:
+        for source, c in t.sources.items():
+            lines.append(
+                f"{source}: {c['read']:,} read, {c['unique']:,} unique, "
+                f"{c['duplicates']:,} duplicates, {c['rejected']:,} rejected"
+            )
+        if t.kinds:
+            lines.append("kinds: " + ", ".join(f"{k} {n:,}" for k, n in t.kinds.items()))
+        for reason, info in t.report()["rejections"].items():
+            lines.append(f"rejected {info['count']:,}x: {reason}")
+            lines.extend(f"    e.g. {example}" for example in info["examples"])
+    extra = summary.extra
+    if "failed_identified" in extra:
+        lines.append(
+            f"explained failures: {extra['failed_identified']:,} named, "
+            f"{extra['failed_unexplained']:,} left in batches with failures, "
+            f"{extra['explain_requests']:,} extra requests"
+        )
+    return lines
+
+
 def verdict(summary: Summary) -> tuple[str, bool]:
     """The one-line outcome of a run, and whether it is good news."""
     t = summary.tally
@@ -233,6 +258,8 @@ class PlainDisplay:
             self._write(f"campaign: {summary.campaign}")
         for key, value in summary_rows(summary):
             self._write(f"{key}: {value}")
+        for line in details(summary):
+            self._write(line)
         self._write(verdict(summary)[0])
 
 
@@ -408,4 +435,6 @@ class RichDisplay:
             table.add_row(key, f"{value:,}" if isinstance(value, int) else value)
         text, good = verdict(summary)
         self.console.print(table)
+        for line in details(summary):
+            self.console.print(line, markup=False, highlight=False)
         self.console.print(Text(text, style="bold green" if good else "bold red"))

@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import random
 import threading
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -338,16 +339,27 @@ class Engine:
         rejections: list[Rejection] = []
         duplicates = 0
         full: list[Batch] = []
+        kinds: Counter[str] = Counter()
         for record in records:
             if isinstance(record, Rejection):
                 rejections.append(record)
             elif not dedup.first_time(record):
                 duplicates += 1
             else:
+                kinds[record.kind.value] += 1
                 batch = batcher.add(record)
                 if batch is not None:
                     full.append(batch)
-        self.emit(ev.RecordsRead(len(records), len(rejections), duplicates, tuple(rejections)))
+        self.emit(
+            ev.RecordsRead(
+                len(records),
+                len(rejections),
+                duplicates,
+                tuple(rejections),
+                records[0].source,  # the reader hands over one input at a time
+                tuple(kinds.items()),
+            )
+        )
         if rejections:
             self.reports.rejected(rejections)
         for batch in full:
@@ -438,9 +450,9 @@ def _read_all(
                     buffer.append(record)
                     if len(buffer) >= READ_CHUNK:
                         hand_over()
+                hand_over()  # a chunk never mixes two inputs
             finally:
                 source.close()
-        hand_over()
         push(None)
     except _Cancelled:
         _push_quietly(loop, chunks, None)

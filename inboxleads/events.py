@@ -20,6 +20,8 @@ class RecordsRead:
     rejected: int
     duplicates: int
     rejections: tuple[Rejection, ...] = ()
+    source: str = ""
+    kinds: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

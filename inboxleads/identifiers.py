@@ -120,10 +120,10 @@ def _username(handle: str) -> ParseResult:
         return (Kind.USERNAME, handle)
     if not handle:
         return "empty username"
-    if len(handle) > 15:
-        return f"username longer than 15 characters ({len(handle)})"
-    bad = next(ch for ch in handle if not (ch.isascii() and (ch.isalnum() or ch == "_")))
-    return f"character {bad!r} is not allowed in a username"
+    bad = next((ch for ch in handle if not (ch.isascii() and (ch.isalnum() or ch == "_"))), None)
+    if bad is not None:
+        return f"character {bad!r} is not allowed in a username"
+    return "username longer than 15 characters"
 
 
 def _platform_id(digits: str) -> ParseResult:

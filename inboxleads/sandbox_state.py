@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -139,8 +140,12 @@ class SandboxState:
     The bodies returned are the server's own objects: read them, don't mutate them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
+        # For benchmarks: when the first request arrived and the last answer was ready.
+        self.first_arrival: float | None = None
+        self.last_answer: float | None = None
         self._campaigns: dict[str, _Campaign] = {}
         self._by_status: dict[int, int] = {}
         self._faults: dict[str, int] = {}
@@ -152,11 +157,14 @@ class SandboxState:
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if self.first_arrival is None:
+                self.first_arrival = self._clock()
 
     def leave(self) -> None:
         """A request was answered (or broken off)."""
         with self._lock:
             self.in_flight -= 1
+            self.last_answer = self._clock()
 
     def apply(self, campaign: str, body: dict[str, Any]) -> tuple[int, int, int]:
         """Add a validated body's identifiers to `campaign`; return (added, skipped, failed)."""
@@ -263,5 +271,7 @@ class SandboxState:
             "by_status": {str(status): n for status, n in sorted(by_status.items())},
             "faults": faults,
             "max_in_flight": self.max_in_flight,
+            # Seconds on the state's clock (default `time.monotonic`, shared by local processes).
+            "timing": {"first_arrival": self.first_arrival, "last_answer": self.last_answer},
             "campaigns": campaigns,
         }
