@@ -63,7 +63,7 @@ def _int_header(headers: httpx.Headers, name: str) -> int | None:
         return None
     try:
         return int(float(value.strip()))
-    except ValueError:
+    except (ValueError, OverflowError):  # "inf" and friends
         return None
 
 
@@ -80,7 +80,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         except (TypeError, ValueError, IndexError):
             return None
         seconds = when.timestamp() - now
-    if math.isnan(seconds):
+    if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
 

@@ -225,7 +225,9 @@ class Engine:
             if answer.status in (429, 503):
                 self.limit.overload()
             if answer.status == 429:
-                self.pacer.block(answer.retry_after or 1.0, f"rate limit: {answer.message}")
+                # Retry-After is the floor, but an absurd one must not hold the run for days.
+                hold = min(answer.retry_after or 1.0, self.config.retry.max_wait_s)
+                self.pacer.block(hold, f"rate limit: {answer.message}")
             if attempt >= self.config.retry.max_attempts:
                 reason = f"gave up after {attempt} attempts: {answer.message}"
                 break

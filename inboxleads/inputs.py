@@ -28,6 +28,8 @@ from .identifiers import HANDLE_RE, Kind, Lead, ReadAs, parse_value
 
 CHUNK_SIZE = 256 * 1024
 MAX_LINE_BYTES = 1024 * 1024
+# A cell may be as long as a line; past that the csv module raises, and the row is rejected.
+csv.field_size_limit(MAX_LINE_BYTES)
 SNIFF_BYTES = 8192
 STDIN_NAME = "<stdin>"
 
@@ -184,7 +186,6 @@ class _Lines:
         pending: list[bytes] = []
         pending_size = 0
         too_long = False
-        first = True
         while True:
             self.on_wait()
             try:
@@ -195,9 +196,6 @@ class _Lines:
                 ) from exc
             if not chunk:
                 break
-            if first:
-                chunk = chunk.removeprefix(b"\xef\xbb\xbf")
-                first = False
             parts = chunk.split(b"\n")
             for part in parts[:-1]:
                 if too_long or pending_size + len(part) > MAX_LINE_BYTES:
@@ -227,9 +225,11 @@ class _Lines:
         return "\n"
 
     def _decode(self, raw: bytes) -> str:
+        # A CR before the LF stays: every reader strips values, and the CSV
+        # reader needs it to keep a CRLF inside a quoted cell.
         self.number += 1
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
+        if self.number == 1:
+            raw = raw.removeprefix(b"\xef\xbb\xbf")
         if b"\x00" in raw:
             self.bad[self.number] = "contains NUL bytes"
             return "\n"
@@ -248,13 +248,13 @@ def read_records(
     it = iter(lines)
     fmt = source.fmt if options.fmt is Format.AUTO else options.fmt
     if fmt is Format.AUTO:
-        head: list[str] = []
+        head: list[tuple[int, str]] = []
         for text in it:
-            head.append(text)
-            if text.strip() and not text.lstrip().startswith("#"):
+            head.append((lines.number, text))
+            if lines.number not in lines.bad and text.strip() and not text.startswith("#"):
                 break
-        fmt = sniff(head[-1] if head else "", options)
-        it = _chain(head, it)
+        fmt = sniff(head[-1][1] if head else "", options)
+        it = _replay(head, lines, it)
     if fmt is Format.LINES:
         return _read_lines(it, lines, options)
     if fmt in (Format.CSV, Format.TSV):
@@ -266,6 +266,16 @@ def read_records(
 
 def _chain(head: list[str], rest: Iterator[str]) -> Iterator[str]:
     yield from head
+    yield from rest
+
+
+def _replay(head: list[tuple[int, str]], lines: _Lines, rest: Iterator[str]) -> Iterator[str]:
+    """Yield the lines read while sniffing again, each under its own line number."""
+    last = lines.number
+    for number, text in head:
+        lines.number = number
+        yield text
+    lines.number = last
     yield from rest
 
 
@@ -318,14 +328,15 @@ def _read_table(
     name = lines.source.name
     # Blank and comment lines are skipped before the header only: after it, a
     # blank line may be part of a quoted multi-line field.
-    header_text = next(
-        (t for t in it if lines.number in lines.bad or (t.strip() and not t.startswith("#"))),
-        None,
-    )
+    header_text = None
+    for text in it:
+        if lines.number in lines.bad:
+            yield Rejection(name, lines.number, "", lines.bad.pop(lines.number))
+        elif text.strip() and not text.startswith("#"):
+            header_text = text
+            break
     if header_text is None:
         return
-    if lines.number in lines.bad:
-        raise InputError(name, f"header: {lines.bad[lines.number]}", lines.number)
     reader = csv.reader(
         _chain([header_text], it), delimiter=delimiter or _pick_delimiter(header_text)
     )
@@ -334,7 +345,16 @@ def _read_table(
     read_as = options.read_as if options.read_as is not ReadAs.AUTO else column[1]
     index = column[0]
     keep = _data_columns(header, index, options)
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # A runaway quote or a huge cell: reject the row, go on with the next.
+            lines.bad.clear()
+            yield Rejection(name, lines.number, "", f"malformed CSV row: {exc}")
+            continue
         number = lines.number
         bad = [lines.bad.pop(n) for n in list(lines.bad) if n <= number]
         text = (delimiter or ",").join(row)

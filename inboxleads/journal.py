@@ -73,8 +73,15 @@ class Journal:
         return journal
 
     def _load(self) -> None:
-        with open(self.path, encoding="utf-8") as fh:
-            lines = fh.read().split("\n")
+        raw = self.path.read_bytes()
+        if not raw.endswith(b"\n"):
+            # A crash tore the last record: cut it off, or the next record
+            # would be glued to it and lost on the following run.
+            keep = raw.rfind(b"\n") + 1
+            with open(self.path, "r+b") as fh:
+                fh.truncate(keep)
+            raw = raw[:keep]
+        lines = raw.decode("utf-8", "replace").split("\n")
         try:
             header = json.loads(lines[0])
         except ValueError:

@@ -98,6 +98,10 @@ class Pacer:
         self._info_seq = seq
         self._remaining = rate.remaining
         self._reset = rate.reset
+        if rate.remaining <= 0:
+            # The budget is spent: nothing more may start before the reset, even
+            # a start that was already scheduled when this answer came in.
+            self._next_start = max(self._next_start, rate.reset)
 
     def block(self, seconds: float, reason: str) -> None:
         """Hold every sender for `seconds` (a 429's Retry-After)."""

@@ -98,7 +98,12 @@ def _entries(spool: Path) -> Iterable[dict[str, Any]]:
 
 
 def write_undelivered(spool: Path, target: Path) -> str:
-    """Write the final undelivered file from the spool; return the form chosen."""
+    """Write the final undelivered file from the spool; return the form chosen.
+
+    The form follows the target's extension where it names one (.csv, .tsv,
+    .json, .jsonl), since `add` reads files by extension; otherwise plain lines
+    when they lose nothing, else CSV, else JSONL.
+    """
     plain = True
     external = False
     columns: dict[str, None] = {}
@@ -109,27 +114,56 @@ def write_undelivered(spool: Path, target: Path) -> str:
         if "data" in entry:
             plain = False
             columns.update(dict.fromkeys(entry["data"]))
-    wants_jsonl = target.suffix.lower() in (".jsonl", ".ndjson")
-    if plain and not wants_jsonl:
-        with open_private(target) as out:
-            for entry in _entries(spool):
-                out.write(_as_line(entry) + "\n")
-        return "lines"
-    if not external and not wants_jsonl and "profile" not in columns:
-        with open_private(target) as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(["profile", *columns])
-            for entry in _entries(spool):
-                data = entry.get("data", {})
-                writer.writerow([_as_line(entry), *(data.get(c, "") for c in columns)])
-        return "csv"
+    suffix = target.suffix.lower()
+    if suffix == ".json":
+        return _write_objects(spool, target, array=True)
+    if suffix in (".jsonl", ".ndjson") or (external and suffix not in (".csv", ".tsv")):
+        return _write_objects(spool, target, array=False)
+    if suffix in (".csv", ".tsv") or not plain:
+        return _write_table(spool, target, columns, "\t" if suffix == ".tsv" else ",")
     with open_private(target) as out:
         for entry in _entries(spool):
+            out.write(_as_line(entry) + "\n")
+    return "lines"
+
+
+def _write_table(spool: Path, target: Path, columns: dict[str, None], delimiter: str) -> str:
+    """CSV/TSV whose first column, `username`, outranks any data column when read back.
+
+    User IDs go in it as x.com/i/user/ID links, which read back as IDs; external
+    IDs can only be written this way when every entry is one (`external_id`).
+    """
+    entries = _entries(spool)
+    all_external = all(e["kind"] == Kind.EXTERNAL_ID.value for e in _entries(spool))
+    first = "external_id" if all_external else "username"
+    with open_private(target) as out:
+        writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+        writer.writerow([first, *columns])
+        for entry in entries:
+            kind, value = entry["kind"], str(entry["value"])
+            if kind == Kind.PLATFORM_ID.value:
+                value = f"https://x.com/i/user/{value}"
+            elif kind == Kind.EXTERNAL_ID.value and not all_external:
+                # Cannot be told apart from a username in a table: keep the row
+                # readable for a person, and say so in the docs.
+                value = f"external:{value}"
+            data = entry.get("data", {})
+            writer.writerow([value, *(data.get(c, "") for c in columns)])
+    return "tsv" if delimiter == "\t" else "csv"
+
+
+def _write_objects(spool: Path, target: Path, array: bool) -> str:
+    """JSONL (or a JSON array) of lead objects with the API's field names."""
+    with open_private(target) as out:
+        out.write("[\n" if array else "")
+        for i, entry in enumerate(_entries(spool)):
             obj: dict[str, Any] = {entry["kind"]: entry["value"]}
             if "data" in entry:
                 obj["data"] = entry["data"]
-            out.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    return "jsonl"
+            line = json.dumps(obj, ensure_ascii=False)
+            out.write((",\n" if array and i else "") + line + ("" if array else "\n"))
+        out.write("\n]\n" if array else "")
+    return "json" if array else "jsonl"
 
 
 def _as_line(entry: dict[str, Any]) -> str:

@@ -80,7 +80,7 @@ def test_100k_mixed_forms_arrive_once_each_in_50_requests(
     assert len(bodies) == 50
     assert all(len(b["usernames"]) <= 2000 and b["platform"] == "twitter" for b in bodies)
     summary = result.summary
-    assert CONTRACT_KEYS <= summary.keys()
+    assert summary.keys() >= CONTRACT_KEYS
     assert summary["requests"] == 50 == sandbox_server.state.requests_by_status()[200]
     assert summary["added"] == len(sandbox_server.state.members("c100k")) == 100_000
     assert (summary["read"], summary["duplicates"], summary["unique"]) == (100_002, 2, 100_000)

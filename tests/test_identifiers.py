@@ -44,8 +44,6 @@ handles = st.from_regex(r"[A-Za-z0-9_]{1,15}", fullmatch=True)
 profile_handles = handles.filter(lambda h: h.lower() not in PAGES)
 word_handles = handles.filter(lambda h: not h.isdigit())
 api_ids = st.integers(min_value=1, max_value=MAX_API_ID)
-# IDs of up to 15 digits: longer bare IDs are misread in auto mode (see the xfail below).
-short_ids = st.integers(min_value=1, max_value=10**15 - 1)
 
 PROFILE_FORMS = (
     "@{}",
@@ -201,11 +199,6 @@ def test_non_digit_value_read_as_platform_id_is_rejected() -> None:
     assert result == "not a user ID (digits only)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: identifiers.py:143 a bare 16-19 digit ID misses the 15-char fast path and "
-    "_explain_bare turns its successful parse into 'not a user ID'",
-)
 @pytest.mark.parametrize("raw", ["1234567890123456", "1234567890123456789"])
 def test_bare_user_id_of_16_to_19_digits_reads_as_platform_id(raw: str) -> None:
     # Every X user ID made since 2022 has 19 digits.
@@ -277,15 +270,11 @@ def test_every_user_id_in_every_link_form_parses_to_that_id(number: int, form: s
 
 
 @settings(max_examples=100, deadline=None)
-@given(number=short_ids)
+@given(number=api_ids)
 def test_every_bare_user_id_up_to_15_digits_parses_to_that_id(number: int) -> None:
     assert parse_value(str(number)) == (Kind.PLATFORM_ID, str(number))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: identifiers.py:143 bare IDs of 16-19 digits are rejected in auto mode",
-)
 @settings(max_examples=50, deadline=None)
 @given(number=api_ids)
 @example(number=1234567890123456789)
@@ -324,8 +313,8 @@ def _as_auto_text(kind: Kind, value: str) -> str:
 
 
 ids_that_reparse = st.one_of(
-    st.builds(lambda f, n: f.format(n), st.sampled_from(ID_FORMS), short_ids),
-    short_ids.map(str),
+    st.builds(lambda f, n: f.format(n), st.sampled_from(ID_FORMS), api_ids),
+    api_ids.map(str),
 )
 
 

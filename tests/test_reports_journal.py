@@ -124,7 +124,7 @@ def test_undelivered_with_data_is_csv_that_reads_back_with_the_data(tmp_path: Pa
         lead(U, "777", {"company": "X"}),
     ]
     write_undelivered(path, leads)
-    assert path.read_text(encoding="utf-8").startswith("profile,first,note,company\n")
+    assert path.read_text(encoding="utf-8").startswith("username,first,note,company\n")
     assert read_back(path) == expected(leads)
 
 
@@ -148,14 +148,11 @@ def test_undelivered_to_a_jsonl_path_is_jsonl_that_reads_back(tmp_path: Path) ->
     assert read_back(path) == expected(leads)
 
 
-def test_data_with_a_profile_column_falls_back_to_jsonl(tmp_path: Path) -> None:
+def test_data_with_a_profile_column_keeps_the_identifier_column_first(tmp_path: Path) -> None:
     path = tmp_path / "undelivered.txt"
     leads = [lead(U, "jack", {"profile": "https://example.com/jack"})]
     write_undelivered(path, leads)
-    assert json.loads(path.read_text()) == {
-        "username": "jack",
-        "data": {"profile": "https://example.com/jack"},
-    }
+    assert path.read_text().splitlines()[0] == "username,profile"
     assert read_back(path) == expected(leads)
 
 
@@ -182,11 +179,6 @@ def test_undelivered_from_several_calls_keeps_their_order(tmp_path: Path) -> Non
     assert path.read_text() == "a\nb\nc\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reports.py:112 the form ignores the target's extension: plain lines "
-    "written to undelivered.csv are read back as a CSV without a header column",
-)
 @pytest.mark.parametrize("name", ["undelivered.csv", "undelivered.json"])
 def test_undelivered_named_like_csv_or_json_reads_back(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
@@ -195,12 +187,6 @@ def test_undelivered_named_like_csv_or_json_reads_back(tmp_path: Path, name: str
     assert read_back(path) == expected(leads)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reports.py:118 only a 'profile' data column forces JSONL; a data column "
-    "named like a better identifier column (handle, username, twitter, x) is read back "
-    "as the identifier",
-)
 @pytest.mark.parametrize("column", ["handle", "Username", "Twitter", "x"])
 def test_data_column_named_like_an_identifier_column_reads_back_unchanged(
     tmp_path: Path, column: str
@@ -211,11 +197,6 @@ def test_data_column_named_like_an_identifier_column_reads_back_unchanged(
     assert read_back(path) == expected(leads)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: identifiers.py:143 a 19-digit ID written to the undelivered file is "
-    "rejected when the file is read back in auto mode",
-)
 def test_undelivered_19_digit_user_id_reads_back(tmp_path: Path) -> None:
     path = tmp_path / "undelivered.txt"
     leads = [lead(P, "1234567890123456789")]
@@ -314,11 +295,6 @@ def test_a_torn_last_line_from_a_crash_is_ignored(tmp_path: Path) -> None:
     again.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: journal.py:67 appends after a torn last line without ending it, so the "
-    "next record is glued to it and lost on the following run",
-)
 def test_a_batch_recorded_after_a_torn_line_is_remembered_next_time(tmp_path: Path) -> None:
     path = tmp_path / "run.journal"
     Journal.open(path, KEY).close()
