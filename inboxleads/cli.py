@@ -73,15 +73,15 @@ def _root(
 ADD_EPILOG = """\
 Examples:
 
-  inboxleads add c0ffee42 leads.txt                # a file of handles, links or IDs
+  inboxleads add c0ffee42 leads.txt
 
   cat ids.txt | inboxleads add c0ffee42 --as platform-id
 
   inboxleads add c0ffee42 export.csv --column twitter --dry-run
 
-  inboxleads add c0ffee42 leads.csv --resume --undelivered left.csv --json | jq .added
+  inboxleads add c0ffee42 leads.csv --resume --undelivered left.csv --json
 
-  inboxleads add c0ffee42 samples/handles.txt --sandbox   # no account needed
+  inboxleads add c0ffee42 samples/handles.txt --sandbox
 
 Exit codes: 0 all delivered, 1 some undelivered, 2 usage or input error,
 3 refused by the API (token, campaign), 4 another run holds the lock,
@@ -122,7 +122,7 @@ def add(
         str | None,
         typer.Option(
             "--base-url",
-            help=f"API base URL [env {BASE_URL_ENV}; default {DEFAULT_BASE_URL}]. "
+            help=f"API base URL (env {BASE_URL_ENV}, then .env; default {DEFAULT_BASE_URL}). "
             "Plain http only to loopback hosts.",
             show_default=False,
         ),
