@@ -1,0 +1,94 @@
+"""The command line in-process, through Typer's test runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from inboxleads import __version__
+from inboxleads.cli import app
+
+from .conftest import SECRET, write_lines
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("INBOX_API_TOKEN", "INBOX_BASE_URL", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_version_prints_the_package_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"inboxleads {__version__}"
+
+
+def test_sandbox_run_prints_the_json_summary_last(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "a.txt", ["@jack", "x.com/naval", "44196397", "gone_x", "??"])
+    result = runner.invoke(app, ["add", "cli1", str(path), "--sandbox", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["added"], summary["failed"], summary["rejected"]) == (3, 1, 1)
+    assert summary["read"] == summary["rejected"] + summary["duplicates"] + summary["unique"]
+    assert summary["unique"] == summary["delivered"] + summary["undelivered"] + summary["resumed"]
+
+
+def test_piped_stdin_is_read_without_an_input_argument() -> None:
+    result = runner.invoke(app, ["add", "cli2", "--sandbox", "--json", "-q"], input="jack\n")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["delivered"] == 1
+
+
+def test_dry_run_needs_no_token_and_reports_batches(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "a.txt", [f"h{i}" for i in range(25)])
+    result = runner.invoke(app, ["add", "cli3", str(path), "--dry-run", "--batch-size", "10"])
+    assert result.exit_code == 0, result.output
+    assert "dry run: nothing sent (25 unique identifiers in 3 batches)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["add", "UPPER", "x.txt"], "campaign id"),
+        (["add", "ok1", "x.txt", "--batch-size", "2001"], "batch-size"),
+        (["add", "ok1", "x.txt", "--concurrency", "0"], "concurrency"),
+        (["add", "ok1", "missing.txt", "--dry-run"], "no such file"),
+        (["add", "ok1", "x.txt"], "no API token"),
+        (["add", "ok1", "x.txt", "--token", SECRET, "--base-url", "http://10.0.0.1"], "loopback"),
+        (["add", "ok1", "x.txt", "--journal", "j", "--resume"], "--resume"),
+        (["add", "ok1", "-", "-"], "stdin"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(args: list[str], message: str, tmp_path: Path) -> None:
+    write_lines(tmp_path / "x.txt", ["jack"])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert SECRET not in result.output
+
+
+def test_token_on_the_command_line_is_used_but_never_printed(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "a.txt", ["jack"])
+    # Nothing listens on port 9 of loopback: the batch is undelivered after one attempt.
+    result = runner.invoke(
+        app,
+        [
+            "add",
+            "cli4",
+            str(path),
+            "--token",
+            SECRET,
+            "--base-url",
+            "http://127.0.0.1:9/api/v1",
+            "--max-attempts",
+            "1",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 1
+    assert SECRET not in result.output
