@@ -295,17 +295,28 @@ def sniff(first: str, options: ReadOptions) -> Format:
     return Format.LINES
 
 
-def _read_lines(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Iterator[Record]:
+def _values(it: Iterator[str], lines: _Lines) -> Iterator[tuple[int, str] | Rejection]:
+    """Numbered, stripped values of a line-per-record input: rejections for
+    unreadable lines, nothing for blank and comment lines."""
     name = lines.source.name
-    read_as = options.read_as
     for text in it:
         number = lines.number
         if number in lines.bad:
             yield Rejection(name, number, text.strip(), lines.bad.pop(number))
             continue
         value = text.strip()
-        if not value or value[0] == "#":
+        if value and value[0] != "#":
+            yield number, value
+
+
+def _read_lines(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Iterator[Record]:
+    name = lines.source.name
+    read_as = options.read_as
+    for item in _values(it, lines):
+        if isinstance(item, Rejection):
+            yield item
             continue
+        number, value = item
         parsed = parse_value(value, read_as)
         if isinstance(parsed, str):
             yield Rejection(name, number, value, parsed)
@@ -407,20 +418,17 @@ def _data_columns(header: list[str], index: int, options: ReadOptions) -> list[i
 
 def _read_jsonl(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Iterator[Record]:
     name = lines.source.name
-    for text in it:
-        number = lines.number
-        if number in lines.bad:
-            yield Rejection(name, number, text.strip(), lines.bad.pop(number))
+    for item in _values(it, lines):
+        if isinstance(item, Rejection):
+            yield item
             continue
-        stripped = text.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
+        number, value = item
         try:
-            obj = json.loads(stripped)
+            obj = json.loads(value)
         except ValueError:
-            yield Rejection(name, number, stripped, "not a JSON object")
+            yield Rejection(name, number, value, "not a JSON object")
             continue
-        yield lead_from_object(obj, name, number, stripped, options)
+        yield lead_from_object(obj, name, number, value, options)
 
 
 def _read_json_array(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Iterator[Record]:
