@@ -6,15 +6,14 @@ status; nothing below it prints an error or calls `sys.exit`.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn, ParamSpec
 
 import typer
 
@@ -24,6 +23,7 @@ from .identifiers import ReadAs
 from .inputs import Format, ReadOptions
 
 DEFAULT_BASE_URL = "https://inboxapp.com/api/v1"
+P = ParamSpec("P")
 TOKEN_ENV = "INBOX_API_TOKEN"
 BASE_URL_ENV = "INBOX_BASE_URL"
 
@@ -70,6 +70,20 @@ def _root(
     """
 
 
+def _reports_errors(command: Callable[P, None]) -> Callable[P, None]:
+    """The one place where our errors become a message on stderr and an exit status."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except InboxLeadsError as exc:
+            _print_error(exc.message)
+            raise typer.Exit(int(exc.exit_status)) from None
+
+    return wrapper
+
+
 ADD_EPILOG = """\
 Examples:
 
@@ -90,6 +104,7 @@ Exit codes: 0 all delivered, 1 some undelivered, 2 usage or input error,
 
 
 @app.command(epilog=ADD_EPILOG)
+@_reports_errors
 def add(
     campaign: Annotated[
         str,
@@ -277,17 +292,8 @@ def add(
     live table of added / skipped / failed. Rejected values are reported with
     their file and line and never stop the run.
     """
-    with _errors_to_exit():
-        _add(**locals())
-
-
-def _add(**options: Any) -> None:
     from .runner import AddJob, Environment, run_add
 
-    o = SimpleNamespace(**options)
-    campaign, inputs, token, token_file = o.campaign, o.inputs, o.token, o.token_file
-    journal, resume, quiet, progress = o.journal, o.resume, o.quiet, o.progress
-    data_columns, base_url = o.data_columns, o.base_url
     stdin_tty = sys.stdin.isatty()
     paths = list(inputs or [])
     if not paths:
@@ -312,32 +318,32 @@ def _add(**options: Any) -> None:
         or dotenv.get(BASE_URL_ENV)
         or DEFAULT_BASE_URL,
         read=ReadOptions(
-            fmt=o.fmt,
-            read_as=o.read_as,
-            column=o.column,
+            fmt=fmt,
+            read_as=read_as,
+            column=column,
             data_columns=tuple(c.strip() for c in data_columns.split(",") if c.strip())
             if data_columns
             else None,
-            no_data=o.no_data,
+            no_data=no_data,
         ),
-        batch_size=o.batch_size,
-        concurrency=o.concurrency,
-        timeout_s=o.timeout,
-        max_attempts=o.max_attempts,
-        flush_after_s=o.flush_after,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        timeout_s=timeout,
+        max_attempts=max_attempts,
+        flush_after_s=flush_after,
         progress="none" if quiet else progress.value,
-        log_interval_s=o.log_interval,
+        log_interval_s=log_interval,
         quiet=quiet,
-        dry_run=o.dry_run,
-        json_summary=o.json_summary,
-        sandbox=o.sandbox,
+        dry_run=dry_run,
+        json_summary=json_summary,
+        sandbox=sandbox,
         journal=journal_path,
-        rejects=o.rejects,
-        undelivered=o.undelivered,
-        wait_lock=o.wait_lock,
-        ca_bundle=o.ca_bundle,
-        explain_failures=o.explain_failures,
-        explain_budget=o.explain_budget,
+        rejects=rejects,
+        undelivered=undelivered,
+        wait_lock=wait_lock,
+        ca_bundle=ca_bundle,
+        explain_failures=explain_failures,
+        explain_budget=explain_budget,
     )
     env = Environment(no_color=bool(os.environ.get("NO_COLOR")))
     if token is not None and token != "-" and env.stderr_isatty and not quiet:
@@ -349,16 +355,6 @@ def _add(**options: Any) -> None:
     if result.error is not None:
         raise result.error
     raise typer.Exit(int(result.status))
-
-
-@contextlib.contextmanager
-def _errors_to_exit() -> Iterator[None]:
-    """The one place where our errors become a message on stderr and an exit status."""
-    try:
-        yield
-    except InboxLeadsError as exc:
-        _print_error(exc.message)
-        raise typer.Exit(int(exc.exit_status)) from None
 
 
 def _dotenv() -> dict[str, str]:
@@ -412,6 +408,7 @@ def default_journal(campaign: str, paths: list[str]) -> Path:
 @app.command(
     epilog="Example:\n\n  inboxleads sandbox --port 8765 --rate-limit 1200 --error-rate 0.1"
 )
+@_reports_errors
 def sandbox(
     port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free).")] = 8765,
     host: Annotated[str, typer.Option("--host", help="Loopback address to bind.")] = "127.0.0.1",
@@ -478,13 +475,12 @@ def sandbox(
         typer.echo(f"export {TOKEN_ENV}={config.token}")
         sys.stdout.flush()
 
-    with _errors_to_exit():
-        try:
-            serve(config, host=host, port=port, ready=ready)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        except OSError as exc:
-            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        serve(config, host=host, port=port, ready=ready)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _print_error(message: str) -> None:
