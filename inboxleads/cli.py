@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -80,7 +81,9 @@ def _reports_errors(command: Callable[P, None]) -> Callable[P, None]:
         try:
             command(*args, **kwargs)
         except InboxLeadsError as exc:
-            _print_error(exc.message)
+            # With --progress jsonl every line on stderr is an event, errors too.
+            as_event = kwargs.get("progress") == Progress.JSONL and not kwargs.get("quiet")
+            _print_error(exc.message, int(exc.exit_status) if as_event else None)
             raise typer.Exit(int(exc.exit_status)) from None
 
     return wrapper
@@ -485,8 +488,13 @@ def sandbox(
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def _print_error(message: str) -> None:
-    sys.stderr.write(f"inboxleads: error: {message}\n")
+def _print_error(message: str, event_exit_code: int | None = None) -> None:
+    """An error line on stderr; a JSON `error` event when given its exit code."""
+    if event_exit_code is None:
+        line = f"inboxleads: error: {message}"
+    else:
+        line = json.dumps({"event": "error", "message": message, "exit_code": event_exit_code})
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
 

@@ -9,6 +9,7 @@ retryable answers, so the engine never sees an httpx exception.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -135,6 +136,16 @@ def classify(status: int, headers: httpx.Headers, body: bytes, now: float) -> An
         return Answer(Outcome.RETRY, status, message, retry_after=retry_after, rate=rate)
     if status in REFUSE_STATUSES:
         return Answer(Outcome.REFUSED, status, message, rate=rate)
+    if 300 <= status < 400:
+        # Never followed: the leads (and, on the same host, the token) would go
+        # somewhere the user did not configure, perhaps over plain http.
+        where = headers.get("location", "?")
+        return Answer(
+            Outcome.REFUSED,
+            status,
+            f"redirect ({status}) to {where}",
+            rate=rate,
+        )
     return Answer(Outcome.REJECTED, status, message, rate=rate)
 
 
@@ -144,6 +155,7 @@ class InboxClient:
     def __init__(self, http: httpx.AsyncClient, base_url: str, token: str) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
+        self._token = token
         self._headers = {
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",
@@ -174,4 +186,8 @@ class InboxClient:
             return Answer(Outcome.RETRY, None, f"connection error: {type(exc).__name__}")
         except httpx.HTTPError as exc:
             return Answer(Outcome.REJECTED, None, f"request failed: {type(exc).__name__}")
-        return classify(response.status_code, response.headers, response.content, now)
+        answer = classify(response.status_code, response.headers, response.content, now)
+        if self._token in answer.message:
+            # A server may echo what it was sent; the token must not travel on from here.
+            answer = dataclasses.replace(answer, message=answer.message.replace(self._token, "***"))
+        return answer

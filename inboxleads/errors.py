@@ -90,6 +90,8 @@ def http_status_to_refusal(status: int, campaign: str) -> str | None:
             "the token may not add leads (403 Forbidden): use a token of the team "
             "that owns the campaign, with write access"
         )
+    if 300 <= status < 400:
+        return "the API redirected the request: check --base-url (redirects are never followed)"
     if status == 404:
         return (
             f"campaign {campaign!r} was not found (404): check the campaign id "

@@ -301,7 +301,7 @@ def _http_client(job: AddJob, env: Environment) -> httpx.AsyncClient:
             max_connections=job.concurrency, max_keepalive_connections=job.concurrency
         ),
         timeout=httpx.Timeout(job.timeout_s),
-        follow_redirects=True,
+        follow_redirects=False,
         verify=verify,
     )
 
