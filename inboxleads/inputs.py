@@ -17,6 +17,7 @@ import json
 import os
 import stat
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -114,13 +115,23 @@ class OpenInput:
             self.stream.close()
 
 
-def open_inputs(paths: list[str], fmt: Format, stdin: IO[bytes] | None = None) -> list[OpenInput]:
+def open_inputs(
+    paths: list[str],
+    fmt: Format,
+    stdin: IO[bytes] | None = None,
+    options: ReadOptions | None = None,
+) -> list[OpenInput]:
     """Open every input up front, so that a missing or binary file stops the run
-    before the first request."""
+    before the first request. With `options`, regular files are also read up to
+    their first record, so that a CSV without an identifier column or a broken
+    .json file stops it too (later inputs are read only after earlier ones were
+    sent)."""
     opened: list[OpenInput] = []
     try:
         for path in paths:
             opened.append(_open_one(path, fmt, stdin))
+            if options is not None and opened[-1].is_regular and path != "-":
+                _probe(path, opened[-1].fmt, options)
     except BaseException:
         for item in opened:
             item.close()
@@ -160,6 +171,16 @@ def _open_one(path: str, fmt: Format, stdin: IO[bytes] | None) -> OpenInput:
     return OpenInput(path, handle, fmt, regular, owned=True)
 
 
+def _probe(path: str, fmt: Format, options: ReadOptions) -> None:
+    """Read a regular file up to its first record: raises what reading it would."""
+    try:
+        with open(path, "rb") as handle:
+            probe = OpenInput(path, handle, fmt, is_regular=True, owned=False)
+            next(read_records(probe, options), None)
+    except OSError as exc:
+        raise InputError(path, exc.strerror or str(exc)) from exc
+
+
 def _check_not_binary(name: str, stream: IO[bytes]) -> None:
     try:
         head = stream.peek(SNIFF_BYTES)[:SNIFF_BYTES]  # type: ignore[attr-defined]
@@ -168,7 +189,20 @@ def _check_not_binary(name: str, stream: IO[bytes]) -> None:
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(name, "is UTF-16 text; save it as UTF-8")
     if b"\x00" in head:
+        if _looks_like_utf16(head):
+            raise InputError(name, "is UTF-16 text; save it as UTF-8")
         raise InputError(name, "looks like a binary file (it contains NUL bytes)")
+
+
+def _looks_like_utf16(head: bytes) -> bool:
+    """UTF-16 without a BOM: NULs on one byte parity only, printable text on the other."""
+    even, odd = head[0::2], head[1::2]
+    for zeros, text in ((odd, even), (even, odd)):
+        if zeros and zeros.count(0) >= 0.9 * len(zeros):
+            printable = sum(1 for b in text if 32 <= b < 127 or b in (9, 10, 13))
+            if printable >= 0.9 * len(text):
+                return True
+    return False
 
 
 class _Lines:
@@ -286,10 +320,16 @@ def sniff(first: str, options: ReadOptions) -> Format:
         return Format.JSONL
     if text.startswith("["):
         return Format.JSON
+    wanted = _normalise_header(options.column) if options.column else None
+    if "@" not in text and "/" not in text:
+        # A one-column export: its first line is just the column's name. (To
+        # send the account of that name first, write it as @name.)
+        name = _normalise_header(text)
+        if name == wanted or (wanted is None and name in _COLUMN_READ_AS):
+            return Format.CSV
     for delimiter, fmt in (("\t", Format.TSV), (",", Format.CSV), (";", Format.CSV)):
         if delimiter in text:
             cells = [_normalise_header(c) for c in text.split(delimiter)]
-            wanted = _normalise_header(options.column) if options.column else None
             if (wanted and wanted in cells) or any(c in _COLUMN_READ_AS for c in cells):
                 return fmt
     return Format.LINES
@@ -348,45 +388,92 @@ def _read_table(
             break
     if header_text is None:
         return
-    reader = csv.reader(
-        _chain([header_text], it), delimiter=delimiter or _pick_delimiter(header_text)
-    )
-    header = [h.strip() for h in next(reader)]
-    column = _find_column(name, header, options.column)
-    read_as = options.read_as if options.read_as is not ReadAs.AUTO else column[1]
-    index = column[0]
+    delimiter = delimiter or _pick_delimiter(header_text)
+    try:
+        header = [h.strip() for h in next(csv.reader([header_text], delimiter=delimiter))]
+    except csv.Error as exc:
+        raise InputError(name, f"malformed CSV header: {exc}", lines.number) from None
+    index, column_read_as = _find_column(name, header, options.column)
+    read_as = options.read_as if options.read_as is not ReadAs.AUTO else column_read_as
     keep = _data_columns(header, index, options)
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            # A runaway quote or a huge cell: reject the row, go on with the next.
-            lines.bad.clear()
-            yield Rejection(name, lines.number, "", f"malformed CSV row: {exc}")
-            continue
-        number = lines.number
+    for number, raw, row in _csv_records(it, lines, delimiter):
         bad = [lines.bad.pop(n) for n in list(lines.bad) if n <= number]
-        text = (delimiter or ",").join(row)
         if bad:
-            yield Rejection(name, number, text, bad[0])
+            yield Rejection(name, number, raw, bad[0])
+            continue
+        if row is None:
+            continue
+        if isinstance(row, str):
+            yield Rejection(name, number, raw, row)
             continue
         if not any(cell.strip() for cell in row):
             continue
         if len(row) > len(header):
-            yield Rejection(name, number, text, f"{len(row)} fields, header has {len(header)}")
+            yield Rejection(name, number, raw, f"{len(row)} fields, header has {len(header)}")
             continue
         value = row[index].strip() if index < len(row) else ""
         if not value:
-            yield Rejection(name, number, text, f"empty {header[index]!r} cell")
+            yield Rejection(name, number, raw, f"empty {header[index]!r} cell")
             continue
         parsed = parse_value(value, read_as)
         if isinstance(parsed, str):
-            yield Rejection(name, number, text, parsed)
+            yield Rejection(name, number, raw, parsed)
             continue
         data = {header[i]: row[i] for i in keep if i < len(row) and row[i].strip()}
         yield Lead(parsed[0], parsed[1], name, number, data or None)
+
+
+class _Feed:
+    """Lines for the csv module, remembering those of the current record, and
+    able to hand lines out again after the end (a class, not a generator: a
+    generator cannot yield again once it has finished)."""
+
+    def __init__(self, it: Iterator[str], lines: _Lines) -> None:
+        self.it = it
+        self.lines = lines
+        self.record: list[tuple[int, str]] = []
+        self.replay: deque[tuple[int, str]] = deque()
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        if self.replay:
+            number, text = self.replay.popleft()
+        else:
+            text = next(self.it)
+            number = self.lines.number
+        self.record.append((number, text))
+        return text
+
+
+def _csv_records(
+    it: Iterator[str], lines: _Lines, delimiter: str
+) -> Iterator[tuple[int, str, list[str] | str | None]]:
+    """(first line number, raw text, cells) per CSV record; cells is an error
+    message for a malformed record, None at the end of a blank record.
+
+    A malformed record (a quote never closed swallows the rest of the file) is
+    rejected at the line where it starts, and the lines after that are read
+    again as records of their own, so one bad quote costs one row.
+    """
+    feed = _Feed(it, lines)
+    record = feed.record
+    reader = csv.reader(feed, delimiter=delimiter, strict=True)
+    while True:
+        record.clear()
+        try:
+            row: list[str] | str = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            row = f"malformed CSV row: {exc}"
+            feed.replay.extendleft(reversed(record[1:]))
+            del record[1:]
+        if not record:
+            return
+        raw = "".join(text for _, text in record).rstrip("\r\n")
+        yield record[0][0], raw, row
 
 
 def _find_column(source: str, header: list[str], wanted: str | None) -> tuple[int, ReadAs]:
@@ -434,6 +521,8 @@ def _read_jsonl(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Itera
 def _read_json_array(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Iterator[Record]:
     name = lines.source.name
     text = "".join(it)
+    if not text.strip():
+        return  # an empty file is an empty run, as for every other format
     if lines.bad:
         number, reason = next(iter(lines.bad.items()))
         raise InputError(name, reason, number)

@@ -161,7 +161,7 @@ def exit_status(tally: Tally, error: InboxLeadsError | None, signum: int | None)
 def run_add(job: AddJob, env: Environment) -> AddResult:
     """Run `inboxleads add` from start to summary."""
     check_job(job)
-    inputs = open_inputs(job.inputs, job.read.fmt, env.stdin)
+    inputs = open_inputs(job.inputs, job.read.fmt, env.stdin, job.read)
     try:
         return asyncio.run(_run(job, env, inputs))
     finally:

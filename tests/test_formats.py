@@ -273,11 +273,6 @@ def test_ragged_rows_and_empty_identifiers_are_rejected_by_line_and_the_rest_del
     assert summary["delivered"] == 3 and summary["exit_code"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a cell opening a quote that never closes swallows every later row into "
-    "its data: those rows are neither delivered nor rejected",
-)
 def test_runaway_quote_does_not_swallow_the_rows_after_it(
     run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -294,11 +289,6 @@ def test_runaway_quote_does_not_swallow_the_rows_after_it(
     assert result.summary["read"] == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the rejects file rebuilds a ';'-separated row with ',' instead of its own "
-    "separator",
-)
 def test_rejected_semicolon_row_is_written_with_its_own_separator(
     run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -368,11 +358,6 @@ def test_csv_on_stdin_is_sniffed_from_its_header(
     assert _rejects(tmp_path / "rej.csv") == [("<stdin>", 6, "empty 'Profile URL' cell")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a one-column CSV piped on stdin is sniffed as plain lines, so its header "
-    "'username' is sent as a lead",
-)
 def test_one_column_csv_on_stdin_does_not_send_its_header_as_a_lead(
     run_cli: Run, sandbox_server: RunningSandbox
 ) -> None:
@@ -511,11 +496,6 @@ def test_several_inputs_are_deduplicated_across_all_first_wins_and_rejects_name_
     assert summary["unique"] == summary["delivered"] == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a CSV without an identifier column is only found out when it is reached, "
-    "after the batches of earlier inputs were sent; exit 2 promises nothing was sent",
-)
 def test_csv_without_identifier_column_after_another_input_sends_nothing(
     run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -692,11 +672,6 @@ def test_empty_files_exit_0_and_send_nothing(
     assert _nothing_sent(sandbox_server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an empty .json file exits 2 ('not valid JSON') where every other empty "
-    "input is an empty run",
-)
 def test_empty_json_file_exits_0_and_sends_nothing(
     run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -722,10 +697,6 @@ def test_utf16_file_exits_2_with_a_hint_to_save_it_as_utf8(
     assert _nothing_sent(sandbox_server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: UTF-16 without a BOM is called a binary file, with no hint to save it as UTF-8",
-)
 def test_utf16_without_bom_exits_2_with_the_utf16_hint(
     run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
