@@ -1,0 +1,951 @@
+"""Benchmarks of `inboxleads add` against the sandbox server on loopback.
+
+Every number is a ratio or a cost measured in this run, on this machine:
+
+  latency    efficiency at concurrency 1, 4, 8, 16 against a server answering in 0.1 s:
+             ceil(batches / concurrency) x 0.1 s over the server-side span from the
+             first request's arrival to the last answer (target >= 0.95)
+  cost       CPU seconds (user + sys) per million identifiers and peak RSS of the
+             client against an instant server (targets < 2 CPU-s, < 250 MB)
+  ratelimit  delivered requests/s as a fraction of a 20 requests/s limit, and the
+             share of answers that were 429 (targets >= 0.95, <= 2 %); primary: 1200 per
+             60 s window (the real API's shape), also 20 per 1 s on a full run
+  peers      ours (concurrency 8) against a sequential httpx script and against
+             split | xargs -P 8 curl, same data, same server
+  startup    `inboxleads --help` over `python -c pass`, medians (target < 0.25 s)
+
+    .venv/bin/python benchmarks/run.py            # the full run (< 5 minutes)
+    .venv/bin/python benchmarks/run.py --quick    # smaller inputs (< 1 minute)
+    .venv/bin/python benchmarks/run.py --only latency,startup --json results.json
+
+Servers are started as `python -m inboxleads sandbox --port 0 ...` in their own
+processes and stopped with SIGTERM, also on Ctrl-C or failure. Inputs are
+generated into a temporary directory that is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DEFAULT_SVG = ROOT / "docs" / "benchmark-efficiency.svg"
+SECTIONS = ("latency", "cost", "ratelimit", "peers", "startup")
+CONCURRENCIES = (1, 4, 8, 16)
+LATENCY_S = 0.1
+RATE = 20  # requests per second, whichever window expresses it
+RATE_BATCH = 10
+PEER_CONCURRENCY = 8
+STARTUP_RUNS = 10
+CLIENT_TIMEOUT_S = 240.0
+
+
+# -- child processes ------------------------------------------------------------------
+
+_LIVE: dict[int, tuple[subprocess.Popen[bytes], bool]] = {}
+"""Children still running, by pid, with whether they lead a process group of their own."""
+
+
+@dataclass
+class Measured:
+    """A finished child process: exit code, wall time and its (and its reaped children's)
+    resource usage from `os.wait4`."""
+
+    returncode: int
+    wall_s: float
+    user_s: float
+    sys_s: float
+    maxrss_mb: float
+    stdout: str
+    stderr: str
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.sys_s
+
+
+def _start(argv: list[str], *, group: bool = False, **kwargs: Any) -> subprocess.Popen[bytes]:
+    proc: subprocess.Popen[bytes] = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, start_new_session=group, **kwargs
+    )
+    _LIVE[proc.pid] = (proc, group)
+    return proc
+
+
+def _signal_child(pid: int, group: bool, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
+
+
+def _reap(proc: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, Any]:
+    """Wait for `proc` with `os.wait4` (for its rusage); SIGTERM then SIGKILL on timeout."""
+    _, group = _LIVE.get(proc.pid, (proc, False))
+
+    def overdue() -> None:
+        _signal_child(proc.pid, group, signal.SIGTERM)
+        time.sleep(5.0)
+        _signal_child(proc.pid, group, signal.SIGKILL)
+
+    timer = threading.Timer(timeout_s, overdue)
+    timer.daemon = True
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    _LIVE.pop(proc.pid, None)
+    if group:  # anything the group left behind
+        _signal_child(proc.pid, True, signal.SIGKILL)
+    return proc.returncode, usage
+
+
+# Runs a command and reports its exit code, wall time and rusage as JSON to a file.
+# Linux counts the memory of the process that forked a child in the child's ru_maxrss
+# (the peak of the image replaced at exec), so the command is started from this small
+# process rather than from the benchmark, whose own peak would show up in every number.
+_MEASURE = """
+import json, os, signal, sys, time
+report, argv = sys.argv[1], sys.argv[2:]
+start = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+# Stopping is the command's business (it shares this process group): outlive it.
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, lambda *_: None)
+_, status, usage = os.wait4(pid, 0)
+wall = time.monotonic() - start
+with open(report, "w") as out:
+    json.dump([os.waitstatus_to_exitcode(status), wall, usage.ru_utime, usage.ru_stime,
+               usage.ru_maxrss], out)
+"""
+
+
+def run_measured(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout_s: float = CLIENT_TIMEOUT_S,
+) -> Measured:
+    """Run a command to completion in a process group of its own, timing it and taking
+    its rusage (its reaped children included)."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        report = Path(scratch) / "rusage.json"
+        launcher = [sys.executable, "-I", "-S", "-c", _MEASURE, str(report)]
+        proc = _start([*launcher, *argv], group=True, stdout=out, stderr=err, env=env, cwd=cwd)
+        _reap(proc, timeout_s)
+        try:
+            code, wall, user, system, maxrss_kib = json.loads(report.read_text())
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"no measurement of {argv[0]} (killed?)") from exc
+        out.seek(0)
+        err.seek(0)
+        return Measured(
+            code,
+            wall,
+            user,
+            system,
+            maxrss_kib / 1024,
+            out.read().decode("utf-8", "replace"),
+            err.read().decode("utf-8", "replace"),
+        )
+
+
+def cleanup_children() -> None:
+    """Stop every child still running: SIGTERM, a short wait, then SIGKILL."""
+    for pid, (_, group) in list(_LIVE.items()):
+        _signal_child(pid, group, signal.SIGTERM)
+    deadline = time.monotonic() + 5.0
+    for pid, (proc, group) in list(_LIVE.items()):
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_child(pid, group, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(2.0)
+        _LIVE.pop(pid, None)
+
+
+class Sandbox:
+    """`python -m inboxleads sandbox --port 0 OPTIONS` in its own process, for a `with`."""
+
+    def __init__(self, *options: str) -> None:
+        self.options = list(options)
+        self.base_url = ""
+        self.token = ""
+        self.cpu_s = 0.0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: deque[str] = deque(maxlen=20)
+
+    def __enter__(self) -> Sandbox:
+        argv = [sys.executable, "-m", "inboxleads", "sandbox", "--port", "0", *self.options]
+        pipe = subprocess.PIPE
+        proc = self._proc = _start(argv, stdout=pipe, stderr=pipe, cwd=ROOT)
+        assert proc.stdout is not None and proc.stderr is not None
+        found: dict[str, str] = {}
+        ready = threading.Event()
+        stdout, stderr = proc.stdout, proc.stderr
+
+        def drain() -> None:
+            # Keeps reading so the server never blocks on a full pipe.
+            for raw in stdout:
+                match = re.match(r"export (\w+)=(\S+)", raw.decode("utf-8", "replace"))
+                if match:
+                    found[match.group(1)] = match.group(2)
+                    if {"INBOX_BASE_URL", "INBOX_API_TOKEN"} <= found.keys():
+                        ready.set()
+            ready.set()
+
+        def drain_errors() -> None:
+            for raw in stderr:
+                self._stderr.append(raw.decode("utf-8", "replace"))
+
+        threading.Thread(target=drain, name="sandbox-stdout", daemon=True).start()
+        threading.Thread(target=drain_errors, name="sandbox-stderr", daemon=True).start()
+        if not ready.wait(30.0) or "INBOX_API_TOKEN" not in found:
+            self.__exit__(None, None, None)
+            raise RuntimeError(f"the sandbox did not start: {self._errors()}")
+        self.base_url = found["INBOX_BASE_URL"].rstrip("/")
+        self.token = found["INBOX_API_TOKEN"]
+        return self
+
+    def _errors(self) -> str:
+        return "".join(self._stderr)[-2000:]
+
+    def env(self) -> dict[str, str]:
+        """The environment for a client of this server."""
+        env = dict(os.environ)
+        env.update(
+            INBOX_BASE_URL=self.base_url,
+            INBOX_API_TOKEN=self.token,
+            NO_PROXY="127.0.0.1,localhost",
+            no_proxy="127.0.0.1,localhost",
+        )
+        return env
+
+    def state(self) -> dict[str, Any]:
+        """The server's `/_sandbox/state` snapshot."""
+        url = self.base_url + "/_sandbox/state"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=60) as response:
+            data: dict[str, Any] = json.load(response)
+        return data
+
+    def __exit__(self, *exc_info: object) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.returncode is None and proc.pid in _LIVE:
+                _signal_child(proc.pid, False, signal.SIGTERM)
+                _, usage = _reap(proc, 15.0)
+                self.cpu_s = usage.ru_utime + usage.ru_stime
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+
+
+# -- results --------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    section: str
+    measure: str
+    value: float | None
+    unit: str
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def shown(self) -> str:
+        if self.value is None:
+            return "n/a"
+        if self.unit == "%":
+            return f"{self.value:.1f} %"
+        if self.unit in ("", "x"):
+            return f"{self.value:.3f}" if self.unit == "" else f"{self.value:.2f}x"
+        return (
+            f"{self.value:.2f} {self.unit}" if self.value < 100 else f"{self.value:.0f} {self.unit}"
+        )
+
+
+@dataclass
+class Context:
+    """What every section shares: sizes, the work directory, the client command."""
+
+    quick: bool
+    work: Path
+    handles: int
+    client: list[str]
+    rows: list[Row] = field(default_factory=list)
+    latency_points: list[dict[str, float]] = field(default_factory=list)
+    _files: dict[tuple[str, int], Path] = field(default_factory=dict)
+    _campaigns: int = 0
+
+    def handles_file(self, n: int, prefix: str = "user") -> Path:
+        """A file of `n` unique plain handles (valid usernames), made once."""
+        key = (prefix, n)
+        if key not in self._files:
+            path = self.work / f"{prefix}-{n}.txt"
+            with path.open("w", encoding="ascii") as out:
+                step = 100_000
+                for start in range(0, n, step):
+                    stop = min(n, start + step)
+                    out.write("".join(f"{prefix}{i:07d}\n" for i in range(start, stop)))
+            self._files[key] = path
+        return self._files[key]
+
+    def campaign(self, tag: str) -> str:
+        """A fresh campaign id (lowercase letters and digits)."""
+        self._campaigns += 1
+        return f"bench{tag}{os.getpid()}n{self._campaigns}"
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        print(f"  {row.section:<10} {row.measure:<44} {row.shown():>12}  {row.note}", flush=True)
+        return row
+
+
+def client_command() -> list[str]:
+    """The `inboxleads` console script of this interpreter's environment, else `-m`."""
+    script = Path(sys.executable).with_name("inboxleads")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "inboxleads"]
+
+
+def summary_of(run: Measured) -> dict[str, Any]:
+    """The `--json` summary: the last line of stdout that is a JSON object."""
+    for line in reversed(run.stdout.strip().splitlines()):
+        with contextlib.suppress(ValueError):
+            data = json.loads(line)
+            if isinstance(data, dict):
+                return data
+    raise RuntimeError(f"no JSON summary (exit {run.returncode}): {run.stderr[-1000:]}")
+
+
+def run_ours(
+    ctx: Context,
+    server: Sandbox,
+    path: Path,
+    campaign: str,
+    *options: str,
+) -> tuple[Measured, dict[str, Any]]:
+    """`inboxleads add CAMPAIGN FILE --json --quiet OPTIONS` against `server`."""
+    argv = [*ctx.client, "add", campaign, str(path), "--json", "--quiet", *options]
+    run = run_measured(argv, env=server.env(), cwd=ctx.work)
+    summary = summary_of(run)
+    if run.returncode != 0:
+        raise RuntimeError(f"inboxleads exited {run.returncode}: {run.stderr[-1000:]}")
+    return run, summary
+
+
+def _span(state: dict[str, Any]) -> float:
+    timing = state.get("timing") or {}
+    first, last = timing.get("first_arrival"), timing.get("last_answer")
+    if first is None or last is None:
+        raise RuntimeError("the sandbox reports no timing (inboxleads/sandbox_state.py)")
+    return float(last) - float(first)
+
+
+# -- sections -------------------------------------------------------------------------
+
+
+def bench_latency(ctx: Context) -> None:
+    """Efficiency against a 0.1 s server at each concurrency, a fresh server each."""
+    path = ctx.handles_file(ctx.handles)
+    for concurrency in CONCURRENCIES:
+        with Sandbox("--latency", str(LATENCY_S)) as server:
+            campaign = ctx.campaign(f"lat{concurrency}")
+            run, summary = run_ours(ctx, server, path, campaign, "--concurrency", str(concurrency))
+            state = server.state()
+        batches = int(summary["batches"])
+        ideal = math.ceil(batches / concurrency) * LATENCY_S
+        span = _span(state)
+        efficiency = ideal / span
+        delivered = summary["delivered"] == ctx.handles and state["by_status"] == {"200": batches}
+        detail = {
+            "concurrency": concurrency,
+            "handles": ctx.handles,
+            "batches": batches,
+            "ideal_s": round(ideal, 3),
+            "server_span_s": round(span, 3),
+            "client_wall_s": round(run.wall_s, 3),
+            "client_cpu_s": round(run.cpu_s, 3),
+            "server_cpu_s": round(server.cpu_s, 3),
+            "max_in_flight": state.get("max_in_flight"),
+            "all_delivered": delivered,
+        }
+        ctx.latency_points.append(
+            {"concurrency": concurrency, "efficiency": efficiency, "wall": ideal / run.wall_s}
+        )
+        ctx.add(
+            Row(
+                "latency",
+                f"efficiency, concurrency {concurrency}",
+                efficiency,
+                "",
+                ">= 0.95",
+                efficiency >= 0.95 and delivered,
+                f"ideal {ideal:.1f} s / span {span:.2f} s; client wall {run.wall_s:.2f} s"
+                + ("" if delivered else "; NOT ALL DELIVERED"),
+                detail,
+            )
+        )
+
+
+def bench_cost(ctx: Context) -> None:
+    """Client CPU per million identifiers and peak RSS against an instant server."""
+    path = ctx.handles_file(ctx.handles)
+    per_million = 1_000_000 / ctx.handles
+    with Sandbox() as server:
+        run, summary = run_ours(ctx, server, path, ctx.campaign("cost"))
+    delivered = summary["delivered"] == ctx.handles
+    cpu = run.cpu_s * per_million
+    scale = ""
+    if ctx.handles != 1_000_000:
+        # Scale only the part that grows with the input: the start-up (a one-line dry run)
+        # is paid once per run, not once per 100,000 identifiers.
+        fixed = dry_run(ctx, ctx.handles_file(1, prefix="one")).cpu_s
+        cpu = fixed + (run.cpu_s - fixed) * per_million
+        scale = (
+            f"; estimated from {ctx.handles:,}: start-up {fixed:.2f} s + the rest x{per_million:g}"
+        )
+    detail = {
+        "handles": ctx.handles,
+        "user_s": round(run.user_s, 3),
+        "sys_s": round(run.sys_s, 3),
+        "wall_s": round(run.wall_s, 3),
+        "server_cpu_s": round(server.cpu_s, 3),
+        "all_delivered": delivered,
+    }
+    ctx.add(
+        Row(
+            "cost",
+            "client CPU-s per million identifiers",
+            cpu,
+            "s",
+            "< 2 s",
+            cpu < 2.0 and delivered,
+            f"user {run.user_s:.2f} + sys {run.sys_s:.2f} s, wall {run.wall_s:.2f} s{scale}",
+            detail,
+        )
+    )
+    ctx.add(
+        Row(
+            "cost",
+            "client peak RSS",
+            run.maxrss_mb,
+            "MB",
+            "< 250 MB",
+            run.maxrss_mb < 250,
+            f"{ctx.handles:,} identifiers"
+            + ("" if ctx.handles == 1_000_000 else " (the target is for 1,000,000)"),
+            {"maxrss_mb": round(run.maxrss_mb, 1)},
+        )
+    )
+    # Where the CPU goes: the same input read, checked and batched, nothing sent.
+    dry = dry_run(ctx, path)
+    ctx.add(
+        Row(
+            "cost",
+            "  of which reading (--dry-run) CPU-s",
+            dry.cpu_s,
+            "s",
+            note=f"informational: the same {ctx.handles:,} identifiers, nothing sent",
+            detail={"user_s": round(dry.user_s, 3), "sys_s": round(dry.sys_s, 3)},
+        )
+    )
+
+
+def dry_run(ctx: Context, path: Path) -> Measured:
+    """`inboxleads add --dry-run` over `path`: reading, checking and batching only."""
+    argv = [*ctx.client, "add", "dryrun", str(path), "--dry-run", "--json", "--quiet"]
+    return run_measured(argv, cwd=ctx.work)
+
+
+def bench_ratelimit(ctx: Context) -> None:
+    """Goodput under 20 requests/s, in batches of 10."""
+    # Seconds of requests at the limit, per variant: (primary, secondary).
+    seconds = (10, 0) if ctx.quick else (20, 15)
+    # Primary: a per-minute sliding window, as the real API counts. Shorter than the
+    # window, it measures how evenly the client paces; the 1 s window (full run only)
+    # tests 429 avoidance over many windows, with a reset header of 1 s resolution.
+    variants = [(RATE * 60, 60.0, "primary", seconds[0]), (RATE, 1.0, "secondary", seconds[1])]
+    for limit, window, role, duration in variants:
+        if not duration:
+            continue
+        requests = RATE * duration
+        path = ctx.handles_file(requests * RATE_BATCH, prefix=f"r{limit}")
+        options = ("--rate-limit", str(limit), "--rate-window", f"{window:g}")
+        with Sandbox(*options) as server:
+            run, summary = run_ours(
+                ctx, server, path, ctx.campaign("rate"), "--batch-size", str(RATE_BATCH)
+            )
+            state = server.state()
+        by_status = {int(k): int(v) for k, v in state["by_status"].items()}
+        total = sum(by_status.values()) + sum(state.get("faults", {}).values())
+        ok = by_status.get(200, 0)
+        span = _span(state)
+        goodput = ok / span / RATE
+        share_429 = 100.0 * by_status.get(429, 0) / total if total else 0.0
+        delivered = summary["delivered"] == requests * RATE_BATCH
+        label = f"{limit}/{window:g}s"
+        detail = {
+            "limit": limit,
+            "window_s": window,
+            "requests": total,
+            "by_status": state["by_status"],
+            "server_span_s": round(span, 3),
+            "client_wall_s": round(run.wall_s, 3),
+            "all_delivered": delivered,
+        }
+        ctx.add(
+            Row(
+                "ratelimit",
+                f"goodput / 20 req/s ({label}, {role})",
+                goodput,
+                "",
+                ">= 0.95",
+                goodput >= 0.95 and delivered,
+                f"{ok} x 200 in {span:.1f} s (first arrival to last answer)",
+                detail,
+            )
+        )
+        ctx.add(
+            Row(
+                "ratelimit",
+                f"429 share ({label}, {role})",
+                share_429,
+                "%",
+                "<= 2 %",
+                share_429 <= 2.0,
+                f"{by_status.get(429, 0)} of {total} answers",
+                detail,
+            )
+        )
+
+
+def bench_peers(ctx: Context) -> None:
+    """Ours at concurrency 8, the sequential script and split | xargs curl, one server."""
+    path = ctx.handles_file(ctx.handles)
+    runs: dict[str, Measured] = {}
+    campaigns: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    curl = shutil.which("curl")
+    with Sandbox("--latency", str(LATENCY_S)) as server:
+        env = server.env()
+        campaigns["ours"] = ctx.campaign("peerours")
+        runs["ours"], _ = run_ours(
+            ctx, server, path, campaigns["ours"], "--concurrency", str(PEER_CONCURRENCY)
+        )
+        campaigns["sequential"] = ctx.campaign("peerseq")
+        runs["sequential"] = run_measured(
+            [sys.executable, str(HERE / "peer_sequential.py"), campaigns["sequential"], str(path)],
+            env=env,
+            cwd=ctx.work,
+        )
+        if curl is None:
+            notes["xargs"] = "skipped: curl is not installed"
+        else:
+            campaigns["xargs"] = ctx.campaign("peerxargs")
+            chunks = ctx.work / "chunks"
+            shutil.rmtree(chunks, ignore_errors=True)
+            chunks.mkdir()
+            runs["xargs"] = run_measured(
+                ["sh", str(HERE / "peer_xargs.sh"), campaigns["xargs"], str(path), str(chunks)],
+                env=env,
+                cwd=ctx.work,
+            )
+            codes = runs["xargs"].stdout.split()
+            bad = [c for c in codes if c != "200"]
+            if bad:
+                notes["xargs"] = f"{len(bad)} of {len(codes)} requests not 200"
+        held = server.state()["campaigns"]
+        members = {
+            name: held.get(campaign, {}).get("members", 0) for name, campaign in campaigns.items()
+        }
+    ours = runs["ours"]
+    batches = math.ceil(ctx.handles / 2000)
+    ideal = {
+        "ours": math.ceil(batches / PEER_CONCURRENCY) * LATENCY_S,
+        "sequential": batches * LATENCY_S,
+        "xargs": math.ceil(batches / 8) * LATENCY_S,
+    }
+    for name in ("sequential", "xargs"):
+        peer = runs.get(name)
+        label = "sequential httpx script" if name == "sequential" else "split + xargs -P 8 curl"
+        if peer is None:
+            ctx.add(Row("peers", f"{label}: skipped", None, "", note=notes.get(name, "")))
+            continue
+        complete = peer.returncode == 0 and members.get(name) == ctx.handles
+        note = notes.get(name, "") or ("" if complete else f"exit {peer.returncode}, incomplete")
+        detail = {
+            "peer": name,
+            "peer_wall_s": round(peer.wall_s, 3),
+            "peer_cpu_s": round(peer.cpu_s, 3),
+            "peer_maxrss_mb": round(peer.maxrss_mb, 1),
+            "ours_wall_s": round(ours.wall_s, 3),
+            "ours_cpu_s": round(ours.cpu_s, 3),
+            "ours_maxrss_mb": round(ours.maxrss_mb, 1),
+            "members": members.get(name),
+            "complete": complete,
+            "peer_ideal_s": round(ideal[name], 3),
+            "ours_ideal_s": round(ideal["ours"], 3),
+        }
+        ctx.add(
+            Row(
+                "peers",
+                f"wall: ours (c=8) / {label}",
+                ours.wall_s / peer.wall_s,
+                "x",
+                note=f"{ours.wall_s:.2f} s vs {peer.wall_s:.2f} s; ideal/wall "
+                f"{ideal['ours'] / ours.wall_s:.2f} vs {ideal[name] / peer.wall_s:.2f}"
+                + (f"; {note}" if note else ""),
+                detail=detail,
+            )
+        )
+        ctx.add(
+            Row(
+                "peers",
+                f"CPU: ours (c=8) / {label}",
+                ours.cpu_s / peer.cpu_s,
+                "x",
+                note=f"{ours.cpu_s:.2f} s vs {peer.cpu_s:.2f} s (user+sys, children included)",
+                detail=detail,
+            )
+        )
+    if members.get("ours") != ctx.handles:
+        ctx.add(Row("peers", "ours: incomplete", None, "", note=f"members {members.get('ours')}"))
+
+
+def _median_wall(argv: list[str], runs: int, cwd: Path) -> float:
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)  # warm
+    return statistics.median(run_measured(argv, cwd=cwd, timeout_s=60).wall_s for _ in range(runs))
+
+
+def bench_startup(ctx: Context) -> None:
+    """`inboxleads --help` against `python -c pass`, median of `STARTUP_RUNS` each."""
+    bare = _median_wall([sys.executable, "-c", "pass"], STARTUP_RUNS, ctx.work)
+    ours = _median_wall([*ctx.client, "--help"], STARTUP_RUNS, ctx.work)
+    over = ours - bare
+    detail: dict[str, Any] = {"python_s": round(bare, 4), "inboxleads_help_s": round(ours, 4)}
+    note = f"{ours:.3f} s vs {bare:.3f} s for python -c pass, medians of {STARTUP_RUNS}"
+    if over >= 0.25:
+        detail["top_imports"] = costly_imports(ctx)
+        note += "; slowest imports: " + ", ".join(
+            f"{name} {ms:.0f} ms" for name, ms in detail["top_imports"][:4]
+        )
+    ctx.add(
+        Row(
+            "startup",
+            "inboxleads --help over python -c pass",
+            over,
+            "s",
+            "< 0.25 s",
+            over < 0.25,
+            note,
+            detail,
+        )
+    )
+
+
+def costly_imports(ctx: Context) -> list[tuple[str, float]]:
+    """Top-level imports of `inboxleads --help` by cumulative time (ms), from -X importtime."""
+    run = run_measured(
+        [sys.executable, "-X", "importtime", "-m", "inboxleads", "--help"], cwd=ctx.work
+    )
+    costs: dict[str, float] = {}
+    for line in run.stderr.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if match and len(match.group(3)) <= 3:  # nested one level under the main module
+            name = match.group(4)
+            costs[name] = max(costs.get(name, 0.0), int(match.group(2)) / 1000)
+    return sorted(costs.items(), key=lambda item: -item[1])[:10]
+
+
+RUNNERS: dict[str, Callable[[Context], None]] = {
+    "latency": bench_latency,
+    "cost": bench_cost,
+    "ratelimit": bench_ratelimit,
+    "peers": bench_peers,
+    "startup": bench_startup,
+}
+
+
+# -- reporting ------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    """What this ran on."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "nproc": cpus,
+        "cpu_model": model or platform.processor() or "unknown",
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def table(rows: list[Row]) -> str:
+    """The results as a Markdown table."""
+    lines = [
+        "| section | measure | value | target | met | notes |",
+        "|---|---|---:|---|---|---|",
+    ]
+    for row in rows:
+        met = "" if row.met is None else ("yes" if row.met else "**no**")
+        lines.append(
+            f"| {row.section} | {row.measure.strip()} | {row.shown()} | {row.target} | {met} "
+            f"| {row.note} |"
+        )
+    return "\n".join(lines)
+
+
+def efficiency_svg(points: list[dict[str, float]], title: str) -> str:
+    """Efficiency against concurrency as a small standalone SVG (log2 x axis)."""
+    width, height = 640, 420
+    left, right, top, bottom = 70, 50, 50, 100
+    plot_w, plot_h = width - left - right, height - top - bottom
+    xs = [math.log2(c) for c in CONCURRENCIES]
+    x_min, x_max = min(xs), max(xs)
+
+    def px(concurrency: float) -> float:
+        return left + (math.log2(concurrency) - x_min) / (x_max - x_min) * plot_w
+
+    def py(value: float) -> float:
+        return top + (1.0 - min(max(value, 0.0), 1.05) / 1.05) * plot_h
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{width / 2}" y="24" text-anchor="middle" font-size="14">{title}</text>',
+    ]
+    for tick in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        y = py(tick)
+        parts.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#ddd"/>'
+        )
+        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">{tick:.1f}</text>')
+    for concurrency in CONCURRENCIES:
+        x = px(concurrency)
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="#eee"/>'
+        )
+        parts.append(
+            f'<text x="{x:.1f}" y="{top + plot_h + 18}" text-anchor="middle">{concurrency}</text>'
+        )
+    parts += [
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{width - right}" y2="{top + plot_h}" '
+        'stroke="black"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="black"/>',
+        f'<text x="{left + plot_w / 2}" y="{top + plot_h + 38}" text-anchor="middle">'
+        "concurrency (requests in flight)</text>",
+        f'<text x="18" y="{top + plot_h / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 18 {top + plot_h / 2})">efficiency (ideal / measured)</text>',
+        f'<line x1="{left}" y1="{py(0.95):.1f}" x2="{width - right}" y2="{py(0.95):.1f}" '
+        'stroke="#2a2" stroke-dasharray="6 4"/>',
+        f'<text x="{width - right - 4}" y="{py(0.95) - 6:.1f}" text-anchor="end" '
+        'fill="#2a2">target 0.95</text>',
+    ]
+    series = (
+        ("efficiency", "#1f5fbf", "server span (first arrival to last answer)"),
+        ("wall", "#d2691e", "client process wall time"),
+    )
+    for index, (key, colour, label) in enumerate(series):
+        coords = [(px(p["concurrency"]), py(p[key])) for p in points]
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+        dash = "" if index == 0 else ' stroke-dasharray="4 3"'
+        parts.append(
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>'
+        )
+        for (x, y), point in zip(coords, points, strict=True):
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}"/>')
+            if index == 0:
+                parts.append(
+                    f'<text x="{x + 6:.1f}" y="{y - 8:.1f}" fill="{colour}">{point[key]:.2f}</text>'
+                )
+        legend_y = top + plot_h + 62 + index * 18
+        parts.append(
+            f'<line x1="{left + 16}" y1="{legend_y}" x2="{left + 46}" y2="{legend_y}" '
+            f'stroke="{colour}" stroke-width="2"{dash}/>'
+        )
+        parts.append(f'<text x="{left + 52}" y="{legend_y + 4}">{label}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+# -- main -----------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark inboxleads against the sandbox server on loopback."
+    )
+    parser.add_argument("--quick", action="store_true", help="100,000 handles, shorter runs")
+    parser.add_argument(
+        "--only", metavar="NAME[,NAME]", help=f"sections to run, of: {', '.join(SECTIONS)}"
+    )
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="PATH",
+        help="write the results as JSON to PATH (or stdout, and the table to stderr)",
+    )
+    parser.add_argument(
+        "--svg",
+        metavar="PATH",
+        help=f"write the efficiency plot here (default with 1,000,000 handles: {DEFAULT_SVG})",
+    )
+    parser.add_argument("--handles", type=int, help="identifiers per run (default 1,000,000)")
+    args = parser.parse_args(argv)
+    names = args.only.split(",") if args.only else list(SECTIONS)
+    unknown = [name for name in names if name not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
+    args.sections = [name for name in SECTIONS if name in names]
+    return args
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(active: bool) -> Iterator[None]:
+    """Progress and the table go to stderr when stdout carries the JSON."""
+    if not active:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    handles = args.handles or (100_000 if args.quick else 1_000_000)
+    started = time.monotonic()
+    failures: list[str] = []
+    json_to_stdout = args.json == "-"
+    with (
+        stdout_to_stderr(json_to_stdout),
+        tempfile.TemporaryDirectory(prefix="inboxleads-bench-") as work,
+    ):
+        ctx = Context(args.quick, Path(work), handles, client_command())
+        info = machine()
+        print(
+            f"inboxleads benchmarks ({'quick' if args.quick else 'full'}, {handles:,} handles) "
+            f"on {info['nproc']} x {info['cpu_model']}, Python {info['python']}",
+            flush=True,
+        )
+        if info["loadavg_at_start"][0] > 0.5:
+            print(
+                f"note: load average {info['loadavg_at_start'][0]} before starting: other "
+                "processes are using the CPU, and wall-time ratios will suffer",
+                flush=True,
+            )
+        interrupted: int | None = None
+        try:
+            for name in args.sections:
+                section_start = time.monotonic()
+                print(f"[{name}]", flush=True)
+                try:
+                    RUNNERS[name](ctx)
+                except (RuntimeError, OSError, KeyError, ValueError) as exc:
+                    failures.append(f"{name}: {exc}")
+                    ctx.add(Row(name, "FAILED", None, "", met=False, note=str(exc)[:300]))
+                print(f"  ({time.monotonic() - section_start:.1f} s)", flush=True)
+        except KeyboardInterrupt:
+            interrupted = 130
+        except SystemExit as exc:  # SIGTERM or SIGHUP, see _terminate
+            interrupted = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            cleanup_children()
+        if interrupted is not None:
+            failures.append("interrupted")
+            print("\ninterrupted: servers stopped; results so far:", flush=True)
+        elapsed = time.monotonic() - started
+        print()
+        print(table(ctx.rows))
+        print(f"\ntotal {elapsed:.1f} s")
+        svg_path = Path(args.svg) if args.svg else None
+        if svg_path is None and handles == 1_000_000 and "latency" in args.sections:
+            svg_path = DEFAULT_SVG
+        if svg_path is not None and len(ctx.latency_points) == len(CONCURRENCIES):
+            title = f"Latency-bound efficiency: {handles:,} handles, {LATENCY_S:g} s per request"
+            svg_path.parent.mkdir(parents=True, exist_ok=True)
+            svg_path.write_text(efficiency_svg(ctx.latency_points, title), encoding="utf-8")
+            print(f"plot written to {svg_path}")
+    result = {
+        "machine": info,
+        "quick": args.quick,
+        "handles": handles,
+        "sections": args.sections,
+        "elapsed_s": round(elapsed, 1),
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        "rows": [asdict(row) for row in ctx.rows],
+        "failures": failures,
+    }
+    if args.json:
+        text = json.dumps(result, indent=2)
+        if json_to_stdout:
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n", encoding="utf-8")
+    if interrupted is not None:
+        return interrupted
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        cleanup_children()
+        sys.exit(130)
