@@ -15,6 +15,8 @@ from typing import Any
 from .identifiers import Kind, Lead
 
 MAX_BATCH = 2000
+_USERNAME = Kind.USERNAME
+_ARRAY_OF = {kind: kind.array for kind in Kind}
 PLATFORM = "twitter"
 
 
@@ -24,19 +26,33 @@ class Deduper:
     def __init__(self) -> None:
         # One set per kind keeps the keys short: a username and an ID that look
         # alike are different leads.
-        self._seen: dict[Kind, set[str]] = {kind: set() for kind in Kind}
+        self.seen: dict[Kind, set[str]] = {kind: set() for kind in Kind}
 
     def first_time(self, lead: Lead) -> bool:
         """True the first time this identifier is seen, False for a duplicate."""
-        seen = self._seen[lead.kind]
-        key = lead.value.lower() if lead.kind is Kind.USERNAME else lead.value
-        if key in seen:
-            return False
-        seen.add(key)
-        return True
+        return bool(self.unique([lead]))
+
+    def unique(self, leads: Iterable[Lead]) -> list[Lead]:
+        """The leads seen for the first time, in order (a whole chunk in one call:
+        this loop runs once per input line)."""
+        seen = self.seen
+        usernames = seen[_USERNAME]
+        out: list[Lead] = []
+        for lead in leads:
+            kind = lead.kind
+            if kind is _USERNAME:
+                key = lead.value.lower()
+                keys = usernames
+            else:
+                key = lead.value
+                keys = seen[kind]
+            if key not in keys:
+                keys.add(key)
+                out.append(lead)
+        return out
 
     def __len__(self) -> int:
-        return sum(len(s) for s in self._seen.values())
+        return sum(len(s) for s in self.seen.values())
 
 
 @dataclass
@@ -62,15 +78,16 @@ def build_payload(leads: Iterable[Lead]) -> dict[str, Any]:
     """The Add leads body for these leads, always naming the platform."""
     body: dict[str, Any] = {"platform": PLATFORM}
     objects: list[dict[str, Any]] = []
+    arrays: dict[Kind, list[str]] = {}
     for lead in leads:
         if lead.data:
-            objects.append({lead.kind.value: lead.value, "platform": PLATFORM, "data": lead.data})
+            objects.append({lead.kind: lead.value, "platform": PLATFORM, "data": lead.data})
+        elif lead.kind in arrays:
+            arrays[lead.kind].append(lead.value)
         else:
-            array = body.get(lead.kind.array)
-            if array is None:
-                body[lead.kind.array] = [lead.value]
-            else:
-                array.append(lead.value)
+            arrays[lead.kind] = [lead.value]
+    for kind, values in arrays.items():
+        body[_ARRAY_OF[kind]] = values
     if objects:
         body["leads"] = objects
     return body
@@ -78,13 +95,8 @@ def build_payload(leads: Iterable[Lead]) -> dict[str, Any]:
 
 def batch_digest(campaign: str, leads: Iterable[Lead]) -> str:
     """SHA-256 over the campaign and each lead's kind and value, in order."""
-    h = hashlib.sha256(campaign.encode())
-    for lead in leads:
-        h.update(b"\n")
-        h.update(lead.kind.value.encode())
-        h.update(b":")
-        h.update(lead.value.encode())
-    return h.hexdigest()[:32]
+    text = "\n".join(f"{lead.kind}:{lead.value}" for lead in leads)
+    return hashlib.sha256(f"{campaign}\n{text}".encode()).hexdigest()[:32]
 
 
 class Batcher:
@@ -103,6 +115,20 @@ class Batcher:
         if len(self._current) >= self.size:
             return self.flush()
         return None
+
+    def extend(self, leads: list[Lead]) -> list[Batch]:
+        """Add many leads; return the batches they complete."""
+        current = self._current
+        current.extend(leads)
+        size = self.size
+        full = len(current) - len(current) % size
+        batches = []
+        for start in range(0, full, size):
+            self.count += 1
+            batches.append(Batch(self.count, current[start : start + size]))
+        if full:
+            self._current = current[full:]
+        return batches
 
     def flush(self) -> Batch | None:
         """Return the partial batch, if any (end of input, or a slow pipe went quiet)."""

@@ -29,7 +29,7 @@ from .batching import Batch, Batcher, Deduper, build_payload
 from .client import Answer, InboxClient, Outcome
 from .errors import ApiRefused, InboxLeadsError, InputError, http_status_to_refusal
 from .identifiers import Lead
-from .inputs import OpenInput, ReadOptions, Record, Rejection, read_records
+from .inputs import OpenInput, ReadOptions, Record, Rejection, read_chunks
 from .journal import Journal
 from .pacing import AdaptiveLimit, Clock, Pacer, RetryPolicy, Sleep
 from .reports import Reports
@@ -338,20 +338,12 @@ class Engine:
         batcher: Batcher,
         queue: asyncio.Queue[Batch | None] | None,
     ) -> None:
-        rejections: list[Rejection] = []
-        duplicates = 0
-        full: list[Batch] = []
-        kinds: Counter[str] = Counter()
-        for record in records:
-            if isinstance(record, Rejection):
-                rejections.append(record)
-            elif not dedup.first_time(record):
-                duplicates += 1
-            else:
-                kinds[record.kind.value] += 1
-                batch = batcher.add(record)
-                if batch is not None:
-                    full.append(batch)
+        rejections = [r for r in records if isinstance(r, Rejection)]
+        leads = [r for r in records if not isinstance(r, Rejection)] if rejections else records
+        unique = dedup.unique(leads)  # type: ignore[arg-type]
+        duplicates = len(leads) - len(unique)
+        kinds = Counter(lead.kind for lead in unique)
+        full = batcher.extend(unique)
         self.emit(
             ev.RecordsRead(
                 len(records),
@@ -359,7 +351,7 @@ class Engine:
                 duplicates,
                 tuple(rejections),
                 records[0].source,  # the reader hands over one input at a time
-                tuple(kinds.items()),
+                tuple((str(kind), n) for kind, n in kinds.items()),
             )
         )
         if rejections:
@@ -448,8 +440,8 @@ def _read_all(
     try:
         for source in inputs:
             try:
-                for record in read_records(source, options, hand_over):
-                    buffer.append(record)
+                for chunk in read_chunks(source, options, hand_over):
+                    buffer.extend(chunk)
                     if len(buffer) >= READ_CHUNK:
                         hand_over()
                 hand_over()  # a chunk never mixes two inputs

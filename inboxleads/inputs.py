@@ -11,21 +11,23 @@ caller can pass on what has been parsed so far instead of holding it back.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import stat
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
 from .errors import InputError
-from .identifiers import HANDLE_RE, Kind, Lead, ReadAs, parse_value
+from .identifiers import FAST_HANDLE_RE, HANDLE_RE, Kind, Lead, ReadAs, parse_value
 
 CHUNK_SIZE = 256 * 1024
 MAX_LINE_BYTES = 1024 * 1024
@@ -87,6 +89,7 @@ class Rejection:
 
 
 Record = Lead | Rejection
+USERNAME = Kind.USERNAME
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,12 @@ def _looks_like_utf16(head: bytes) -> bool:
 
 
 class _Lines:
-    """Splits a byte stream into numbered text lines, reading whatever is available."""
+    """Splits a byte stream into numbered text lines, reading whatever is available.
+
+    Work is done a block (one read) at a time: a block of clean UTF-8 is
+    decoded and split in one call each, and only a block with a bad line falls
+    back to line by line. `number` is the number of the last line handed out.
+    """
 
     def __init__(self, source: OpenInput, on_wait: Callable[[], None]) -> None:
         self.source = source
@@ -214,12 +222,12 @@ class _Lines:
         self.bad: dict[int, str] = {}
         self.number = 0
 
-    def __iter__(self) -> Iterator[str]:
+    def blocks(self) -> Iterator[tuple[int, list[str]]]:
+        """(number of the first line, lines without their newline) per read."""
         stream = self.source.stream
         read = stream.read1 if hasattr(stream, "read1") else stream.read
-        pending: list[bytes] = []
-        pending_size = 0
-        too_long = False
+        pending = b""
+        too_long = False  # the line being read is already over the limit: drop it
         while True:
             self.on_wait()
             try:
@@ -230,86 +238,117 @@ class _Lines:
                 ) from exc
             if not chunk:
                 break
-            parts = chunk.split(b"\n")
-            for part in parts[:-1]:
-                if too_long or pending_size + len(part) > MAX_LINE_BYTES:
-                    yield self._bad("line longer than 1 MiB")
-                else:
-                    pending.append(part)
-                    yield self._decode(b"".join(pending))
-                pending.clear()
-                pending_size = 0
-                too_long = False
-            tail = parts[-1]
-            if not too_long:
-                if pending_size + len(tail) > MAX_LINE_BYTES:
-                    too_long = True
-                    pending.clear()
-                else:
-                    pending.append(tail)
-                    pending_size += len(tail)
-        if too_long:
-            yield self._bad("line longer than 1 MiB")
-        elif pending_size:
-            yield self._decode(b"".join(pending))
+            data = pending + chunk if pending else chunk
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                too_long = too_long or len(data) > MAX_LINE_BYTES
+                pending = b"" if too_long else data
+                continue
+            yield self._block(data[:cut], too_long)
+            pending = data[cut + 1 :]
+            too_long = len(pending) > MAX_LINE_BYTES
+            if too_long:
+                pending = b""
+        if too_long or pending:
+            yield self._block(pending, too_long)
 
-    def _bad(self, reason: str) -> str:
-        self.number += 1
-        self.bad[self.number] = reason
-        return "\n"
-
-    def _decode(self, raw: bytes) -> str:
-        # A CR before the LF stays: every reader strips values, and the CSV
-        # reader needs it to keep a CRLF inside a quoted cell.
-        self.number += 1
-        if self.number == 1:
+    def _block(self, raw: bytes, first_too_long: bool) -> tuple[int, list[str]]:
+        first = self.number + 1
+        if first == 1:
             raw = raw.removeprefix(b"\xef\xbb\xbf")
+        lines: list[str] | None = None
+        if b"\x00" not in raw:
+            with contextlib.suppress(UnicodeDecodeError):
+                lines = raw.decode("utf-8").split("\n")
+        if lines is None:
+            lines = [self._decode(first + i, part) for i, part in enumerate(raw.split(b"\n"))]
+        if first_too_long:
+            self._mark(first, "line longer than 1 MiB")
+            lines[0] = ""
+        if len(raw) > MAX_LINE_BYTES:
+            for i, text in enumerate(lines):
+                if len(text) > MAX_LINE_BYTES // 4 and len(text.encode()) > MAX_LINE_BYTES:
+                    self._mark(first + i, "line longer than 1 MiB")
+                    lines[i] = ""
+        self.number = first + len(lines) - 1
+        return first, lines
+
+    def _mark(self, number: int, reason: str) -> None:
+        self.bad[number] = reason
+
+    def _decode(self, number: int, raw: bytes) -> str:
         if b"\x00" in raw:
-            self.bad[self.number] = "contains NUL bytes"
-            return "\n"
+            self._mark(number, "contains NUL bytes")
+            return ""
         try:
-            return raw.decode("utf-8") + "\n"
+            return raw.decode("utf-8")
         except UnicodeDecodeError:
-            self.bad[self.number] = "not valid UTF-8"
-            return raw.decode("utf-8", "replace") + "\n"
+            self._mark(number, "not valid UTF-8")
+            return raw.decode("utf-8", "replace")
+
+    def __iter__(self) -> Iterator[str]:
+        """Line by line, each with its newline (a CR before it stays: the CSV
+        reader needs it to keep a CRLF inside a quoted cell)."""
+        return self.lines_of(self.blocks())
+
+    def lines_of(self, blocks: Iterable[tuple[int, list[str]]]) -> Iterator[str]:
+        for first, block in blocks:
+            for i, text in enumerate(block):
+                self.number = first + i
+                yield text + "\n"
+
+
+Chunk = list[Lead | Rejection]
 
 
 def read_records(
     source: OpenInput, options: ReadOptions, on_wait: Callable[[], None] = lambda: None
 ) -> Iterator[Record]:
     """Yield a `Lead` or `Rejection` for every record of one input, in order."""
+    for chunk in read_chunks(source, options, on_wait):
+        yield from chunk
+
+
+def read_chunks(
+    source: OpenInput, options: ReadOptions, on_wait: Callable[[], None] = lambda: None
+) -> Iterator[Chunk]:
+    """The records of one input in order, in lists (a block of lines at a time
+    where the format allows, which is what makes large files fast)."""
     lines = _Lines(source, on_wait)
-    it = iter(lines)
+    blocks: Iterator[tuple[int, list[str]]] = lines.blocks()
     fmt = source.fmt if options.fmt is Format.AUTO else options.fmt
     if fmt is Format.AUTO:
-        head: list[tuple[int, str]] = []
-        for text in it:
-            head.append((lines.number, text))
-            if lines.number not in lines.bad and text.strip() and not text.startswith("#"):
+        held: list[tuple[int, list[str]]] = []
+        first = ""
+        for number, block in blocks:
+            held.append((number, block))
+            first = next(
+                (
+                    t
+                    for i, t in enumerate(block)
+                    if number + i not in lines.bad and t.strip() and not t.startswith("#")
+                ),
+                "",
+            )
+            if first:
                 break
-        fmt = sniff(head[-1][1] if head else "", options)
-        it = _replay(head, lines, it)
+        fmt = sniff(first, options)
+        blocks = itertools.chain(held, blocks)
     if fmt is Format.LINES:
-        return _read_lines(it, lines, options)
-    if fmt in (Format.CSV, Format.TSV):
-        return _read_table(it, lines, options, "\t" if fmt is Format.TSV else None)
+        return _read_lines(blocks, lines, options)
     if fmt is Format.JSONL:
-        return _read_jsonl(it, lines, options)
-    return _read_json_array(it, lines, options)
+        return _read_jsonl(blocks, lines, options)
+    if fmt in (Format.CSV, Format.TSV):
+        records = _read_table(
+            lines.lines_of(blocks), lines, options, "\t" if fmt is Format.TSV else None
+        )
+    else:
+        records = _read_json_array(lines.lines_of(blocks), lines, options)
+    return ([record] for record in records)
 
 
 def _chain(head: list[str], rest: Iterator[str]) -> Iterator[str]:
     yield from head
-    yield from rest
-
-
-def _replay(head: list[tuple[int, str]], lines: _Lines, rest: Iterator[str]) -> Iterator[str]:
-    """Yield the lines read while sniffing again, each under its own line number."""
-    last = lines.number
-    for number, text in head:
-        lines.number = number
-        yield text
-    lines.number = last
     yield from rest
 
 
@@ -335,33 +374,57 @@ def sniff(first: str, options: ReadOptions) -> Format:
     return Format.LINES
 
 
-def _values(it: Iterator[str], lines: _Lines) -> Iterator[tuple[int, str] | Rejection]:
-    """Numbered, stripped values of a line-per-record input: rejections for
-    unreadable lines, nothing for blank and comment lines."""
-    name = lines.source.name
-    for text in it:
-        number = lines.number
-        if number in lines.bad:
-            yield Rejection(name, number, text.strip(), lines.bad.pop(number))
-            continue
-        value = text.strip()
-        if value and value[0] != "#":
-            yield number, value
-
-
-def _read_lines(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Iterator[Record]:
+def _read_lines(
+    blocks: Iterator[tuple[int, list[str]]], lines: _Lines, options: ReadOptions
+) -> Iterator[Chunk]:
     name = lines.source.name
     read_as = options.read_as
-    for item in _values(it, lines):
-        if isinstance(item, Rejection):
-            yield item
-            continue
-        number, value = item
-        parsed = parse_value(value, read_as)
-        if isinstance(parsed, str):
-            yield Rejection(name, number, value, parsed)
-        else:
-            yield Lead(parsed[0], parsed[1], name, number)
+    fast = FAST_HANDLE_RE.fullmatch if read_as is ReadAs.AUTO else None
+    bad = lines.bad
+    for first, block in blocks:
+        out: Chunk = []
+        append = out.append
+        for number, text in enumerate(block, first):
+            value = text.strip()
+            if bad and number in bad:
+                append(Rejection(name, number, value, bad.pop(number)))
+                continue
+            if not value or value[0] == "#":
+                continue
+            # The common case, a bare handle, without the general parser.
+            match = fast(value) if fast is not None else None
+            if match is not None and (value[0] == "@" or not value.isdigit()):
+                append(Lead(USERNAME, match.group(1), name, number))
+                continue
+            parsed = parse_value(value, read_as)
+            if isinstance(parsed, str):
+                append(Rejection(name, number, value, parsed))
+            else:
+                append(Lead(parsed[0], parsed[1], name, number))
+        yield out
+
+
+def _read_jsonl(
+    blocks: Iterator[tuple[int, list[str]]], lines: _Lines, options: ReadOptions
+) -> Iterator[Chunk]:
+    name = lines.source.name
+    bad = lines.bad
+    for first, block in blocks:
+        out: Chunk = []
+        for number, text in enumerate(block, first):
+            value = text.strip()
+            if bad and number in bad:
+                out.append(Rejection(name, number, value, bad.pop(number)))
+                continue
+            if not value or value[0] == "#":
+                continue
+            try:
+                obj = json.loads(value)
+            except ValueError:
+                out.append(Rejection(name, number, value, "not a JSON object"))
+                continue
+            out.append(lead_from_object(obj, name, number, value, options))
+        yield out
 
 
 def _normalise_header(name: str) -> str:
@@ -501,21 +564,6 @@ def _data_columns(header: list[str], index: int, options: ReadOptions) -> list[i
         return [i for i, h in enumerate(header) if i != index and h]
     wanted = {_normalise_header(c) for c in options.data_columns}
     return [i for i, h in enumerate(header) if i != index and _normalise_header(h) in wanted]
-
-
-def _read_jsonl(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Iterator[Record]:
-    name = lines.source.name
-    for item in _values(it, lines):
-        if isinstance(item, Rejection):
-            yield item
-            continue
-        number, value = item
-        try:
-            obj = json.loads(value)
-        except ValueError:
-            yield Rejection(name, number, value, "not a JSON object")
-            continue
-        yield lead_from_object(obj, name, number, value, options)
 
 
 def _read_json_array(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Iterator[Record]:

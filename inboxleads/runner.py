@@ -10,6 +10,7 @@ transport, so tests swap any of them.
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import json
 import random
@@ -162,9 +163,15 @@ def run_add(job: AddJob, env: Environment) -> AddResult:
     """Run `inboxleads add` from start to summary."""
     check_job(job)
     inputs = open_inputs(job.inputs, job.read.fmt, env.stdin, job.read)
+    thresholds = gc.get_threshold()
+    # A large import allocates a million small objects that live until their
+    # batch is sent: collecting every 700 allocations spent a quarter of the
+    # CPU time rescanning them (measured on 1,000,000 handles).
+    gc.set_threshold(50_000, 20, 100)
     try:
         return asyncio.run(_run(job, env, inputs))
     finally:
+        gc.set_threshold(*thresholds)
         for item in inputs:
             item.close()
 
