@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from . import events as ev
-from .batching import Batch, Batcher, Deduper, build_payload
+from .batching import Batch, Batcher, Deduper
 from .client import Answer, InboxClient, Outcome
 from .errors import ApiRefused, InboxLeadsError, InputError, http_status_to_refusal
-from .identifiers import Lead
-from .inputs import OpenInput, ReadOptions, Record, Rejection, read_chunks
+from .identifiers import HandleRun, Kind, Lead
+from .inputs import Chunk, OpenInput, ReadOptions, Rejection, read_chunks
 from .journal import Journal
 from .pacing import AdaptiveLimit, Clock, Pacer, RetryPolicy, Sleep
 from .reports import Reports
@@ -167,7 +167,7 @@ class Engine:
             self.emit(ev.BatchResumed(batch.seq, len(batch)))
             self._keep_if_failed(batch, self.journal.failed_of(digest) or 0)
             return Delivery(True)
-        result = await self.deliver(batch.seq, batch.leads, "upload")
+        result = await self.deliver(batch, "upload")
         if result.delivered and result.answer is not None:
             answer = result.answer
             if self.journal is not None:
@@ -189,8 +189,8 @@ class Engine:
         if failed and self.config.keep_failed_batches:
             self.failed_batches.append((batch, failed))
 
-    async def deliver(self, seq: int, leads: list[Lead], phase: str) -> Delivery:
-        """Send `leads` in one request, retrying transient failures.
+    async def deliver(self, batch: Batch, phase: str) -> Delivery:
+        """Send `batch` in one request, retrying transient failures.
 
         Emits request and retry events; for the upload phase an undelivered
         batch is also recorded (event and undelivered report) here.
@@ -204,7 +204,7 @@ class Engine:
                 break
             attempt += 1
             try:
-                answer = await self._attempt(seq, leads, attempt, phase)
+                answer = await self._attempt(batch, attempt, phase)
             except _NotSent:
                 attempt -= 1
                 reason = "not sent: the run was stopped"
@@ -232,18 +232,16 @@ class Engine:
                 reason = f"gave up after {attempt} attempts: {answer.message}"
                 break
             wait = self.config.retry.wait(attempt, answer.retry_after, self.rng)
-            self.emit(ev.RetryScheduled(seq, attempt + 1, answer.message, wait, phase))
+            self.emit(ev.RetryScheduled(batch.seq, attempt + 1, answer.message, wait, phase))
             if not await self._sleep_unless_stopped(wait):
                 reason = f"not retried: the run was stopped ({answer.message})"
                 break
         if phase == "upload":
-            self.emit(ev.BatchUndelivered(seq, len(leads), reason, attempt))
-            self.reports.undelivered(leads, reason)
+            self.emit(ev.BatchUndelivered(batch.seq, len(batch), reason, attempt))
+            self.reports.undelivered(batch.leads, reason)
         return Delivery(False, None, attempt)
 
-    async def _attempt(
-        self, seq: int, leads: list[Lead], attempt: int, phase: str
-    ) -> Answer | None:
+    async def _attempt(self, batch: Batch, attempt: int, phase: str) -> Answer | None:
         """One request, holding a concurrency slot; None when abandoned by a stop."""
         assert self.client is not None
         await self.limit.acquire()
@@ -252,10 +250,10 @@ class Engine:
             if not finished or start_seq is None:
                 raise _NotSent
             self._in_flight += 1
-            self.emit(ev.RequestStarted(seq, len(leads), attempt, phase))
+            self.emit(ev.RequestStarted(batch.seq, len(batch), attempt, phase))
             status: int | None = None
             try:
-                payload = build_payload(leads)
+                payload = batch.payload()
                 post = self.client.post_leads(
                     self.config.campaign, payload, self.config.timeout_s, self.clock()
                 )
@@ -267,7 +265,7 @@ class Engine:
                 return answer
             finally:
                 self._in_flight -= 1
-                self.emit(ev.RequestEnded(seq, status, phase))
+                self.emit(ev.RequestEnded(batch.seq, status, phase))
         finally:
             self.limit.release()
 
@@ -280,7 +278,7 @@ class Engine:
 
     async def _produce(self, queue: asyncio.Queue[Batch | None] | None) -> None:
         """Read records, de-duplicate, batch, and queue batches (or count them, dry)."""
-        chunks: asyncio.Queue[list[Record] | BaseException | None] = asyncio.Queue(maxsize=8)
+        chunks: asyncio.Queue[Chunk | BaseException | None] = asyncio.Queue(maxsize=8)
         cancel = threading.Event()
         loop = asyncio.get_running_loop()
         thread = threading.Thread(
@@ -333,20 +331,48 @@ class Engine:
 
     async def _take_chunk(
         self,
-        records: list[Record],
+        records: Chunk,
         dedup: Deduper,
         batcher: Batcher,
         queue: asyncio.Queue[Batch | None] | None,
     ) -> None:
-        rejections = [r for r in records if isinstance(r, Rejection)]
-        leads = [r for r in records if not isinstance(r, Rejection)] if rejections else records
-        unique = dedup.unique(leads)  # type: ignore[arg-type]
-        duplicates = len(leads) - len(unique)
-        kinds = Counter(lead.kind for lead in unique)
-        full = batcher.extend(unique)
+        rejections: list[Rejection] = []
+        duplicates = 0
+        kinds: Counter[str] = Counter()
+        full: list[Batch] = []
+        read = 0
+        leads: list[Lead] = []
+
+        def take_leads() -> None:
+            nonlocal duplicates
+            if not leads:
+                return
+            unique = dedup.unique(leads)
+            duplicates += len(leads) - len(unique)
+            kinds.update(lead.kind for lead in unique)
+            full.extend(batcher.extend(unique))
+            leads.clear()
+
+        for record in records:
+            if isinstance(record, HandleRun):
+                take_leads()  # keep the input's order
+                read += len(record)
+                if dedup.all_new_handles(record.values):
+                    kinds[Kind.USERNAME] += len(record)
+                    full.extend(batcher.extend_run(record))
+                else:
+                    leads.extend(record.leads())
+                    take_leads()
+            else:
+                read += 1
+                if isinstance(record, Rejection):
+                    rejections.append(record)
+                else:
+                    leads.append(record)
+        take_leads()
         self.emit(
             ev.RecordsRead(
-                len(records),
+                read,
                 len(rejections),
                 duplicates,
                 tuple(rejections),
@@ -411,15 +437,15 @@ async def _race(awaitable: Awaitable[T], event: asyncio.Event) -> tuple[bool, T 
 def _read_all(
     inputs: list[OpenInput],
     options: ReadOptions,
-    chunks: asyncio.Queue[list[Record] | BaseException | None],
+    chunks: asyncio.Queue[Chunk | BaseException | None],
     loop: asyncio.AbstractEventLoop,
     cancel: threading.Event,
     keep_reading: Callable[[], bool],
 ) -> None:
     """The reader thread: parse every input and hand records to the loop in chunks."""
-    buffer: list[Record] = []
+    buffer: Chunk = []
 
-    def push(item: list[Record] | BaseException | None) -> None:
+    def push(item: Chunk | BaseException | None) -> None:
         future = asyncio.run_coroutine_threadsafe(chunks.put(item), loop)
         while True:
             try:
@@ -458,7 +484,7 @@ def _read_all(
 
 def _push_quietly(
     loop: asyncio.AbstractEventLoop,
-    chunks: asyncio.Queue[list[Record] | BaseException | None],
+    chunks: asyncio.Queue[Chunk | BaseException | None],
     item: BaseException | None,
 ) -> None:
     with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):

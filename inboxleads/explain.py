@@ -103,7 +103,7 @@ class Explainer:
             return None
         self.result.requests += 1
         self._seq += 1
-        delivery = await engine.deliver(self._seq, leads, "explain")
+        delivery = await engine.deliver(Batch(self._seq, leads), "explain")
         if not delivery.delivered or delivery.answer is None:
             return None
         if engine.journal is not None:

@@ -54,8 +54,31 @@ class Lead:
     data: dict[str, str] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HandleRun:
+    """Consecutive lines of one input that are all bare usernames, kept as plain
+    strings: a large list of handles needs no object per line until one is
+    reported (`leads`)."""
+
+    source: str
+    first_line: int
+    values: list[str]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def leads(self) -> list[Lead]:
+        """The same identifiers as `Lead` objects, with their line numbers."""
+        source, first = self.source, self.first_line
+        return [Lead(Kind.USERNAME, v, source, n) for n, v in enumerate(self.values, first)]
+
+    def follows(self, other: HandleRun) -> bool:
+        """True when this run starts on the line after `other` ends, in the same input."""
+        return self.source == other.source and self.first_line == other.first_line + len(other)
+
+
 HANDLE_RE = re.compile(r"[A-Za-z0-9_]{1,15}")
-_FAST_HANDLE_RE = re.compile(r"@?([A-Za-z0-9_]{1,15})")
+FAST_HANDLE_RE = re.compile(r"@?([A-Za-z0-9_]{1,15})")
 _DIGITS_RE = re.compile(r"[0-9]{1,19}")
 _EXTERNAL_RE = re.compile(r"[0-9a-z]{1,64}")
 _MAX_USER_ID = 2**64 - 1
@@ -94,7 +117,7 @@ def parse_value(raw: str, read_as: ReadAs = ReadAs.AUTO) -> ParseResult:
     """
     text = raw.strip()
     if read_as is ReadAs.AUTO:
-        match = _FAST_HANDLE_RE.fullmatch(text)
+        match = FAST_HANDLE_RE.fullmatch(text)
         if match is not None:
             handle = match.group(1)
             if text[0] == "@" or not handle.isdigit():

@@ -17,6 +17,7 @@ import io
 import itertools
 import json
 import os
+import re
 import stat
 import sys
 from collections import deque
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import InputError
-from .identifiers import FAST_HANDLE_RE, HANDLE_RE, Kind, Lead, ReadAs, parse_value
+from .identifiers import FAST_HANDLE_RE, HANDLE_RE, HandleRun, Kind, Lead, ReadAs, parse_value
 
 CHUNK_SIZE = 256 * 1024
 MAX_LINE_BYTES = 1024 * 1024
@@ -298,7 +299,13 @@ class _Lines:
                 yield text + "\n"
 
 
-Chunk = list[Lead | Rejection]
+# A run of plain handles stays one object until it is reported (see HandleRun).
+Chunk = list[Lead | Rejection | HandleRun]
+
+# A whole block of bare handles, one a line: @name, or a name with a non-digit.
+_BLOCK_OF_HANDLES = re.compile(
+    r"(?:(?:@[A-Za-z0-9_]{1,15}|(?=[0-9]*[A-Za-z_])[A-Za-z0-9_]{1,15})\r?\n)*"
+)
 
 
 def read_records(
@@ -306,7 +313,11 @@ def read_records(
 ) -> Iterator[Record]:
     """Yield a `Lead` or `Rejection` for every record of one input, in order."""
     for chunk in read_chunks(source, options, on_wait):
-        yield from chunk
+        for record in chunk:
+            if isinstance(record, HandleRun):
+                yield from record.leads()
+            else:
+                yield record
 
 
 def read_chunks(
@@ -382,6 +393,15 @@ def _read_lines(
     fast = FAST_HANDLE_RE.fullmatch if read_as is ReadAs.AUTO else None
     bad = lines.bad
     for first, block in blocks:
+        if fast is not None and not bad:
+            # The common case of a large file, a block of nothing but bare
+            # handles, checked by one regular expression and kept as strings.
+            text = "\n".join(block) + "\n"
+            if _BLOCK_OF_HANDLES.fullmatch(text):
+                if "@" in text or "\r" in text:
+                    block = [v.rstrip("\r").removeprefix("@") for v in block]
+                yield [HandleRun(name, first, block)]
+                continue
         out: Chunk = []
         append = out.append
         for number, text in enumerate(block, first):

@@ -50,6 +50,7 @@ class Pacer:
 
     # Waits shorter than this are ordinary spacing, not a pause worth showing.
     SHOW_PAUSE_S = 1.0
+    RESET_ROUNDING_S = 0.5
 
     def __init__(self, clock: Clock, sleep: Sleep, on_pause: PauseHook | None = None) -> None:
         self._clock = clock
@@ -87,7 +88,9 @@ class Pacer:
         remaining = self._remaining - (self._started - self._info_seq - 1)
         if remaining <= 0:
             return self._reset - now
-        return (self._reset - now) / remaining
+        # X-RateLimit-Reset is in whole seconds, rounded up: on average the
+        # window frees half a second earlier, which matters for short windows.
+        return max(0.0, self._reset - self.RESET_ROUNDING_S - now) / remaining
 
     def observe(self, rate: RateInfo | None, seq: int) -> None:
         """Learn the current budget from the answer to request number `seq`."""

@@ -129,6 +129,7 @@ class _Endpoint:
         rng: random.Random,
     ) -> None:
         self.config = config
+        self._clock = clock
         self.state = SandboxState()
         self._pauses: set[anyio.CancelScope] = set()
         self._sleep = sleep
@@ -172,6 +173,7 @@ class _Endpoint:
         return None
 
     async def _answer(self, request: Request) -> Response:
+        arrived = self._clock()
         denied = self._auth_error(request.headers.get("authorization"))
         if denied is not None:
             return denied
@@ -201,6 +203,9 @@ class _Endpoint:
         delay = faults.latency_s
         if faults.username_latency_s:
             delay += faults.username_latency_s * count_usernames(body)
+        # The latency is the time the request takes in all, from its arrival:
+        # reading and checking a large body is part of it, not added to it.
+        delay -= self._clock() - arrived
         # A client that gives up meanwhile doesn't stop the server: the batch may still land.
         if delay > 0 and not await self._pause(delay):
             return _Broken("shutdown")

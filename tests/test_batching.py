@@ -6,8 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inboxleads.batching import MAX_BATCH, Batcher, Deduper, batch_digest, batches, build_payload
-from inboxleads.identifiers import Kind, Lead
+from inboxleads.batching import (
+    MAX_BATCH,
+    Batch,
+    Batcher,
+    Deduper,
+    batch_digest,
+    batches,
+    build_payload,
+)
+from inboxleads.identifiers import HandleRun, Kind, Lead
 
 
 def lead(value: str, kind: Kind = Kind.USERNAME, data: dict[str, str] | None = None) -> Lead:
@@ -230,3 +238,66 @@ def test_reading_the_same_leads_twice_gives_the_same_batches_and_digests() -> No
         return [b.digest("camp1") for b in batches(leads, 7)]
 
     assert run() == run()
+
+
+# -- compact runs of handles ---------------------------------------------------
+
+
+def _run(first: int, values: list[str], source: str = "a.txt") -> HandleRun:
+    return HandleRun(source, first, values)
+
+
+def test_a_compact_batch_sends_and_hashes_exactly_like_its_leads() -> None:
+    run = _run(5, ["jack", "Naval", "a_1"])
+    compact, expanded = Batch(1, run=run), Batch(1, run.leads())
+    assert (
+        compact.payload()
+        == expanded.payload()
+        == {
+            "platform": "twitter",
+            "usernames": ["jack", "Naval", "a_1"],
+        }
+    )
+    assert compact.digest("c1") == expanded.digest("c1")
+    assert len(compact) == 3
+    assert [(lead.value, lead.line) for lead in compact.leads] == [
+        ("jack", 5),
+        ("Naval", 6),
+        ("a_1", 7),
+    ]
+
+
+def test_contiguous_runs_merge_into_full_compact_batches() -> None:
+    batcher = Batcher(4)
+    assert batcher.extend_run(_run(1, ["a", "b", "c"])) == []
+    [full] = batcher.extend_run(_run(4, ["d", "e", "f"]))
+    assert full.run is not None and full.run.values == ["a", "b", "c", "d"]
+    last = batcher.flush()
+    assert last is not None and last.run == _run(5, ["e", "f"])
+    assert [b.seq for b in (full, last)] == [1, 2]
+
+
+def test_a_run_after_a_gap_or_after_leads_becomes_leads_in_order() -> None:
+    batcher = Batcher(10)
+    batcher.extend_run(_run(1, ["a", "b"]))
+    batcher.extend_run(_run(9, ["x"]))  # lines 3-8 were not plain handles
+    batcher.add(Lead(Kind.PLATFORM_ID, "12", "a.txt", 10))
+    batcher.extend_run(_run(11, ["y"]))
+    batch = batcher.flush()
+    assert batch is not None and batch.run is None
+    assert [(lead.value, lead.line) for lead in batch.leads] == [
+        ("a", 1),
+        ("b", 2),
+        ("x", 9),
+        ("12", 10),
+        ("y", 11),
+    ]
+
+
+def test_all_new_handles_remembers_nothing_when_one_was_seen() -> None:
+    dedup = Deduper()
+    assert dedup.all_new_handles(["Jack", "naval"])
+    assert not dedup.all_new_handles(["paulg", "JACK"])
+    assert not dedup.all_new_handles(["sama", "Sama"])
+    assert dedup.first_time(Lead(Kind.USERNAME, "paulg", "a", 1))
+    assert dedup.first_time(Lead(Kind.USERNAME, "sama", "a", 2))

@@ -570,3 +570,27 @@ def test_json_file_that_does_not_parse_is_an_input_error(tmp_path: Path) -> None
     path = write(tmp_path, "leads.json", "[{")
     with pytest.raises(InputError, match="not valid JSON"):
         read_path(path)
+
+
+def test_a_block_of_plain_handles_is_read_as_one_run_with_line_numbers(tmp_path: Path) -> None:
+    from inboxleads.identifiers import HandleRun
+    from inboxleads.inputs import read_chunks
+
+    path = write(tmp_path, "leads.txt", b"@Jack\r\nnaval\r\npaul_g\r\n")
+    [source] = open_inputs([str(path)], Format.AUTO)
+    try:
+        [[run]] = list(read_chunks(source, ReadOptions()))
+    finally:
+        source.close()
+    assert isinstance(run, HandleRun) and run.values == ["Jack", "naval", "paul_g"]
+    assert [(r.value, r.line) for r in read_path(path)] == [
+        ("Jack", 1),
+        ("naval", 2),
+        ("paul_g", 3),
+    ]
+
+
+def test_a_bare_number_keeps_its_block_off_the_fast_path(tmp_path: Path) -> None:
+    path = write(tmp_path, "leads.txt", b"jack\n12345\nnaval\n")
+    kinds = [r.kind for r in read_path(path) if isinstance(r, Lead)]
+    assert kinds == [U, Kind.PLATFORM_ID, U]

@@ -440,7 +440,7 @@ async def test_hang_is_cut_short_by_the_client_read_timeout() -> None:
 async def test_latency_is_fixed_plus_per_username_through_the_injected_sleep() -> None:
     sleep = RecordingSleep()
     faults = Faults(latency_s=0.5, username_latency_s=0.01)
-    app = create_app(SandboxConfig(faults=faults), sleep=sleep)
+    app = create_app(SandboxConfig(faults=faults), sleep=sleep, clock=lambda: 1000.0)
     body = {
         "usernames": ["a", "b", "c"],
         "platformIds": ["1"],
