@@ -7,6 +7,8 @@ token appears in stdout, stderr or any file the run left under `tmp_path`.
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
 import subprocess
@@ -14,14 +16,76 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import httpx
 import pytest
 
+from inboxleads.runner import Environment
 from inboxleads.sandbox import Faults, RunningSandbox, SandboxConfig
 
 # A token that cannot appear by chance, so finding it anywhere is a leak.
 SECRET = "tok_SECRET_7f3a9c1e5b2d4f6a8c0e"
+
+# The keys the command-line contract promises in the --json summary.
+CONTRACT_KEYS = frozenset(
+    [
+        "campaign",
+        "read",
+        "rejected",
+        "duplicates",
+        "unique",
+        "batches",
+        "requests",
+        "retries",
+        "added",
+        "skipped",
+        "failed",
+        "delivered",
+        "undelivered",
+        "resumed",
+        "dry_run",
+        "elapsed_s",
+        "exit_code",
+    ]
+)
+
+
+class FakeTime:
+    """A clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def quiet_env(
+    fake: FakeTime,
+    *,
+    stdin: IO[bytes] | None = None,
+    stderr: io.StringIO | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Environment:
+    """An in-process Environment: no terminal, no signal handlers, time from `fake`."""
+    return Environment(
+        stdin=stdin if stdin is not None else io.BytesIO(b""),
+        stdout=io.StringIO(),
+        stderr=stderr if stderr is not None else io.StringIO(),
+        stdin_isatty=False,
+        stderr_isatty=False,
+        clock=fake.clock,
+        sleep=fake.sleep,
+        transport=transport,
+        handle_signals=False,
+    )
 
 
 @dataclass

@@ -13,25 +13,7 @@ from inboxleads import events as ev
 from inboxleads.accounting import Summary, Tally
 from inboxleads.inputs import Rejection
 
-CONTRACT_KEYS = {
-    "campaign",
-    "read",
-    "rejected",
-    "duplicates",
-    "unique",
-    "batches",
-    "requests",
-    "retries",
-    "added",
-    "skipped",
-    "failed",
-    "delivered",
-    "undelivered",
-    "resumed",
-    "dry_run",
-    "elapsed_s",
-    "exit_code",
-}
+from .conftest import CONTRACT_KEYS
 
 REJECTION = Rejection("leads.txt", 3, "not a handle!", "character '!' is not allowed")
 

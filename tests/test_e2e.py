@@ -14,27 +14,7 @@ from pathlib import Path
 from inboxleads.journal import RunLock
 from inboxleads.sandbox import RunningSandbox
 
-from .conftest import SECRET, CliResult, api_env, cli_env, write_lines
-
-CONTRACT_KEYS = {
-    "campaign",
-    "read",
-    "rejected",
-    "duplicates",
-    "unique",
-    "batches",
-    "requests",
-    "retries",
-    "added",
-    "skipped",
-    "failed",
-    "delivered",
-    "undelivered",
-    "resumed",
-    "dry_run",
-    "elapsed_s",
-    "exit_code",
-}
+from .conftest import CONTRACT_KEYS, SECRET, CliResult, api_env, cli_env, write_lines
 
 Run = Callable[..., CliResult]
 

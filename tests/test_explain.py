@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import math
 import random
 from pathlib import Path
@@ -12,11 +11,10 @@ from typing import Any
 from starlette.applications import Starlette
 
 from inboxleads.errors import ExitStatus
-from inboxleads.runner import AddJob, AddResult, Environment, run_add
+from inboxleads.runner import AddJob, AddResult, run_add
 from inboxleads.sandbox import Faults, SandboxConfig, create_app, sandbox_transport
 
-from .conftest import SECRET, write_lines
-from .test_resilience import FakeTime
+from .conftest import SECRET, FakeTime, quiet_env, write_lines
 
 
 def run_against(
@@ -32,17 +30,7 @@ def run_against(
         progress="none",
         **opts,
     )
-    env = Environment(
-        stdin=io.BytesIO(b""),
-        stdout=io.StringIO(),
-        stderr=io.StringIO(),
-        stdin_isatty=False,
-        stderr_isatty=False,
-        clock=fake.clock,
-        sleep=fake.sleep,
-        transport=sandbox_transport(app),
-        handle_signals=False,
-    )
+    env = quiet_env(fake, transport=sandbox_transport(app))
     result = run_add(job, env)
     assert result.summary is not None
     return result, result.summary.to_json()

@@ -9,7 +9,6 @@ test runs in process, with the flush driven by an injected fake clock.
 from __future__ import annotations
 
 import csv
-import io
 import os
 import threading
 import time
@@ -18,11 +17,10 @@ from pathlib import Path
 import pytest
 
 from inboxleads.errors import ExitStatus
-from inboxleads.runner import AddJob, AddResult, Environment, run_add
+from inboxleads.runner import AddJob, AddResult, run_add
 from inboxleads.sandbox import RunningSandbox
 
-from .conftest import SECRET, Run, api_env, write_lines
-from .test_resilience import FakeTime
+from .conftest import SECRET, FakeTime, Run, api_env, quiet_env, write_lines
 
 KINDS = ("username", "platformId", "externalId")
 ARRAYS = ("usernames", "platformIds", "externalIds")
@@ -530,16 +528,7 @@ def test_slow_pipe_sends_a_partial_batch_once_quiet_for_flush_after_on_the_injec
     read_fd, write_fd = os.pipe()
     results: list[AddResult] = []
     with os.fdopen(read_fd, "rb") as stdin, os.fdopen(write_fd, "wb", buffering=0) as writer:
-        env = Environment(
-            stdin=stdin,
-            stdout=io.StringIO(),
-            stderr=io.StringIO(),
-            stdin_isatty=False,
-            stderr_isatty=False,
-            clock=fake.clock,
-            sleep=fake.sleep,
-            handle_signals=False,
-        )
+        env = quiet_env(fake, stdin=stdin)
         thread = threading.Thread(target=lambda: results.append(run_add(job, env)), daemon=True)
         try:
             writer.write(b"early1\nearly2\nearly3\n")

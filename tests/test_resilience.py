@@ -20,28 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inboxleads.errors import ExitStatus
-from inboxleads.runner import AddJob, AddResult, Environment, run_add
+from inboxleads.runner import AddJob, AddResult, run_add
 from inboxleads.sandbox import RunningSandbox, SandboxConfig
 
-from .conftest import SECRET, Run, api_env, write_lines
+from .conftest import SECRET, FakeTime, Run, api_env, quiet_env, write_lines
 
 Start = Callable[..., RunningSandbox]
-
-
-class FakeTime:
-    """A clock that only moves when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 def run_in_process(
@@ -58,16 +42,7 @@ def run_in_process(
         **opts,  # type: ignore[arg-type]
     )
     err = io.StringIO()
-    env = Environment(
-        stdin=io.BytesIO(b""),
-        stdout=io.StringIO(),
-        stderr=err,
-        stdin_isatty=False,
-        stderr_isatty=False,
-        clock=fake.clock,
-        sleep=fake.sleep,
-        handle_signals=False,
-    )
+    env = quiet_env(fake, stderr=err)
     result = run_add(job, env)
     assert SECRET not in err.getvalue()
     return result, err.getvalue()
