@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import InputError
-from .identifiers import FAST_HANDLE_RE, HANDLE_RE, HandleRun, Kind, Lead, ReadAs, parse_value
+from .identifiers import FAST_HANDLE_RE, HandleRun, Kind, Lead, ReadAs, parse_value
 
 CHUNK_SIZE = 256 * 1024
 MAX_LINE_BYTES = 1024 * 1024
@@ -358,11 +358,6 @@ def read_chunks(
     return ([record] for record in records)
 
 
-def _chain(head: list[str], rest: Iterator[str]) -> Iterator[str]:
-    yield from head
-    yield from rest
-
-
 def sniff(first: str, options: ReadOptions) -> Format:
     """Guess the format of an input from its first meaningful line."""
     text = first.strip()
@@ -645,20 +640,3 @@ def lead_from_object(obj: Any, source: str, number: int, text: str, options: Rea
             clean = {k: v for k, v in clean.items() if _normalise_header(k) in wanted}
         return Lead(parsed[0], parsed[1], source, number, clean or None)
     return Lead(parsed[0], parsed[1], source, number)
-
-
-def looks_like_handle(value: str) -> bool:
-    """True when a value is a bare handle that reads back as a username in auto mode."""
-    return HANDLE_RE.fullmatch(value) is not None and not value.isdigit()
-
-
-__all__ = [
-    "Format",
-    "Kind",
-    "OpenInput",
-    "ReadOptions",
-    "Record",
-    "Rejection",
-    "open_inputs",
-    "read_records",
-]
