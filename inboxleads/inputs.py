@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from .errors import InputError
 from .identifiers import FAST_HANDLE_RE, HandleRun, Kind, Lead, ReadAs, parse_value
@@ -147,12 +147,23 @@ def _open_one(path: str, fmt: Format, stdin: IO[bytes] | None) -> OpenInput:
     if path == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
         try:
-            regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+            fd = stream.fileno()
         except (OSError, ValueError, io.UnsupportedOperation):
-            regular = False
-        buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[type-var]
-        _check_not_binary(STDIN_NAME, buffered)
-        return OpenInput(STDIN_NAME, buffered, fmt, regular, owned=False)
+            fd = -1
+        regular = fd >= 0 and stat.S_ISREG(os.fstat(fd).st_mode)
+        if fd >= 0:
+            # Read through a descriptor of our own: a reader thread still blocked
+            # on a silent pipe at exit must not hold the lock of sys.stdin's
+            # buffer, which the interpreter takes while shutting down.
+            stream = cast(IO[bytes], _PeekableRaw(io.FileIO(os.dup(fd), "rb")))
+            owned = True
+        elif not hasattr(stream, "peek"):
+            stream = io.BufferedReader(stream)
+            owned = False
+        else:
+            owned = False
+        _check_not_binary(STDIN_NAME, stream)
+        return OpenInput(STDIN_NAME, stream, fmt, regular, owned=owned)
     p = Path(path)
     try:
         if p.is_dir():
@@ -183,6 +194,41 @@ def _probe(path: str, fmt: Format, options: ReadOptions) -> None:
             next(read_records(probe, options), None)
     except OSError as exc:
         raise InputError(path, exc.strerror or str(exc)) from exc
+
+
+class _PeekableRaw(io.RawIOBase):
+    """An unbuffered stream that can show its first bytes without losing them."""
+
+    def __init__(self, raw: io.FileIO) -> None:
+        super().__init__()
+        self._raw = raw
+        self._head = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def peek(self, size: int = 0) -> bytes:
+        if not self._head:
+            self._head = self._raw.read(max(size, 1)) or b""
+        return self._head
+
+    def read1(self, size: int = -1) -> bytes:
+        if self._head:
+            head, self._head = self._head, b""
+            return head
+        return self._raw.read(size) or b""
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read1(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def _check_not_binary(name: str, stream: IO[bytes]) -> None:

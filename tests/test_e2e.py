@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -324,3 +325,45 @@ def test_requests_really_overlap_up_to_the_concurrency(
     assert result.code == 0 and result.summary["requests"] == 8
     # The server saw all eight requests at once: they overlapped on the wire.
     assert server.state.max_in_flight == 8
+
+
+def test_sigint_while_stdin_stays_silent_exits_130_cleanly(tmp_path: Path) -> None:
+    # The reader thread is blocked on a pipe that stays open. Exiting must not
+    # trip over it: an earlier version aborted ("Fatal Python error", SIGABRT)
+    # in about one run in three, so this tries three times.
+    for attempt in range(3):
+        left = tmp_path / f"left{attempt}.txt"
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "inboxleads",
+                "add",
+                "quiet1",
+                "--sandbox",
+                "--json",
+                "--flush-after",
+                "60",
+                "--undelivered",
+                str(left),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(),
+            cwd=tmp_path,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(b"jack\n")
+        proc.stdin.flush()  # and the pipe stays open
+        deadline = time.monotonic() + 20
+        while not left.with_name(left.name + ".part").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(1.0)  # let the reader take the line and block on the pipe
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err.decode()
+        assert b"Fatal Python error" not in err and b"Traceback" not in err
+        assert left.read_text().split() == ["jack"]
+        assert json.loads(out.decode().splitlines()[-1])["undelivered"] == 1
