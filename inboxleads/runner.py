@@ -10,6 +10,7 @@ transport, so tests swap any of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import ipaddress
 import json
@@ -206,8 +207,10 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
             lock = RunLock(job.journal.with_name(job.journal.name + ".lock"))
             lock.acquire(wait=job.wait_lock)
             journal = Journal.open(job.journal, _run_key(job))
-        async with _http_client(job, env) as http:
-            client = None if job.dry_run else _client(job, http)
+        # A dry run makes no request: no client, no TLS set-up.
+        http_client = contextlib.nullcontext(None) if job.dry_run else _http_client(job, env)
+        async with http_client as http:
+            client = None if http is None else _client(job, http)
             engine = Engine(
                 _engine_config(job),
                 inputs,
