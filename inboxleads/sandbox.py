@@ -18,14 +18,16 @@ Checks, in order
     4. Body: as in the reference (see `inboxleads.sandbox_state.validate_body`), with at
        most ``max_total`` identifiers across all arrays; 400 ``VALIDATION_ERROR`` naming
        the field and why.
-    5. Faults, for a request that passed all of the above, in this order:
-       latency (one sleep of ``latency_s`` plus ``username_latency_s`` per username; a
-       client giving up meanwhile does not stop it, so its batch may still be applied),
-       then draws from the rng: hang (sleeps 3600 s or until the client leaves, then
-       drops the connection), drop (connection broken, batch not applied), error (500
+    5. Faults, for a request that passed all of the above, drawn from the rng in this
+       order: hang (sleeps 3600 s or until the client leaves, then drops the
+       connection), drop (connection broken, batch not applied), error (500
        ``INTERNAL_ERROR`` / 502 ``BAD_GATEWAY`` / 503 ``SERVICE_UNAVAILABLE``, not
-       applied); then the batch is applied; then lost (connection broken after applying).
-       A fault whose rate is 0 draws nothing, so a seed replays the same faults.
+       applied); otherwise the batch is applied, then lost (connection broken after
+       applying). A fault whose rate is 0 draws nothing, so a seed replays the same
+       faults. Latency: the answer goes out ``latency_s`` plus ``username_latency_s``
+       per username after the request arrived; reading, checking and applying the body
+       are part of that time. A client giving up meanwhile does not stop it, so its
+       batch may be applied all the same.
 
 Resolution rule
     A username fails when it does not match ``^[A-Za-z0-9_]{1,15}$`` or, lower-cased,

@@ -200,28 +200,32 @@ class _Endpoint:
             return _error(400, "VALIDATION_ERROR", str(exc), rate_headers)
 
         faults = self.config.faults
+        response: Response
+        if self._draw(faults.hang_rate):
+            response = _Broken("hang", self._hang)
+        elif self._draw(faults.drop_rate):
+            response = _Broken("drop")
+        elif self._draw(faults.error_rate):
+            status = self._rng.choice(_ERROR_STATUSES)
+            response = _error(status, _ERRORS[status], "sandbox fault injection", rate_headers)
+        else:
+            added, skipped, failed = self.state.apply(campaign, body)
+            if self._draw(faults.lost_rate):
+                response = _Broken("lost")
+            else:
+                counts = {"added": added, "skipped": skipped, "failed": failed}
+                response = JSONResponse(counts, headers=rate_headers)
         delay = faults.latency_s
         if faults.username_latency_s:
             delay += faults.username_latency_s * count_usernames(body)
         # The latency is the time the request takes in all, from its arrival:
-        # reading and checking a large body is part of it, not added to it.
+        # reading, checking and applying a large body are part of it, not added
+        # to it. A client that gives up meanwhile doesn't stop the server: the
+        # batch may already have landed.
         delay -= self._clock() - arrived
-        # A client that gives up meanwhile doesn't stop the server: the batch may still land.
         if delay > 0 and not await self._pause(delay):
             return _Broken("shutdown")
-        if self._draw(faults.hang_rate):
-            return _Broken("hang", self._hang)
-        if self._draw(faults.drop_rate):
-            return _Broken("drop")
-        if self._draw(faults.error_rate):
-            status = self._rng.choice(_ERROR_STATUSES)
-            return _error(status, _ERRORS[status], "sandbox fault injection", rate_headers)
-        added, skipped, failed = self.state.apply(campaign, body)
-        if self._draw(faults.lost_rate):
-            return _Broken("lost")
-        return JSONResponse(
-            {"added": added, "skipped": skipped, "failed": failed}, headers=rate_headers
-        )
+        return response
 
     async def _hang(self, receive: Receive) -> None:
         await self._pause(HANG_S, receive)
