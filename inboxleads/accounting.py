@@ -42,6 +42,7 @@ class Tally:
     paused_until: float | None = None
     pause_reason: str = ""
     stopping: str = ""
+    abandoning: bool = False
     phase: str = "upload"
     explain_requests: int = 0
     explain_identified: int = 0
@@ -100,6 +101,7 @@ class Tally:
             self.pause_reason = event.reason
         elif isinstance(event, ev.Stopping):
             self.stopping = event.reason
+            self.abandoning = self.abandoning or event.abandon
         elif isinstance(event, ev.PhaseStarted):
             self.phase = event.name
         elif isinstance(event, ev.ExplainProgress):

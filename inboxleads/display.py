@@ -106,6 +106,8 @@ def _plural(count: int, word: str, plural: str = "") -> str:
 
 
 def _stopping_text(tally: Tally) -> str:
+    if tally.abandoning:
+        return f"stopping ({tally.stopping}): abandoning in-flight requests"
     return (
         f"stopping ({tally.stopping}): finishing "
         f"{_plural(max(tally.in_flight, 0), 'in-flight request')}"

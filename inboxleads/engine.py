@@ -118,10 +118,10 @@ class Engine:
         Second call: abandon in-flight requests now."""
         if self._stop.is_set():
             self._abort.set()
-            self.emit(ev.Stopping(f"{reason}: abandoning in-flight requests"))
+            self.emit(ev.Stopping(f"{reason} again", abandon=True))
             return
         self._stop.set()
-        self.emit(ev.Stopping(f"{reason}: finishing {self._in_flight} in-flight request(s)"))
+        self.emit(ev.Stopping(reason))
         asyncio.get_running_loop().call_later(self.config.stop_grace_s, self._abort.set)
 
     def _refuse(self, answer: Answer) -> None:
@@ -131,7 +131,7 @@ class Engine:
             self.refused = ApiRefused(f"{hint} [{answer.message}]", status)
             self._stop.set()
             self._abort.set()
-            self.emit(ev.Stopping(f"stopped: the API answered {status}"))
+            self.emit(ev.Stopping(f"the API answered {status}", abandon=True))
 
     def _on_pause(self, wait_s: float, reason: str) -> None:
         resume_at = self.clock() + wait_s

@@ -110,9 +110,11 @@ class RatePaused:
 
 @dataclass(frozen=True, slots=True)
 class Stopping:
-    """The run stops taking new batches (interrupt or a refusal)."""
+    """The run stops taking new batches (interrupt or a refusal); with `abandon`,
+    requests in flight are given up rather than waited for."""
 
     reason: str
+    abandon: bool = False
 
 
 @dataclass(frozen=True, slots=True)

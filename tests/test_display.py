@@ -278,6 +278,10 @@ def test_plain_announces_stopping_and_prints_notes() -> None:
         "retrying batch 2 in 2.0 s",
         "stopping (interrupted): finishing 1 in-flight request",
     ]
+    feed(display, tally, [ev.Stopping(reason="interrupted again", abandon=True)])
+    assert out.getvalue().splitlines()[-1] == (
+        "stopping (interrupted again): abandoning in-flight requests"
+    )
 
 
 def test_plain_summary_is_key_value_lines_and_a_verdict() -> None:
