@@ -405,7 +405,9 @@ def state_dir() -> Path:
 
 def default_journal(campaign: str, paths: list[str]) -> Path:
     """The --resume journal: one per campaign and set of inputs."""
-    names = "\n".join(str(Path(p).resolve()) if p != "-" else "-" for p in paths)
+    from .journal import input_names  # the journal module pulls in httpx: not at start-up
+
+    names = "\n".join(input_names(paths))
     digest = hashlib.sha256(names.encode()).hexdigest()[:12]
     return state_dir() / "journals" / f"{campaign}-{digest}.journal"
 

@@ -310,35 +310,29 @@ class _Lines:
         if lines is None:
             lines = [self._decode(first + i, part) for i, part in enumerate(raw.split(b"\n"))]
         if first_too_long:
-            self._mark(first, "line longer than 1 MiB")
+            self.bad[first] = "line longer than 1 MiB"
             lines[0] = ""
         if len(raw) > MAX_LINE_BYTES:
             for i, text in enumerate(lines):
                 if len(text) > MAX_LINE_BYTES // 4 and len(text.encode()) > MAX_LINE_BYTES:
-                    self._mark(first + i, "line longer than 1 MiB")
+                    self.bad[first + i] = "line longer than 1 MiB"
                     lines[i] = ""
         self.number = first + len(lines) - 1
         return first, lines
 
-    def _mark(self, number: int, reason: str) -> None:
-        self.bad[number] = reason
-
     def _decode(self, number: int, raw: bytes) -> str:
         if b"\x00" in raw:
-            self._mark(number, "contains NUL bytes")
+            self.bad[number] = "contains NUL bytes"
             return ""
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            self._mark(number, "not valid UTF-8")
+            self.bad[number] = "not valid UTF-8"
             return raw.decode("utf-8", "replace")
 
-    def __iter__(self) -> Iterator[str]:
+    def lines_of(self, blocks: Iterable[tuple[int, list[str]]]) -> Iterator[str]:
         """Line by line, each with its newline (a CR before it stays: the CSV
         reader needs it to keep a CRLF inside a quoted cell)."""
-        return self.lines_of(self.blocks())
-
-    def lines_of(self, blocks: Iterable[tuple[int, list[str]]]) -> Iterator[str]:
         for first, block in blocks:
             for i, text in enumerate(block):
                 self.number = first + i
@@ -426,6 +420,19 @@ def sniff(first: str, options: ReadOptions) -> Format:
     return Format.LINES
 
 
+def _values(
+    name: str, first: int, block: list[str], bad: dict[int, str], out: Chunk
+) -> Iterator[tuple[int, str]]:
+    """Numbered, stripped values of a block of a line-per-record input; an
+    unreadable line goes to `out` as a rejection, blank and comment lines nowhere."""
+    for number, text in enumerate(block, first):
+        value = text.strip()
+        if bad and number in bad:
+            out.append(Rejection(name, number, value, bad.pop(number)))
+        elif value and value[0] != "#":
+            yield number, value
+
+
 def _read_lines(
     blocks: Iterator[tuple[int, list[str]]], lines: _Lines, options: ReadOptions
 ) -> Iterator[Chunk]:
@@ -445,13 +452,7 @@ def _read_lines(
                 continue
         out: Chunk = []
         append = out.append
-        for number, text in enumerate(block, first):
-            value = text.strip()
-            if bad and number in bad:
-                append(Rejection(name, number, value, bad.pop(number)))
-                continue
-            if not value or value[0] == "#":
-                continue
+        for number, value in _values(name, first, block, bad, out):
             # The common case, a bare handle, without the general parser.
             match = fast(value) if fast is not None else None
             if match is not None and (value[0] == "@" or not value.isdigit()):
@@ -472,13 +473,7 @@ def _read_jsonl(
     bad = lines.bad
     for first, block in blocks:
         out: Chunk = []
-        for number, text in enumerate(block, first):
-            value = text.strip()
-            if bad and number in bad:
-                out.append(Rejection(name, number, value, bad.pop(number)))
-                continue
-            if not value or value[0] == "#":
-                continue
+        for number, value in _values(name, first, block, bad, out):
             try:
                 obj = json.loads(value)
             except ValueError:

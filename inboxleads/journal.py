@@ -27,6 +27,11 @@ from .reports import open_private
 VERSION = 1
 
 
+def input_names(paths: list[str]) -> tuple[str, ...]:
+    """The inputs of a run as a journal names them: absolute paths, `-` for stdin."""
+    return tuple(str(Path(p).resolve()) if p != "-" else "-" for p in paths)
+
+
 @dataclass(frozen=True)
 class RunKey:
     """What makes two runs the same run, for resuming."""

@@ -106,11 +106,14 @@ def write_undelivered(spool: Path, target: Path) -> str:
     """
     plain = True
     external = False
+    all_external = True
     columns: dict[str, None] = {}
     for entry in _entries(spool):
         if entry["kind"] == Kind.EXTERNAL_ID.value:
             external = True
             plain = False
+        else:
+            all_external = False
         if "data" in entry:
             plain = False
             columns.update(dict.fromkeys(entry["data"]))
@@ -120,26 +123,27 @@ def write_undelivered(spool: Path, target: Path) -> str:
     if suffix in (".jsonl", ".ndjson") or (external and suffix not in (".csv", ".tsv")):
         return _write_objects(spool, target, array=False)
     if suffix in (".csv", ".tsv") or not plain:
-        return _write_table(spool, target, columns, "\t" if suffix == ".tsv" else ",")
+        delimiter = "\t" if suffix == ".tsv" else ","
+        return _write_table(spool, target, columns, delimiter, all_external)
     with open_private(target) as out:
         for entry in _entries(spool):
             out.write(_as_line(entry) + "\n")
     return "lines"
 
 
-def _write_table(spool: Path, target: Path, columns: dict[str, None], delimiter: str) -> str:
+def _write_table(
+    spool: Path, target: Path, columns: dict[str, None], delimiter: str, all_external: bool
+) -> str:
     """CSV/TSV whose first column, `username`, outranks any data column when read back.
 
     User IDs go in it as x.com/i/user/ID links, which read back as IDs; external
     IDs can only be written this way when every entry is one (`external_id`).
     """
-    entries = _entries(spool)
-    all_external = all(e["kind"] == Kind.EXTERNAL_ID.value for e in _entries(spool))
     first = "external_id" if all_external else "username"
     with open_private(target) as out:
         writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
         writer.writerow([first, *columns])
-        for entry in entries:
+        for entry in _entries(spool):
             kind, value = entry["kind"], str(entry["value"])
             if kind == Kind.PLATFORM_ID.value:
                 value = f"https://x.com/i/user/{value}"

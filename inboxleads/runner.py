@@ -37,7 +37,7 @@ from .engine import Engine, EngineConfig
 from .errors import ExitStatus, InboxLeadsError, UsageError
 from .explain import Explainer, Explanation, write_failed
 from .inputs import OpenInput, ReadOptions, open_inputs
-from .journal import Journal, RunKey, RunLock
+from .journal import Journal, RunKey, RunLock, input_names
 from .pacing import RetryPolicy
 from .reports import Reports
 
@@ -274,7 +274,7 @@ async def _explain(job: AddJob, path: Path, engine: Engine) -> dict[str, Any]:
 
 
 def _run_key(job: AddJob) -> RunKey:
-    names = tuple(str(Path(p).resolve()) if p != "-" else "-" for p in job.inputs)
+    names = input_names(job.inputs)
     read = f"{job.read.fmt.value}/{job.read.read_as.value}/{job.read.column}/" + (
         "no-data" if job.read.no_data else ",".join(job.read.data_columns or ())
     )

@@ -287,8 +287,6 @@ def test_sigint_mid_run_exits_130_and_nothing_is_lost(
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()
     assert b"Traceback" not in err
-    import json
-
     summary = json.loads(out.decode().strip().splitlines()[-1])
     delivered = {v for _, v in server.state.received("sig1")}
     left = set((tmp_path / "left.txt").read_text().split())
