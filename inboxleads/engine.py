@@ -104,6 +104,9 @@ class Engine:
         self._abort = asyncio.Event()
         self._in_flight = 0
         self._last_pause_end = 0.0
+        # Regular files are finite and never trickle: they are drained on a stop
+        # and never cut early, so their batches are the same on every run.
+        self._regular_only = all(i.is_regular for i in inputs)
         # Delivered batches whose answer counted failures, kept for `explain`.
         self.failed_batches: list[tuple[Batch, int]] = []
 
@@ -163,9 +166,10 @@ class Engine:
     async def deliver_batch(self, batch: Batch) -> Delivery:
         """Deliver one upload batch, consulting and updating the journal."""
         digest = batch.digest(self.config.campaign) if self.journal is not None else ""
-        if self.journal is not None and self.journal.has(digest):
+        known_failed = self.journal.failed_of(digest) if self.journal is not None else None
+        if known_failed is not None:
             self.emit(ev.BatchResumed(batch.seq, len(batch)))
-            self._keep_if_failed(batch, self.journal.failed_of(digest) or 0)
+            self._keep_if_failed(batch, known_failed)
             return Delivery(True)
         result = await self.deliver(batch, "upload")
         if result.delivered and result.answer is not None:
@@ -197,7 +201,6 @@ class Engine:
         """
         assert self.client is not None
         attempt = 0
-        reason = "not sent"
         while True:
             if self._stop.is_set():
                 reason = "not sent: the run was stopped"
@@ -237,9 +240,12 @@ class Engine:
                 reason = f"not retried: the run was stopped ({answer.message})"
                 break
         if phase == "upload":
-            self.emit(ev.BatchUndelivered(batch.seq, len(batch), reason, attempt))
-            self.reports.undelivered(batch.leads, reason)
+            self._undelivered(batch, reason, attempt)
         return Delivery(False, None, attempt)
+
+    def _undelivered(self, batch: Batch, reason: str, attempts: int) -> None:
+        self.emit(ev.BatchUndelivered(batch.seq, len(batch), reason, attempts))
+        self.reports.undelivered(batch.leads, reason)
 
     async def _attempt(self, batch: Batch, attempt: int, phase: str) -> Answer | None:
         """One request, holding a concurrency slot; None when abandoned by a stop."""
@@ -283,7 +289,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         thread = threading.Thread(
             target=_read_all,
-            args=(self.inputs, self.config.read, chunks, loop, cancel, self._can_drain()),
+            args=(self.inputs, self.config.read, chunks, loop, cancel, self._keep_reading),
             name="inboxleads-reader",
             daemon=True,  # a reader blocked on a silent pipe must not hold the exit
         )
@@ -292,7 +298,7 @@ class Engine:
         batcher = Batcher(self.config.batch_size)
         last_input = [self.clock()]
         flusher = asyncio.create_task(self._flush_quiet_input(batcher, queue, last_input))
-        draining = all(i.is_regular for i in self.inputs)
+        draining = self._regular_only
         try:
             while True:
                 if draining and not self._abort.is_set():
@@ -323,11 +329,10 @@ class Engine:
             await self._queue_batch(last, queue)
         self.emit(ev.InputFinished(batcher.count))
 
-    def _can_drain(self) -> Callable[[], bool]:
+    def _keep_reading(self) -> bool:
         """While stopping, keep reading only regular files (quick, and finite), and
         nothing at all once the stop is abrupt."""
-        regular = all(i.is_regular for i in self.inputs)
-        return lambda: not self._abort.is_set() and (regular or not self._stop.is_set())
+        return not self._abort.is_set() and (self._regular_only or not self._stop.is_set())
 
     async def _take_chunk(
         self,
@@ -391,9 +396,7 @@ class Engine:
             return
         if self._stop.is_set():
             # Not sent: recorded at once rather than queued behind the stop.
-            reason = "not sent: the run was stopped"
-            self.emit(ev.BatchUndelivered(batch.seq, len(batch), reason, 0))
-            self.reports.undelivered(batch.leads, reason)
+            self._undelivered(batch, "not sent: the run was stopped", 0)
             return
         await queue.put(batch)
 
@@ -405,8 +408,8 @@ class Engine:
     ) -> None:
         """Send a partial batch when a slow pipe has been quiet for `flush_after_s`."""
         quiet = self.config.flush_after_s
-        if quiet <= 0 or all(i.is_regular for i in self.inputs):
-            return  # regular files never trickle; batches stay deterministic for the journal
+        if quiet <= 0 or self._regular_only:
+            return
         while True:
             idle = self.clock() - last_input[0]
             if idle >= quiet and batcher.pending:
@@ -475,17 +478,12 @@ def _read_all(
                 source.close()
         push(None)
     except _Cancelled:
-        _push_quietly(loop, chunks, None)
+        # The loop stopped waiting for records (it finished, or a stop raced the
+        # read): nothing to hand over. Waiting here could outlive the interpreter.
+        pass
     except InputError as exc:
-        _push_quietly(loop, chunks, exc)
+        with contextlib.suppress(_Cancelled, RuntimeError):
+            push(exc)
     except (OSError, ValueError, RuntimeError) as exc:
-        _push_quietly(loop, chunks, InputError("input", f"read failed: {exc}"))
-
-
-def _push_quietly(
-    loop: asyncio.AbstractEventLoop,
-    chunks: asyncio.Queue[Chunk | BaseException | None],
-    item: BaseException | None,
-) -> None:
-    with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
-        asyncio.run_coroutine_threadsafe(chunks.put(item), loop).result(timeout=5)
+        with contextlib.suppress(_Cancelled, RuntimeError):
+            push(InputError("input", f"read failed: {exc}"))
