@@ -1,6 +1,6 @@
 """`python -m inboxleads`: the same CLI as the `inboxleads` command."""
 
-from .cli import main
+from .entry import main
 
 if __name__ == "__main__":
     main()

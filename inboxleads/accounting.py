@@ -1,9 +1,10 @@
-"""The counts of a run, folded from its events, and the summary built from them.
+"""What the displays show while a run goes on, and the summary it ends with.
 
-`Tally.apply` is the only place a count changes, so the contract's invariants
-(`read = rejected + duplicates + unique`, `unique = delivered + undelivered +
-resumed` once nothing is pending) hold by construction and are checked in one
-place.
+`Tally` folds the run's events into the running totals a display shows (in
+flight, retries, answers by status, what was read per input). The contract's
+numbers of the summary come from the ledger (`ledger.Counts`), where each is
+counted where it happens; the tally only adds what the ledger does not keep
+(requests, retries, answers by status, the dry-run report).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import events as ev
+from .ledger import Counts
 
 EXAMPLES = 3
 
@@ -63,7 +65,7 @@ class Tally:
             self.read += event.read
             self.rejected += event.rejected
             self.duplicates += event.duplicates
-            self.unique += event.read - event.rejected - event.duplicates
+            self.unique += event.unique
             self._read_details(event)
         elif isinstance(event, ev.BatchQueued):
             self.batches += 1
@@ -116,7 +118,7 @@ class Tally:
             counts["read"] += event.read
             counts["rejected"] += event.rejected
             counts["duplicates"] += event.duplicates
-            counts["unique"] += event.read - event.rejected - event.duplicates
+            counts["unique"] += event.unique
         for kind, n in event.kinds:
             self.kinds[kind] = self.kinds.get(kind, 0) + n
         for r in event.rejections:
@@ -138,44 +140,45 @@ class Tally:
             },
         }
 
-    def check(self) -> None:
-        """Raise AssertionError when the contract's invariants do not hold."""
-        assert self.read == self.rejected + self.duplicates + self.unique, self
-        assert self.pending == 0, self
-
 
 @dataclass
 class Summary:
     """The final report of a run: the contract's `--json` object."""
 
     campaign: str
+    counts: Counts
     tally: Tally
     dry_run: bool
     elapsed_s: float
     exit_code: int
+    stop_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Where --undelivered wrote the identifiers left over (None: not asked for).
+    undelivered_path: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The summary object, with every key the contract names."""
-        t = self.tally
+        c, t = self.counts, self.tally
         out: dict[str, Any] = {
             "campaign": self.campaign,
-            "read": t.read,
-            "rejected": t.rejected,
-            "duplicates": t.duplicates,
-            "unique": t.unique,
-            "batches": t.batches,
+            "read": c.read,
+            "rejected": c.rejected,
+            "duplicates": c.duplicates,
+            "unique": c.unique,
+            "batches": c.batches,
             "requests": t.requests + t.explain_requests,
             "retries": t.retries,
-            "added": t.added,
-            "skipped": t.skipped,
-            "failed": t.failed,
-            "delivered": t.delivered,
-            "undelivered": t.undelivered,
-            "resumed": t.resumed,
+            "added": c.added,
+            "skipped": c.skipped,
+            "failed": c.failed,
+            "delivered": c.delivered,
+            "undelivered": c.undelivered,
+            "resumed": c.resumed,
             "dry_run": self.dry_run,
             "elapsed_s": round(self.elapsed_s, 3),
             "exit_code": self.exit_code,
+            "undelivered_reasons": dict(c.undelivered_reasons.most_common()),
+            "stop_reason": self.stop_reason,
             "upload_requests": t.requests,
             "responses": dict(sorted(t.by_status.items())),
         }

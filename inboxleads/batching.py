@@ -26,6 +26,9 @@ class Deduper:
         # One set per kind keeps the keys short: a username and an ID that look
         # alike are different leads.
         self.seen: dict[Kind, set[str]] = {kind: set() for kind in Kind}
+        # Counted here, where each identifier is kept or dropped.
+        self.kept = 0
+        self.dropped = 0
 
     def first_time(self, lead: Lead) -> bool:
         """True the first time this identifier is seen, False for a duplicate."""
@@ -39,6 +42,7 @@ class Deduper:
         if not usernames.isdisjoint(keys) or len(set(keys)) != len(keys):
             return False
         usernames.update(keys)
+        self.kept += len(keys)
         return True
 
     def unique(self, leads: Iterable[Lead]) -> list[Lead]:
@@ -58,6 +62,9 @@ class Deduper:
             if key not in keys:
                 keys.add(key)
                 out.append(lead)
+            else:
+                self.dropped += 1
+        self.kept += len(out)
         return out
 
     def __len__(self) -> int:

@@ -6,6 +6,7 @@ status; nothing below it prints an error or calls `sys.exit`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -84,6 +85,7 @@ def _reports_errors(command: Callable[P, None]) -> Callable[P, None]:
             # With --progress jsonl every line on stderr is an event, errors too.
             as_event = kwargs.get("progress") == Progress.JSONL and not kwargs.get("quiet")
             _print_error(exc.message, int(exc.exit_status) if as_event else None)
+            _print_trace(exc)
             raise typer.Exit(int(exc.exit_status)) from None
 
     return wrapper
@@ -286,6 +288,15 @@ def add(
         Path | None,
         typer.Option("--ca-bundle", help="CA certificates to trust (a corporate proxy's)."),
     ] = None,
+    max_time: Annotated[
+        float | None,
+        typer.Option(
+            "--max-time",
+            help="Whole-run deadline in seconds (for cron): when it passes, the run stops "
+            "as for SIGTERM (in-flight requests get 10 s) and exits 1.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress display; errors only.")
     ] = False,
@@ -296,61 +307,72 @@ def add(
     validated and de-duplicated, then sent in batches of up to 2000 with a
     live table of added / skipped / failed. Rejected values are reported with
     their file and line and never stop the run.
-    """
-    from .runner import AddJob, Environment, run_add
 
-    stdin_tty = sys.stdin.isatty()
-    paths = list(inputs or [])
-    if not paths:
-        if stdin_tty:
-            raise UsageError("no input: give a file, or pipe values into stdin (see --help)")
-        paths = ["-"]
-    if sum(1 for p in paths if p == "-") > 1:
-        raise UsageError("stdin (-) can be read only once")
-    dotenv = _dotenv()
-    resolved_token = _resolve_token(token, token_file, dotenv, stdin_used="-" in paths)
-    journal_path = journal
-    if resume:
-        if journal is not None:
-            raise UsageError("--resume and --journal name the journal twice: use one")
-        journal_path = default_journal(campaign, paths)
-    job = AddJob(
-        campaign=campaign,
-        inputs=paths,
-        token=resolved_token,
-        base_url=base_url
-        or os.environ.get(BASE_URL_ENV)
-        or dotenv.get(BASE_URL_ENV)
-        or DEFAULT_BASE_URL,
-        read=ReadOptions(
-            fmt=fmt,
-            read_as=read_as,
-            column=column,
-            data_columns=tuple(c.strip() for c in data_columns.split(",") if c.strip())
-            if data_columns
-            else None,
-            no_data=no_data,
-        ),
-        batch_size=batch_size,
-        concurrency=concurrency,
-        timeout_s=timeout,
-        max_attempts=max_attempts,
-        flush_after_s=flush_after,
-        progress="none" if quiet else progress.value,
-        log_interval_s=log_interval,
-        quiet=quiet,
-        dry_run=dry_run,
-        json_summary=json_summary,
-        sandbox=sandbox,
-        journal=journal_path,
-        rejects=rejects,
-        undelivered=undelivered,
-        wait_lock=wait_lock,
-        ca_bundle=ca_bundle,
-        explain_failures=explain_failures,
-        explain_budget=explain_budget,
-    )
-    env = Environment(no_color=bool(os.environ.get("NO_COLOR")))
+    Stopping: the first Ctrl-C or SIGTERM sends nothing new and gives requests
+    in flight 10 s; a second one abandons them. Either way the summary is
+    printed and --undelivered lists what was not delivered (exit 130/143).
+    """
+    from .runner import AddJob, Environment, empty_summary, print_summary, run_add
+
+    env = Environment(no_color=bool(os.environ.get("NO_COLOR")), watchdog=True)
+    try:
+        paths = list(inputs or [])
+        if not paths:
+            if env.stdin_isatty or sys.stdin is None:
+                raise UsageError("no input: give a file, or pipe values into stdin (see --help)")
+            paths = ["-"]
+        if sum(1 for p in paths if p == "-") > 1:
+            raise UsageError("stdin (-) can be read only once")
+        dotenv = _dotenv()
+        resolved_token = _resolve_token(token, token_file, dotenv, stdin_used="-" in paths)
+        journal_path = journal
+        if resume:
+            if journal is not None:
+                raise UsageError("--resume and --journal name the journal twice: use one")
+            journal_path = default_journal(campaign, paths)
+        job = AddJob(
+            campaign=campaign,
+            inputs=paths,
+            token=resolved_token,
+            base_url=base_url
+            or os.environ.get(BASE_URL_ENV)
+            or dotenv.get(BASE_URL_ENV)
+            or DEFAULT_BASE_URL,
+            read=ReadOptions(
+                fmt=fmt,
+                read_as=read_as,
+                column=column,
+                data_columns=tuple(c.strip() for c in data_columns.split(",") if c.strip())
+                if data_columns
+                else None,
+                no_data=no_data,
+            ),
+            batch_size=batch_size,
+            concurrency=concurrency,
+            timeout_s=timeout,
+            max_attempts=max_attempts,
+            flush_after_s=flush_after,
+            progress="none" if quiet else progress.value,
+            log_interval_s=log_interval,
+            quiet=quiet,
+            dry_run=dry_run,
+            json_summary=json_summary,
+            sandbox=sandbox,
+            journal=journal_path,
+            rejects=rejects,
+            undelivered=undelivered,
+            wait_lock=wait_lock,
+            ca_bundle=ca_bundle,
+            explain_failures=explain_failures,
+            explain_budget=explain_budget,
+            max_time_s=max_time,
+        )
+    except InboxLeadsError as exc:
+        if json_summary:
+            # `--json | jq` always gets its object, usage errors included.
+            stub = AddJob(campaign=campaign, inputs=[], dry_run=dry_run)
+            print_summary(empty_summary(stub, exc.exit_status), env)
+        raise
     if token is not None and token != "-" and env.stderr_isatty and not quiet:
         env.stderr.write(
             "inboxleads: warning: a token on the command line shows in `ps` and shell "
@@ -389,12 +411,14 @@ def _resolve_token(
             raise UsageError(f"--token-file {token_file}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise UsageError(f"--token-file {token_file}: not a text file") from None
-    if token is not None:
-        token = token.strip()
-        if not token:
-            raise UsageError("the token given is empty")
-        return token
-    return os.environ.get(TOKEN_ENV) or dotenv.get(TOKEN_ENV) or None
+    if token is None:
+        # Secrets copied from files often carry a newline or a space: never part of a token.
+        token = (os.environ.get(TOKEN_ENV) or "").strip() or dotenv.get(TOKEN_ENV, "").strip()
+        return token or None
+    token = token.strip()
+    if not token:
+        raise UsageError("the token given is empty")
+    return token
 
 
 def state_dir() -> Path:
@@ -491,13 +515,28 @@ def sandbox(
 
 
 def _print_error(message: str, event_exit_code: int | None = None) -> None:
-    """An error line on stderr; a JSON `error` event when given its exit code."""
+    """An error line on stderr; a JSON `error` event when given its exit code.
+
+    A closed or broken stderr loses the line, nothing else.
+    """
     if event_exit_code is None:
         line = f"inboxleads: error: {message}"
     else:
         line = json.dumps({"event": "error", "message": message, "exit_code": event_exit_code})
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+    try:
+        if sys.stderr is not None:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _print_trace(exc: InboxLeadsError) -> None:
+    """A bug's traceback, only when asked for with INBOXLEADS_DEBUG=1."""
+    trace = getattr(exc, "trace", "")
+    if trace and os.environ.get("INBOXLEADS_DEBUG"):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.write(trace)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

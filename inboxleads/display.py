@@ -15,6 +15,7 @@ Times: `clock` is the runner's monotonic clock, and `RatePaused.resume_at` /
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -126,7 +127,7 @@ def summary_rows(summary: Summary) -> list[tuple[str, int | str]]:
 def details(summary: Summary) -> list[str]:
     """Lines after the summary: the dry-run report, the failure explanation."""
     t = summary.tally
-    lines: list[str] = []
+    lines: list[str] = undelivered_lines(summary)
     if summary.dry_run:
         for source, c in t.sources.items():
             lines.append(
@@ -150,25 +151,38 @@ def details(summary: Summary) -> list[str]:
 
 def verdict(summary: Summary) -> tuple[str, bool]:
     """The one-line outcome of a run, and whether it is good news."""
-    t = summary.tally
     if summary.dry_run:
+        c = summary.counts
         return (
-            f"dry run: nothing sent ({_plural(t.unique, 'unique identifier')} "
-            f"in {_plural(t.batches, 'batch', 'batches')})",
+            f"dry run: nothing sent ({_plural(c.unique, 'unique identifier')} "
+            f"in {_plural(c.batches, 'batch', 'batches')})",
             True,
         )
-    # Anything still pending when the run ended was not delivered either.
-    missing = t.undelivered + max(t.pending, 0)
-    if missing:
-        return f"{_plural(missing, 'identifier')} NOT delivered: see --undelivered", False
+    c = summary.counts
+    stopped = f" (stopped: {summary.stop_reason})" if summary.stop_reason else ""
+    if c.undelivered:
+        where = (
+            f"listed in {summary.undelivered_path}"
+            if summary.undelivered_path
+            else "use --undelivered FILE to list them"
+        )
+        return f"{_plural(c.undelivered, 'identifier')} NOT delivered{stopped}: {where}", False
     if summary.exit_code != 0:
-        return f"run ended with exit code {summary.exit_code}", False
-    if t.unique == 0:
+        return f"run ended with exit code {summary.exit_code}{stopped}", False
+    if c.unique == 0:
         return "No identifiers to send.", True
-    text = f"All {_plural(t.unique, 'unique identifier')} delivered"
-    if t.resumed:
-        text += f" ({t.resumed:,} by an earlier run)"
+    text = f"All {_plural(c.unique, 'unique identifier')} delivered"
+    if c.resumed:
+        text += f" ({c.resumed:,} by an earlier run)"
     return text + ".", True
+
+
+def undelivered_lines(summary: Summary) -> list[str]:
+    """Why identifiers were not delivered: one line per reason, most first."""
+    return [
+        f"{count:,} undelivered: {reason}"
+        for reason, count in summary.counts.undelivered_reasons.most_common()
+    ]
 
 
 class NullDisplay:
@@ -440,3 +454,43 @@ class RichDisplay:
         for line in details(summary):
             self.console.print(line, markup=False, highlight=False)
         self.console.print(Text(text, style="bold green" if good else "bold red"))
+
+
+class SafeDisplay:
+    """A display that a closed or broken stream turns off instead of failing the run.
+
+    Whatever reads stderr may go away (`2>&1 | head -1`, a log shipper that
+    restarts, `2>&-`): the upload goes on without a display. Any other
+    exception is a bug and goes up.
+    """
+
+    def __init__(self, display: Display) -> None:
+        self.display = display
+        self.lost = False
+
+    def _guard(self, call: Callable[[], None]) -> None:
+        if self.lost:
+            return
+        try:
+            call()
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, ValueError) and "closed file" not in str(exc):
+                raise
+            self.lost = True
+            with contextlib.suppress(Exception):
+                self.display.stop(None)
+
+    def start(self) -> None:
+        self._guard(self.display.start)
+
+    def event(self, event: ev.Event) -> None:
+        self._guard(lambda: self.display.event(event))
+
+    def tick(self) -> None:
+        self._guard(self.display.tick)
+
+    def note(self, text: str) -> None:
+        self._guard(lambda: self.display.note(text))
+
+    def stop(self, summary: Summary | None) -> None:
+        self._guard(lambda: self.display.stop(summary))

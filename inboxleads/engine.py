@@ -1,41 +1,66 @@
-"""The upload engine: read, de-duplicate, batch and deliver, concurrently.
+"""The upload engine: read, de-duplicate, batch and deliver, concurrently, and stop in order.
 
-One reader thread parses the inputs (blocking reads stay off the event loop);
-the loop de-duplicates and batches what it hands over, and a fixed pool of
-workers delivers batches through `deliver`, which owns attempts, backoff,
-pacing, the journal and the accounting events. Later phases (explaining
-failures) reuse `deliver` for their own requests.
+The parts of a run live in one task group: the producer (pulls chunks from
+the reader thread, de-duplicates, cuts batches, flushes a partial batch when
+a pipe goes quiet, and starts one sender task per batch as a sending slot
+frees up) and the senders (each delivers one batch through `deliver`: pacing,
+attempts, backoff, the journal). The ledger (`ledger.py`) counts every
+identifier and records how every batch ended; it is the only place a batch
+ends.
 
-Stopping has two steps: `request_stop` (first Ctrl-C, SIGTERM) takes no new
-batch and lets in-flight requests finish for a short grace; a second call, or
-a refusal from the API, abandons them at once. Either way every batch ends as
-delivered, resumed or undelivered, so the counts always add up.
+The states of a run, and what moves it from one to the next:
+
+    RUNNING ──(1st SIGINT/SIGTERM, --max-time, an input error)──▶ STOPPING
+    RUNNING | STOPPING ──(2nd signal, grace over, API refusal,
+                          an exception in any part)──────────────▶ ABORTING
+    any ──(every task has ended)─────────────────────────────────▶ FINISHED
+
+- RUNNING: batches are formed and sent as the input comes.
+- STOPPING (`request_stop`): no request starts any more; a batch waiting for a
+  slot, a turn or a retry is not sent. Requests in flight get the grace
+  (`stop_grace_s`). A pipe is read no further: the reader hands over what it
+  has already parsed. A regular file is read to its end (quick, and finite),
+  so the undelivered report lists everything it holds.
+- ABORTING (`abort`): every task is cancelled at once: requests in flight are
+  abandoned, the producer stops wherever it is, the reader is left behind.
+- FINISHED (`_finish`, always, whatever ended the run): the chunks the reader
+  already handed over are taken, the partial batch is formed, and the ledger
+  ends every batch still open as undelivered, with a reason that says where
+  it was (not sent, abandoned in flight, not retried). Nothing read is left
+  unaccounted; `problems` then compares the independent counts.
+
+An exception in any task ends the task group: the others are cancelled (as
+for an abort) and the run finishes as above with `bug` (or `error`, for one
+of the tool's own errors such as a journal that cannot be written) set; the
+runner turns that into exit 70 (or the error's status) with the summary.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import random
-import threading
+import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from . import events as ev
 from .batching import Batch, Batcher, Deduper
 from .client import Answer, InboxClient, Outcome
 from .errors import ApiRefused, InboxLeadsError, InputError, http_status_to_refusal
 from .identifiers import HandleRun, Kind, Lead
-from .inputs import Chunk, OpenInput, ReadOptions, Rejection, read_chunks
+from .inputs import Chunk, OpenInput, ReadOptions, Rejection
 from .journal import Journal
+from .ledger import Ledger, Waiting
 from .pacing import AdaptiveLimit, Clock, Pacer, RetryPolicy, Sleep
+from .reader import End, Reader
 from .reports import Reports
 
-READ_CHUNK = 2048
 T = TypeVar("T")
+Companion = Callable[[], Awaitable[None]]
+# How long a stop on a pipe waits for the reader to hand over what it has parsed.
+SETTLE_S = 1.0
 
 
 @dataclass
@@ -56,19 +81,11 @@ class EngineConfig:
 
 @dataclass
 class Delivery:
-    """How one batch ended."""
+    """How one request (with its retries) ended."""
 
     delivered: bool
     answer: Answer | None = None
     attempts: int = 0
-
-
-class _NotSent(Exception):
-    """A stop came before the request went out."""
-
-
-class _Cancelled(Exception):
-    """The reader thread was told to stop."""
 
 
 class Engine:
@@ -86,9 +103,9 @@ class Engine:
         clock: Clock,
         sleep: Sleep,
         rng: random.Random | None = None,
+        on_abort: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
-        self.inputs = inputs
         self.client = client
         self.emit = emit
         self.reports = reports or Reports()
@@ -96,16 +113,30 @@ class Engine:
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
-        self.refused: ApiRefused | None = None
-        self.input_error: InboxLeadsError | None = None
+        self.ledger = Ledger(emit, self.reports)
+        self.reader = Reader(inputs, config.read, batch_hint=config.batch_size)
+        self.deduper = Deduper()
+        self.batcher = Batcher(config.batch_size)
         self.pacer = Pacer(clock, sleep, self._on_pause)
         self.limit = AdaptiveLimit(config.concurrency, clock)
+        self._slots = asyncio.Semaphore(config.concurrency)
+        # Why the run stopped early (None while it did not): goes into reasons and the summary.
+        self.cause: str | None = None
+        self.refused: ApiRefused | None = None
+        self.input_error: InboxLeadsError | None = None
+        self.error: InboxLeadsError | None = None
+        self.bug: BaseException | None = None
+        self.bug_trace = ""
         self._stop = asyncio.Event()
         self._abort = asyncio.Event()
-        self._in_flight = 0
+        self._on_abort = on_abort
+        self._grace: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._senders: set[asyncio.Task[None]] = set()
+        self._group: asyncio.TaskGroup | None = None
         self._last_pause_end = 0.0
-        # Regular files are finite and never trickle: they are drained on a stop
-        # and never cut early, so their batches are the same on every run.
+        # Regular files are finite and never trickle: they are read to the end on a
+        # stop and never cut early, so their batches are the same on every run.
         self._regular_only = all(i.is_regular for i in inputs)
         # Delivered batches whose answer counted failures, kept for `explain`.
         self.failed_batches: list[tuple[Batch, int]] = []
@@ -116,244 +147,211 @@ class Engine:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def request_stop(self, reason: str) -> None:
-        """First call: finish in-flight requests (up to the grace), send nothing new.
-        Second call: abandon in-flight requests now."""
+    @property
+    def aborted(self) -> bool:
+        return self._abort.is_set()
+
+    def request_stop(self, cause: str) -> None:
+        """First call: send nothing new, give in-flight requests the grace.
+        A second call: abort."""
         if self._stop.is_set():
-            self._abort.set()
-            self.emit(ev.Stopping(f"{reason} again", abandon=True))
+            self.abort(f"{cause} again")
             return
+        self.cause = self.cause or cause
         self._stop.set()
-        self.emit(ev.Stopping(reason))
-        asyncio.get_running_loop().call_later(self.config.stop_grace_s, self._abort.set)
+        self.emit(ev.Stopping(cause))
+        if not self._regular_only:
+            self.reader.close()
+        loop = asyncio.get_running_loop()
+        self._grace = loop.call_later(
+            self.config.stop_grace_s, self.abort, "the grace period ran out"
+        )
+
+    def abort(self, why: str) -> None:
+        """Abandon everything now: cancel every task of the run."""
+        if self._abort.is_set():
+            return
+        self.cause = self.cause or why
+        self._stop.set()
+        self._abort.set()
+        self.reader.close()
+        self.emit(ev.Stopping(why, abandon=True))
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        if self._on_abort is not None:
+            self._on_abort()
 
     def _refuse(self, answer: Answer) -> None:
         if self.refused is None:
             status = answer.status or 0
             hint = http_status_to_refusal(status, self.config.campaign) or answer.message
             self.refused = ApiRefused(f"{hint} [{answer.message}]", status)
-            self._stop.set()
-            self._abort.set()
-            self.emit(ev.Stopping(f"the API answered {status}", abandon=True))
+            self.abort(f"the API refused the run ({status})")
 
     def _on_pause(self, wait_s: float, reason: str) -> None:
         resume_at = self.clock() + wait_s
-        # Several workers wait for the same pause: report it once.
+        # Several senders wait for the same pause: report it once.
         if resume_at - self._last_pause_end > 0.5:
             self._last_pause_end = resume_at
             self.emit(ev.RatePaused(wait_s, reason, resume_at))
 
+    async def _until_stop(self, work: Awaitable[T]) -> tuple[bool, T | None]:
+        """Await `work` unless a stop comes first."""
+        return await first(work, self._stop.wait())
+
     # -- the run --------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Read every input and deliver every batch (or record why not)."""
-        if self.config.dry_run:
-            await self._produce(None)
-            return
-        queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=self.config.concurrency * 2)
-        workers = [asyncio.create_task(self._worker(queue)) for _ in range(self.config.concurrency)]
-        try:
-            await self._produce(queue)
-        finally:
-            for _ in workers:
-                await queue.put(None)
-            await asyncio.gather(*workers)
+    async def run(self, companions: Sequence[Companion] = ()) -> None:
+        """Read every input and end every batch (delivered, undelivered or resumed).
 
-    async def _worker(self, queue: asyncio.Queue[Batch | None]) -> None:
-        while (batch := await queue.get()) is not None:
-            await self.deliver_batch(batch)
-
-    async def deliver_batch(self, batch: Batch) -> Delivery:
-        """Deliver one upload batch, consulting and updating the journal."""
-        digest = batch.digest(self.config.campaign) if self.journal is not None else ""
-        known_failed = self.journal.failed_of(digest) if self.journal is not None else None
-        if known_failed is not None:
-            self.emit(ev.BatchResumed(batch.seq, len(batch)))
-            self._keep_if_failed(batch, known_failed)
-            return Delivery(True)
-        result = await self.deliver(batch, "upload")
-        if result.delivered and result.answer is not None:
-            answer = result.answer
-            if self.journal is not None:
-                self.journal.record(digest, batch.seq, len(batch), answer)
-            self.emit(
-                ev.BatchDelivered(
-                    batch.seq,
-                    len(batch),
-                    answer.added,
-                    answer.skipped,
-                    answer.failed,
-                    result.attempts,
-                )
-            )
-            self._keep_if_failed(batch, answer.failed)
-        return result
-
-    def _keep_if_failed(self, batch: Batch, failed: int) -> None:
-        if failed and self.config.keep_failed_batches:
-            self.failed_batches.append((batch, failed))
-
-    async def deliver(self, batch: Batch, phase: str) -> Delivery:
-        """Send `batch` in one request, retrying transient failures.
-
-        Emits request and retry events; for the upload phase an undelivered
-        batch is also recorded (event and undelivered report) here.
+        `companions` (a display ticker) run beside the upload in the same task
+        group and are cancelled when it ends. Never raises for a failure of a
+        part of the run: see `bug` and `error`.
         """
-        assert self.client is not None
-        attempt = 0
-        while True:
-            if self._stop.is_set():
-                reason = "not sent: the run was stopped"
-                break
-            attempt += 1
-            try:
-                answer = await self._attempt(batch, attempt, phase)
-            except _NotSent:
-                attempt -= 1
-                reason = "not sent: the run was stopped"
-                break
-            if answer is None:
-                reason = "abandoned in flight when the run stopped (it may have been applied)"
-                break
-            if answer.outcome is Outcome.OK:
-                self.limit.success()
-                return Delivery(True, answer, attempt)
-            if answer.outcome is Outcome.REFUSED:
-                self._refuse(answer)
-                reason = f"not sent: the run was refused ({answer.status})"
-                break
-            if answer.outcome is Outcome.REJECTED:
-                reason = f"rejected by the server: {answer.message}"
-                break
-            if answer.status in (429, 503):
-                self.limit.overload()
-            if answer.status == 429:
-                # Retry-After is the floor, but an absurd one must not hold the run for days.
-                hold = min(answer.retry_after or 1.0, self.config.retry.max_wait_s)
-                self.pacer.block(hold, f"rate limit: {answer.message}")
-            if attempt >= self.config.retry.max_attempts:
-                reason = f"gave up after {attempt} attempts: {answer.message}"
-                break
-            wait = self.config.retry.wait(attempt, answer.retry_after, self.rng)
-            self.emit(ev.RetryScheduled(batch.seq, attempt + 1, answer.message, wait, phase))
-            if not await self._sleep_unless_stopped(wait):
-                reason = f"not retried: the run was stopped ({answer.message})"
-                break
-        if phase == "upload":
-            self._undelivered(batch, reason, attempt)
-        return Delivery(False, None, attempt)
-
-    def _undelivered(self, batch: Batch, reason: str, attempts: int) -> None:
-        self.emit(ev.BatchUndelivered(batch.seq, len(batch), reason, attempts))
-        self.reports.undelivered(batch.leads, reason)
-
-    async def _attempt(self, batch: Batch, attempt: int, phase: str) -> Answer | None:
-        """One request, holding a concurrency slot; None when abandoned by a stop."""
-        assert self.client is not None
-        await self.limit.acquire()
         try:
-            finished, start_seq = await _race(self.pacer.wait_turn(), self._stop)
-            if not finished or start_seq is None:
-                raise _NotSent
-            self._in_flight += 1
-            self.emit(ev.RequestStarted(batch.seq, len(batch), attempt, phase))
-            status: int | None = None
-            try:
-                payload = batch.payload()
-                post = self.client.post_leads(
-                    self.config.campaign, payload, self.config.timeout_s, self.clock()
-                )
-                finished, answer = await _race(post, self._abort)
-                if not finished or answer is None:
-                    return None
-                status = answer.status
-                self.pacer.observe(answer.rate, start_seq)
-                return answer
-            finally:
-                self._in_flight -= 1
-                self.emit(ev.RequestEnded(batch.seq, status, phase))
+            self.reader.start()
+            await self.supervise(self._upload(), companions)
         finally:
-            self.limit.release()
+            self._finish()
 
-    async def _sleep_unless_stopped(self, seconds: float) -> bool:
-        """Sleep; False when a stop came first."""
-        finished, _ = await _race(self.sleep(seconds), self._stop)
-        return finished
+    async def supervise(self, work: Awaitable[None], companions: Sequence[Companion] = ()) -> None:
+        """Run `work` in a task group with its companions: an abort cancels it, and an
+        exception in it, in a companion or in any task it starts ends the group and
+        is recorded (`bug`, `error`)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                main = group.create_task(_awaited(work))
+                self._track(main)
+                side = [group.create_task(_awaited(make())) for make in companions]
+                main.add_done_callback(lambda _: [task.cancel() for task in side])
+        except BaseExceptionGroup as failure:
+            self._failed(failure)
+        finally:
+            self._group = None
 
-    # -- reading and batching ---------------------------------------------------
+    async def _upload(self) -> None:
+        await self._produce()
+        while self._senders:
+            await asyncio.wait(set(self._senders))
 
-    async def _produce(self, queue: asyncio.Queue[Batch | None] | None) -> None:
-        """Read records, de-duplicate, batch, and queue batches (or count them, dry)."""
-        chunks: asyncio.Queue[Chunk | BaseException | None] = asyncio.Queue(maxsize=8)
-        cancel = threading.Event()
-        loop = asyncio.get_running_loop()
-        thread = threading.Thread(
-            target=_read_all,
-            args=(self.inputs, self.config.read, chunks, loop, cancel, self._keep_reading),
-            name="inboxleads-reader",
-            daemon=True,  # a reader blocked on a silent pipe must not hold the exit
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if self._abort.is_set():
+            task.cancel()
+
+    def _failed(self, failure: BaseExceptionGroup[BaseException]) -> None:
+        first_error = _leaf(failure)
+        if isinstance(first_error, InboxLeadsError):
+            self.error = self.error or first_error
+            self.abort(f"the run failed ({first_error.message})")
+        else:
+            if self.bug is None:
+                self.bug = first_error
+                self.bug_trace = "".join(traceback.format_exception(first_error))
+            self.abort(f"internal error ({type(first_error).__name__})")
+
+    def _finish(self) -> None:
+        """Account for everything the run holds, whatever ended it."""
+        if self._grace is not None:
+            self._grace.cancel()
+        cause = self.cause or "internal error (the run ended early)"
+        try:
+            for chunk in self.reader.seal():
+                self._end_now(self._take_chunk(chunk), cause)
+            self._end_now(self._flush(), cause)
+            left = self.ledger.close_all(cause)
+            if left and self.cause is None and self.bug is None:
+                self.bug = RuntimeError(f"{left} batches were still open when the run ended")
+        except Exception as exc:  # the check below reports what this left open
+            if self.bug is None:
+                self.bug = exc
+                self.bug_trace = "".join(traceback.format_exception(exc))
+        self.emit(ev.InputFinished(self.batcher.count))
+
+    def _end_now(self, batches: list[Batch], cause: str) -> None:
+        """Batches formed once the run has ended are not sent."""
+        if not self.config.dry_run:
+            for batch in batches:
+                self.ledger.stopped(batch, cause)
+
+    def problems(self) -> list[str]:
+        """Every way the run's independent counts disagree (see `Ledger.problems`)."""
+        return self.ledger.problems(
+            self.reader.handed_over, self.batcher.pending, self.config.dry_run
         )
-        thread.start()
-        dedup = Deduper()
-        batcher = Batcher(self.config.batch_size)
-        last_input = [self.clock()]
-        flusher = asyncio.create_task(self._flush_quiet_input(batcher, queue, last_input))
-        draining = self._regular_only
-        try:
-            while True:
-                if draining and not self._abort.is_set():
-                    item = await chunks.get()
-                else:
-                    # A pipe may stay silent: a stop must not wait for its next line.
-                    finished, item = await _race(
-                        chunks.get(), self._abort if draining else self._stop
-                    )
-                    if not finished:
-                        break
-                if item is None:
+
+    # -- reading and batching -------------------------------------------------
+
+    async def _produce(self) -> None:
+        """Pull chunks, form batches, start their senders; flush a quiet pipe's partial batch."""
+        reader = self.reader
+        pipe = not self._regular_only
+        quiet = self.config.flush_after_s if pipe else 0.0
+        last_input = self.clock()
+        while True:
+            try:
+                item = reader.take()
+            except InputError as exc:
+                self.input_error = exc
+                self.request_stop("an input could not be read")
+                break
+            if item is None:
+                if pipe and self._stop.is_set():
+                    await self._settle()
                     break
-                if isinstance(item, BaseException):
-                    if isinstance(item, InboxLeadsError):
-                        self.input_error = item
-                        self.request_stop("input error")
-                        break
-                    raise item
-                last_input[0] = self.clock()
-                await self._take_chunk(item, dedup, batcher, queue)
-        finally:
-            cancel.set()
-            flusher.cancel()
-            await asyncio.gather(flusher, return_exceptions=True)
-        last = batcher.flush()
-        if last is not None:
-            await self._queue_batch(last, queue)
-        self.emit(ev.InputFinished(batcher.count))
+                timer = None
+                if pipe and quiet > 0 and self.batcher.pending:
+                    left = last_input + quiet - self.clock()
+                    if left <= 0:
+                        await self._start(self._flush())
+                        continue
+                    timer = self.sleep(left)
+                waits: list[Awaitable[Any]] = [reader.wait()]
+                if pipe:
+                    waits.append(self._stop.wait())
+                if timer is not None:
+                    waits.append(timer)
+                await first(*waits)
+                continue
+            if isinstance(item, End):
+                break
+            last_input = self.clock()
+            await self._start(self._take_chunk(item))
+        await self._start(self._flush())
+        self.emit(ev.InputFinished(self.batcher.count))
 
-    def _keep_reading(self) -> bool:
-        """While stopping, keep reading only regular files (quick, and finite), and
-        nothing at all once the stop is abrupt."""
-        return not self._abort.is_set() and (self._regular_only or not self._stop.is_set())
+    def _flush(self) -> list[Batch]:
+        batch = self.batcher.flush()
+        return [] if batch is None else self._register([batch])
 
-    async def _take_chunk(
-        self,
-        records: Chunk,
-        dedup: Deduper,
-        batcher: Batcher,
-        queue: asyncio.Queue[Batch | None] | None,
-    ) -> None:
+    async def _settle(self) -> None:
+        """Give the reader a moment to hand over what it has parsed (never past an abort)."""
+        waited = 0.0
+        while not self.reader.settled and waited < SETTLE_S and not self._abort.is_set():
+            await asyncio.sleep(0.01)
+            waited += 0.01
+
+    def _take_chunk(self, records: Chunk) -> list[Batch]:
+        """Count, de-duplicate and batch one chunk; return the batches it completed.
+
+        Synchronous on purpose: a chunk is accounted for whole or not at all.
+        """
         rejections: list[Rejection] = []
-        duplicates = 0
         kinds: Counter[str] = Counter()
         full: list[Batch] = []
         read = 0
         leads: list[Lead] = []
+        dedup, batcher = self.deduper, self.batcher
+        kept_before, dropped_before = dedup.kept, dedup.dropped
 
         def take_leads() -> None:
-            nonlocal duplicates
             if not leads:
                 return
             unique = dedup.unique(leads)
-            duplicates += len(leads) - len(unique)
             kinds.update(lead.kind for lead in unique)
             full.extend(batcher.extend(unique))
             leads.clear()
@@ -375,115 +373,193 @@ class Engine:
                 else:
                     leads.append(record)
         take_leads()
+        duplicates = dedup.dropped - dropped_before
+        unique = dedup.kept - kept_before
+        self.ledger.took(read, len(rejections), duplicates, unique)
         self.emit(
             ev.RecordsRead(
                 read,
                 len(rejections),
                 duplicates,
                 tuple(rejections),
-                records[0].source,  # the reader hands over one input at a time
+                records[0].source if records else "",  # one input per chunk
                 tuple((str(kind), n) for kind, n in kinds.items()),
+                unique,
             )
         )
         if rejections:
             self.reports.rejected(rejections)
-        for batch in full:
-            await self._queue_batch(batch, queue)
+        return self._register(full)
 
-    async def _queue_batch(self, batch: Batch, queue: asyncio.Queue[Batch | None] | None) -> None:
-        self.emit(ev.BatchQueued(batch.seq, len(batch)))
-        if queue is None:
-            return
-        if self._stop.is_set():
-            # Not sent: recorded at once rather than queued behind the stop.
-            self._undelivered(batch, "not sent: the run was stopped", 0)
-            return
-        await queue.put(batch)
+    def _register(self, batches: list[Batch]) -> list[Batch]:
+        """Batches were formed: open them in the ledger (count them, in a dry run)."""
+        for batch in batches:
+            if self.config.dry_run:
+                self.ledger.planned(batch)
+            else:
+                self.ledger.opened(batch)
+        return batches
 
-    async def _flush_quiet_input(
-        self,
-        batcher: Batcher,
-        queue: asyncio.Queue[Batch | None] | None,
-        last_input: list[float],
-    ) -> None:
-        """Send a partial batch when a slow pipe has been quiet for `flush_after_s`."""
-        quiet = self.config.flush_after_s
-        if quiet <= 0 or self._regular_only:
+    async def _start(self, batches: list[Batch]) -> None:
+        """Start a sender for each batch as a slot frees up (nothing, in a dry run)."""
+        if self.config.dry_run:
             return
+        for batch in batches:
+            if self._resume(batch):
+                continue
+            if self._stop.is_set():
+                self.ledger.stopped(batch, self.cause or "the run was stopped")
+                continue
+            got, _ = await self._until_stop(self._slots.acquire())
+            if not got:
+                self.ledger.stopped(batch, self.cause or "the run was stopped")
+                continue
+            assert self._group is not None
+            sender = self._group.create_task(self._send(batch))
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+            self._track(sender)
+
+    def _resume(self, batch: Batch) -> bool:
+        """End the batch as resumed when the journal has it."""
+        if self.journal is None:
+            return False
+        known_failed = self.journal.failed_of(batch.digest(self.config.campaign))
+        if known_failed is None:
+            return False
+        self.ledger.resumed(batch)
+        self._keep_if_failed(batch, known_failed)
+        return True
+
+    # -- sending ----------------------------------------------------------------
+
+    async def _send(self, batch: Batch) -> None:
+        try:
+            await self.deliver(batch, "upload")
+        finally:
+            self._slots.release()
+
+    def _keep_if_failed(self, batch: Batch, failed: int) -> None:
+        if failed and self.config.keep_failed_batches:
+            self.failed_batches.append((batch, failed))
+
+    async def deliver(self, batch: Batch, phase: str) -> Delivery:
+        """Send `batch` in one request, retrying transient failures.
+
+        For the upload phase, the ledger follows the batch and records how it
+        ended (a stop leaves it to the ledger's `stopped`, which knows where it was).
+        """
+        upload = phase == "upload"
+        ledger = self.ledger
+        attempt = 0
         while True:
-            idle = self.clock() - last_input[0]
-            if idle >= quiet and batcher.pending:
-                batch = batcher.flush()
-                if batch is not None:
-                    await self._queue_batch(batch, queue)
-                idle = 0.0
-            await self.sleep(max(quiet - idle, 0.05))
+            if self._stop.is_set():
+                break
+            attempt += 1
+            answer = await self._attempt(batch, attempt, phase)
+            if answer is None:  # a stop came before the request went out
+                break
+            if answer.outcome is Outcome.OK:
+                self.limit.success()
+                if upload:
+                    ledger.delivered(batch, answer, attempt)
+                    self._keep_if_failed(batch, answer.failed)
+                    if self.journal is not None:
+                        digest = batch.digest(self.config.campaign)
+                        self.journal.record(digest, batch.seq, len(batch), answer)
+                return Delivery(True, answer, attempt)
+            if answer.outcome is Outcome.REFUSED:
+                if upload:
+                    ledger.undelivered(batch, f"refused by the API: {answer.message}", attempt)
+                self._refuse(answer)
+                return Delivery(False, answer, attempt)
+            if answer.outcome is Outcome.REJECTED:
+                if upload:
+                    ledger.undelivered(batch, f"rejected by the server: {answer.message}", attempt)
+                return Delivery(False, answer, attempt)
+            if answer.status in (429, 503):
+                self.limit.overload()
+            if answer.status == 429:
+                # Retry-After is the floor, but an absurd one must not hold the run for days.
+                hold = min(answer.retry_after or 1.0, self.config.retry.max_wait_s)
+                self.pacer.block(hold, f"rate limit: {answer.message}")
+            if attempt >= self.config.retry.max_attempts:
+                if upload:
+                    reason = f"gave up after {attempt} attempts: {answer.message}"
+                    ledger.undelivered(batch, reason, attempt)
+                return Delivery(False, answer, attempt)
+            wait = self.config.retry.wait(attempt, answer.retry_after, self.rng)
+            if upload:
+                ledger.waiting(batch, Waiting.RETRY, answer.message)
+            self.emit(ev.RetryScheduled(batch.seq, attempt + 1, answer.message, wait, phase))
+            slept, _ = await self._until_stop(self.sleep(wait))
+            if not slept:
+                break
+        if upload:
+            ledger.stopped(batch, self.cause or "the run was stopped")
+        return Delivery(False, None, attempt)
 
-
-async def _race(awaitable: Awaitable[T], event: asyncio.Event) -> tuple[bool, T | None]:
-    """Await `awaitable` unless `event` is set first: (True, result) or (False, None)."""
-    if event.is_set():
-        if asyncio.iscoroutine(awaitable):
-            awaitable.close()
-        return False, None
-    work = asyncio.ensure_future(awaitable)
-    stop = asyncio.ensure_future(event.wait())
-    done, pending = await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    if work in done and not work.cancelled():
-        return True, work.result()
-    return False, None
-
-
-def _read_all(
-    inputs: list[OpenInput],
-    options: ReadOptions,
-    chunks: asyncio.Queue[Chunk | BaseException | None],
-    loop: asyncio.AbstractEventLoop,
-    cancel: threading.Event,
-    keep_reading: Callable[[], bool],
-) -> None:
-    """The reader thread: parse every input and hand records to the loop in chunks."""
-    buffer: Chunk = []
-
-    def push(item: Chunk | BaseException | None) -> None:
-        future = asyncio.run_coroutine_threadsafe(chunks.put(item), loop)
-        while True:
+    async def _attempt(self, batch: Batch, attempt: int, phase: str) -> Answer | None:
+        """One request, holding a concurrency slot; None when a stop came before it went out."""
+        assert self.client is not None
+        got, _ = await self._until_stop(self.limit.acquire())
+        if not got:
+            return None
+        try:
+            turned, start_seq = await self._until_stop(self.pacer.wait_turn())
+            if not turned or start_seq is None:
+                return None
+            if phase == "upload":
+                self.ledger.waiting(batch, Waiting.IN_FLIGHT)
+            self.emit(ev.RequestStarted(batch.seq, len(batch), attempt, phase))
+            status: int | None = None
             try:
-                future.result(timeout=0.2)
-                return
-            except concurrent.futures.TimeoutError:
-                if cancel.is_set():
-                    future.cancel()
-                    raise _Cancelled from None
-
-    def hand_over() -> None:
-        if cancel.is_set() or not keep_reading():
-            raise _Cancelled
-        if buffer:
-            push(buffer.copy())
-            buffer.clear()
-
-    try:
-        for source in inputs:
-            try:
-                for chunk in read_chunks(source, options, hand_over):
-                    buffer.extend(chunk)
-                    if len(buffer) >= READ_CHUNK:
-                        hand_over()
-                hand_over()  # a chunk never mixes two inputs
+                answer = await self.client.post_leads(
+                    self.config.campaign, batch.payload(), self.config.timeout_s, self.clock()
+                )
+                status = answer.status
+                self.pacer.observe(answer.rate, start_seq)
+                return answer
             finally:
-                source.close()
-        push(None)
-    except _Cancelled:
-        # The loop stopped waiting for records (it finished, or a stop raced the
-        # read): nothing to hand over. Waiting here could outlive the interpreter.
-        pass
-    except InputError as exc:
-        with contextlib.suppress(_Cancelled, RuntimeError):
-            push(exc)
-    except (OSError, ValueError, RuntimeError) as exc:
-        with contextlib.suppress(_Cancelled, RuntimeError):
-            push(InputError("input", f"read failed: {exc}"))
+                self.emit(ev.RequestEnded(batch.seq, status, phase))
+        finally:
+            self.limit.release()
+
+
+async def _awaited(work: Awaitable[None]) -> None:
+    await work
+
+
+def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception of a (possibly nested) group that is not a cancellation."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _leaf(exc)
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return group.exceptions[0]
+
+
+async def first(work: Awaitable[T], *others: Awaitable[Any]) -> tuple[bool, T | None]:
+    """Await `work` unless one of `others` finishes first: (True, result) or (False, None).
+
+    The loser is cancelled and waited for, so nothing is left running; when
+    `work` and another finish together, `work` wins (its result is not lost).
+    An exception of whichever finished is raised.
+    """
+    tasks = [asyncio.ensure_future(work), *(asyncio.ensure_future(o) for o in others)]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        pending = [task for task in tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+    head = tasks[0]
+    if head.done() and not head.cancelled():
+        return True, head.result()
+    for task in tasks[1:]:
+        if task.done() and not task.cancelled():
+            task.result()
+    return False, None

@@ -5,7 +5,9 @@
     ├── InputError             unreadable, binary or vanished input            (exit 2)
     ├── ApiRefused             401/403/404: the run cannot go on               (exit 3)
     ├── JournalError           a journal for other inputs, or unreadable       (exit 2)
-    └── LockHeld               another run holds the campaign's lock           (exit 4)
+    ├── LockHeld               another run holds the campaign's lock           (exit 4)
+    ├── Interrupted            a signal came before the run had begun     (exit 130/143)
+    └── Bug                    a bug of the tool: the run still ends in order  (exit 70)
 
 Everything below the CLI raises these (or lets them pass); `cli.main` is the
 only place that prints them and picks the exit status.
@@ -24,6 +26,7 @@ class ExitStatus(IntEnum):
     USAGE = 2
     REFUSED = 3
     LOCKED = 4
+    BUG = 70
     SIGINT = 130
     SIGTERM = 143
 
@@ -98,3 +101,23 @@ def http_status_to_refusal(status: int, campaign: str) -> str | None:
             "and that the token belongs to its team"
         )
     return None
+
+
+class Interrupted(InboxLeadsError):
+    """A signal stopped the run before it had begun (the runner picks the status)."""
+
+    exit_status = ExitStatus.SIGINT
+
+
+class Bug(InboxLeadsError):
+    """An exception the tool did not expect, or counts that do not add up.
+
+    The message names it in one line; `trace` keeps the traceback for
+    INBOXLEADS_DEBUG=1, never shown otherwise.
+    """
+
+    exit_status = ExitStatus.BUG
+
+    def __init__(self, message: str, trace: str = "") -> None:
+        super().__init__(f"internal error: {message}")
+        self.trace = trace

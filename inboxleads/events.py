@@ -14,7 +14,8 @@ from .inputs import Rejection
 
 @dataclass(frozen=True, slots=True)
 class RecordsRead:
-    """A chunk of input was read: how many records, rejections and duplicates."""
+    """A chunk of input was read: how many records, rejections, duplicates and
+    identifiers kept (as the de-duplicator counted them)."""
 
     read: int
     rejected: int
@@ -22,6 +23,7 @@ class RecordsRead:
     rejections: tuple[Rejection, ...] = ()
     source: str = ""
     kinds: tuple[tuple[str, int], ...] = ()
+    unique: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,13 +51,12 @@ class Explainer:
         self.result = Explanation()
         self._seq = 0
 
-    async def run(self, batches: list[tuple[Batch, int]]) -> Explanation:
-        """Explain every (batch, failed count) pair."""
+    async def run(self, batches: list[tuple[Batch, int]]) -> None:
+        """Explain every (batch, failed count) pair; what was found is in `result`."""
         total = sum(failed for _, failed in batches)
         self.engine.emit(ev.PhaseStarted("explain", {"batches": len(batches), "failed": total}))
         await asyncio.gather(*(self._explain(batch.leads, failed) for batch, failed in batches))
         self._progress()
-        return self.result
 
     def _progress(self) -> None:
         self.engine.emit(

@@ -210,6 +210,10 @@ class _PeekableRaw(io.RawIOBase):
     def fileno(self) -> int:
         return self._raw.fileno()
 
+    def buffered(self) -> int:
+        """Bytes peeked from the stream and not read yet."""
+        return len(self._head)
+
     def peek(self, size: int = 0) -> bytes:
         if not self._head:
             self._head = self._raw.read(max(size, 1)) or b""

@@ -12,19 +12,22 @@ The token is never written here.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from .client import Answer
-from .errors import JournalError, LockHeld
+from .errors import Interrupted, JournalError, LockHeld
 from .reports import open_private
 
 VERSION = 1
+LOCK_POLL_S = 0.1
 
 
 def input_names(paths: list[str]) -> tuple[str, ...]:
@@ -164,19 +167,47 @@ class RunLock:
 
     def acquire(self, wait: bool = False) -> None:
         """Take the lock, or raise LockHeld (unless `wait`, then block until free)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if not self.try_acquire():
+            if not wait:
+                raise self._held()
+            fd = self._open()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._took(fd)
+
+    async def acquire_async(self, wait: bool, given_up: Callable[[], bool]) -> None:
+        """Take the lock; with `wait`, poll until it is free or `given_up()` (a stop)."""
+        while not self.try_acquire():
+            if not wait:
+                raise self._held()
+            if given_up():
+                raise Interrupted("stopped while waiting for another run's lock")
+            await asyncio.sleep(LOCK_POLL_S)
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free."""
+        fd = self._open()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise LockHeld(
-                f"another inboxleads run holds {self.path}; it is still sending to this "
-                "campaign (use --wait-lock to wait for it)"
-            ) from None
+            return False
+        self._took(fd)
+        return True
+
+    def _open(self) -> int:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def _took(self, fd: int) -> None:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+
+    def _held(self) -> LockHeld:
+        return LockHeld(
+            f"another inboxleads run holds {self.path}; it is still sending to this "
+            "campaign (use --wait-lock to wait for it)"
+        )
 
     def release(self) -> None:
         if self._fd is not None:

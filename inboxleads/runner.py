@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import io
 import ipaddress
 import json
+import os
 import random
 import re
-import signal
 import ssl
 import sys
 import time
@@ -29,32 +30,40 @@ from urllib.parse import urlsplit
 import httpx
 
 from . import events as ev
+from . import stops
 from .accounting import Summary, Tally
 from .batching import MAX_BATCH
 from .client import InboxClient
-from .display import Display, make_display
-from .engine import Engine, EngineConfig
-from .errors import ExitStatus, InboxLeadsError, UsageError
+from .display import Display, SafeDisplay, make_display
+from .engine import Companion, Engine, EngineConfig
+from .errors import Bug, ExitStatus, InboxLeadsError, UsageError
 from .explain import Explainer, Explanation, write_failed
 from .inputs import OpenInput, ReadOptions, open_inputs
 from .journal import Journal, RunKey, RunLock, input_names
+from .ledger import Counts
 from .pacing import RetryPolicy
 from .reports import Reports
 
 CAMPAIGN_RE = re.compile(r"[0-9a-z]+")
 # The in-process sandbox is reached through its transport: this host never resolves.
 SANDBOX_HOST = "http://sandbox.invalid"
+# After an abort (second signal, grace over, a bug), the process ends within this many
+# seconds, in order if it can, else by the watchdog.
+WATCHDOG_S = 1.8
 
 
 @dataclass
 class Environment:
     """The outside world of a run; tests replace any part of it."""
 
-    stdin: IO[bytes] = field(default_factory=lambda: sys.stdin.buffer)
-    stdout: TextIO = field(default_factory=lambda: sys.stdout)
-    stderr: TextIO = field(default_factory=lambda: sys.stderr)
-    stdin_isatty: bool = field(default_factory=lambda: sys.stdin.isatty())
-    stderr_isatty: bool = field(default_factory=lambda: sys.stderr.isatty())
+    # A stream closed when the process started is None in `sys`: read and write nothing.
+    stdin: IO[bytes] = field(
+        default_factory=lambda: sys.stdin.buffer if sys.stdin is not None else io.BytesIO()
+    )
+    stdout: TextIO = field(default_factory=lambda: sys.stdout or io.StringIO())
+    stderr: TextIO = field(default_factory=lambda: sys.stderr or io.StringIO())
+    stdin_isatty: bool = field(default_factory=lambda: _isatty(sys.stdin))
+    stderr_isatty: bool = field(default_factory=lambda: _isatty(sys.stderr))
     no_color: bool = False
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
@@ -62,6 +71,15 @@ class Environment:
     rng: random.Random = field(default_factory=random.Random)
     transport: httpx.AsyncBaseTransport | None = None
     handle_signals: bool = True
+    # Force the exit if an aborting run has not ended within WATCHDOG_S (real processes only).
+    watchdog: bool = False
+
+
+def _isatty(stream: IO[Any] | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass
@@ -92,6 +110,7 @@ class AddJob:
     stop_grace_s: float = 10.0
     explain_failures: Path | None = None
     explain_budget: int | None = None
+    max_time_s: float | None = None
 
 
 @dataclass
@@ -140,6 +159,10 @@ def check_job(job: AddJob) -> None:
         raise UsageError("--max-attempts must be at least 1")
     if job.timeout_s <= 0:
         raise UsageError("--timeout must be positive")
+    if job.max_time_s is not None and not job.max_time_s > 0:
+        raise UsageError("--max-time must be a positive number of seconds")
+    if job.token is not None and not job.sandbox:
+        check_token(job.token)
     if not job.sandbox and not job.dry_run:
         check_base_url(job.base_url)
         if not job.token:
@@ -149,21 +172,55 @@ def check_job(job: AddJob) -> None:
             )
 
 
-def exit_status(tally: Tally, error: InboxLeadsError | None, signum: int | None) -> ExitStatus:
-    """The exit status of a finished run."""
-    if error is not None:
-        return error.exit_status
-    if signum == signal.SIGINT:
-        return ExitStatus.SIGINT
-    if signum is not None:
-        return ExitStatus.SIGTERM
-    return ExitStatus.PARTIAL if tally.undelivered else ExitStatus.OK
+def check_token(token: str) -> None:
+    """A token must be sendable as an HTTP header value: visible ASCII, no spaces inside.
+
+    The message names the position and the kind of the bad character, never the token.
+    """
+    for position, char in enumerate(token, start=1):
+        if not "!" <= char <= "~":
+            import unicodedata
+
+            name = unicodedata.name(char, "") or "a control character"
+            raise UsageError(
+                f"the API token cannot be sent in an HTTP header: character {position} of "
+                f"{len(token)} is U+{ord(char):04X} {name}; tokens are plain ASCII without "
+                "spaces (check for a quote or a space pasted with it)"
+            )
+
+
+def empty_summary(job: AddJob, status: ExitStatus, stop_reason: str | None = None) -> Summary:
+    """The summary of a run that ended before anything was read."""
+    return Summary(
+        campaign=job.campaign,
+        counts=Counts(),
+        tally=Tally(),
+        dry_run=job.dry_run,
+        elapsed_s=0.0,
+        exit_code=int(status),
+        stop_reason=stop_reason,
+    )
+
+
+def print_summary(summary: Summary, env: Environment) -> None:
+    """The --json summary as the last line of stdout; a closed stdout loses only this line."""
+    try:
+        env.stdout.write(json.dumps(summary.to_json()) + "\n")
+        env.stdout.flush()
+    except (OSError, ValueError):
+        _silence(env.stdout)
 
 
 def run_add(job: AddJob, env: Environment) -> AddResult:
     """Run `inboxleads add` from start to summary."""
-    check_job(job)
-    inputs = open_inputs(job.inputs, job.read.fmt, env.stdin, job.read)
+    try:
+        check_job(job)
+        inputs = open_inputs(job.inputs, job.read.fmt, env.stdin, job.read)
+    except InboxLeadsError as exc:
+        summary = empty_summary(job, exc.exit_status)
+        if job.json_summary:
+            print_summary(summary, env)
+        return AddResult(exc.exit_status, summary, exc)
     thresholds = gc.get_threshold()
     # A large import allocates a million small objects that live until their
     # batch is sent: collecting every 700 allocations spent a quarter of the
@@ -173,22 +230,72 @@ def run_add(job: AddJob, env: Environment) -> AddResult:
         return asyncio.run(_run(job, env, inputs))
     finally:
         gc.set_threshold(*thresholds)
-        for item in inputs:
-            item.close()
+
+
+class _Stops:
+    """Hands signals and the deadline to the engine, and remembers the first cause."""
+
+    def __init__(self, env: Environment) -> None:
+        self.env = env
+        self.loop = asyncio.get_running_loop()
+        self.engine: Engine | None = None
+        self.signals: list[int] = []
+        self.deadline_hit = False
+        self.installed = False
+
+    def start(self) -> None:
+        if self.env.handle_signals:
+            self.installed = stops.install()
+            stops.attach(self.from_handler)
+
+    def end(self) -> None:
+        if self.env.handle_signals:
+            stops.detach()
+            if self.installed:
+                stops.uninstall()
+
+    def from_handler(self, signum: int) -> None:
+        # In the main thread, between two bytecodes of whatever runs: hand over.
+        with contextlib.suppress(RuntimeError):  # the loop has closed: the run is over
+            self.loop.call_soon_threadsafe(self.on_signal, signum)
+
+    def on_signal(self, signum: int) -> None:
+        self.signals.append(signum)
+        if self.engine is not None:
+            self.engine.request_stop(stops.NAMES.get(signum, f"signal {signum}"))
+
+    def on_deadline(self, seconds: float) -> None:
+        if self.engine is not None and not self.engine.stopping:
+            self.deadline_hit = True
+            self.engine.request_stop(f"--max-time {seconds:g} s reached")
+
+    def bind(self, engine: Engine) -> None:
+        self.engine = engine
+        for signum in self.signals:
+            engine.request_stop(stops.NAMES.get(signum, f"signal {signum}"))
+
+    @property
+    def first_signal(self) -> int | None:
+        return self.signals[0] if self.signals else None
 
 
 async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddResult:
+    started = env.monotonic()
+    control = _Stops(env)
+    control.start()
     tally = Tally()
-    display = make_display(
-        job.progress,
-        stream=env.stderr,
-        tally=tally,
-        is_terminal=env.stderr_isatty,
-        no_color=env.no_color,
-        quiet=job.quiet,
-        clock=env.clock,
-        interval=job.log_interval_s,
-        campaign=job.campaign,
+    display = SafeDisplay(
+        make_display(
+            job.progress,
+            stream=env.stderr,
+            tally=tally,
+            is_terminal=env.stderr_isatty,
+            no_color=env.no_color,
+            quiet=job.quiet,
+            clock=env.clock,
+            interval=job.log_interval_s,
+            campaign=job.campaign,
+        )
     )
 
     def emit(event: ev.Event) -> None:
@@ -197,15 +304,15 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
 
     lock: RunLock | None = None
     journal: Journal | None = None
-    reports = Reports(job.rejects, job.undelivered)
-    started = env.monotonic()
-    signum: int | None = None
+    engine: Engine | None = None
     error: InboxLeadsError | None = None
     extra: dict[str, Any] = {}
+    reports = Reports()
     try:
+        reports = Reports(job.rejects, job.undelivered)
         if job.journal is not None and not job.dry_run:
             lock = RunLock(job.journal.with_name(job.journal.name + ".lock"))
-            lock.acquire(wait=job.wait_lock)
+            await lock.acquire_async(job.wait_lock, lambda: bool(control.signals))
             journal = Journal.open(job.journal, _run_key(job))
         # A dry run makes no request: no client, no TLS set-up.
         http_client = contextlib.nullcontext(None) if job.dry_run else _http_client(job, env)
@@ -221,50 +328,116 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
                 clock=env.clock,
                 sleep=env.sleep,
                 rng=env.rng,
+                on_abort=(lambda: _arm_watchdog(control)) if env.watchdog else None,
             )
-            signals: list[int] = []
-            _install_signals(engine, signals, env)
+            control.bind(engine)
+            deadline = None
+            if job.max_time_s is not None:
+                deadline = control.loop.call_later(
+                    job.max_time_s, control.on_deadline, job.max_time_s
+                )
             display.start()
-            ticker = asyncio.create_task(_tick(display))
+            ticker: list[Companion] = [lambda: _tick(display)]
             try:
-                await engine.run()
+                await engine.run(ticker)
                 if job.explain_failures is not None and not job.dry_run:
-                    extra = await _explain(job, job.explain_failures, engine)
+                    extra = await _explain(job, job.explain_failures, engine, ticker)
             finally:
-                ticker.cancel()
-                await asyncio.gather(ticker, return_exceptions=True)
-                _remove_signals(env)
-            signum = signals[0] if signals else None
-            error = engine.refused or engine.input_error
+                if deadline is not None:
+                    deadline.cancel()
     except InboxLeadsError as exc:
         error = exc
+    except OSError as exc:
+        error = UsageError(f"{exc.filename or 'file'}: {exc.strerror or exc}")
     finally:
-        reports.close()
+        control.end()
+        try:
+            reports.close()
+        except OSError as exc:
+            error = error or UsageError(f"{exc.filename or 'report'}: {exc.strerror or exc}")
         if journal is not None:
             journal.close()
         if lock is not None:
             lock.release()
-    status = exit_status(tally, error, signum)
+    problems = engine.problems() if engine is not None else []
+    if engine is not None and engine.bug is not None:
+        error = Bug(f"{type(engine.bug).__name__}: {engine.bug}", engine.bug_trace)
+    elif problems:
+        error = Bug("the counts do not add up: " + "; ".join(problems))
+    elif engine is not None:
+        error = error or engine.refused or engine.error or engine.input_error
+    status = _exit_status(engine, error, control)
+    counts = engine.ledger.counts if engine is not None else Counts()
     summary = Summary(
         campaign=job.campaign,
+        counts=counts,
         tally=tally,
         dry_run=job.dry_run,
         elapsed_s=env.monotonic() - started,
         exit_code=int(status),
+        stop_reason=engine.cause if engine is not None else None,
         extra=extra,
+        undelivered_path=str(job.undelivered) if job.undelivered else None,
     )
     display.stop(summary)
     if job.json_summary:
-        env.stdout.write(json.dumps(summary.to_json()) + "\n")
-        env.stdout.flush()
+        print_summary(summary, env)
     return AddResult(status, summary, error)
 
 
-async def _explain(job: AddJob, path: Path, engine: Engine) -> dict[str, Any]:
+def _exit_status(
+    engine: Engine | None, error: InboxLeadsError | None, control: _Stops
+) -> ExitStatus:
+    """The exit status of a finished run: a bug first, then what stopped it, then delivery."""
+    signum = control.first_signal
+    if engine is None and signum is not None and not isinstance(error, Bug):
+        return ExitStatus(stops.EXIT_STATUS.get(signum, ExitStatus.SIGTERM))
+    if isinstance(error, Bug) or engine is None:
+        return error.exit_status if error is not None else ExitStatus.BUG
+    if engine.refused is not None:
+        return engine.refused.exit_status
+    if engine.error is not None:
+        # One of the tool's own errors in mid-run (a journal that cannot be
+        # written): with nothing delivered yet it is that error, else a partial run.
+        return ExitStatus.PARTIAL if engine.ledger.counts.delivered else engine.error.exit_status
+    if error is not None:
+        return error.exit_status
+    if signum is not None:
+        return ExitStatus(stops.EXIT_STATUS.get(signum, ExitStatus.SIGTERM))
+    if control.deadline_hit:
+        return ExitStatus.PARTIAL
+    return ExitStatus.PARTIAL if engine.ledger.counts.undelivered else ExitStatus.OK
+
+
+def _arm_watchdog(control: _Stops) -> None:
+    signum = control.first_signal
+    status = stops.EXIT_STATUS.get(signum, 130) if signum is not None else ExitStatus.BUG
+    if control.deadline_hit:
+        status = ExitStatus.PARTIAL
+    stops.arm_watchdog(WATCHDOG_S, int(status))
+
+
+def _silence(stream: TextIO) -> None:
+    """Send whatever is left for a closed stdout to /dev/null, so the exit is quiet."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+
+
+async def _explain(
+    job: AddJob, path: Path, engine: Engine, companions: list[Companion]
+) -> dict[str, Any]:
     """The second phase: name the identifiers behind the upload's failed counts."""
     explanation = Explanation()
     if not engine.stopping:
-        explanation = await Explainer(engine, job.explain_budget).run(engine.failed_batches)
+        explainer = Explainer(engine, job.explain_budget)
+        await engine.supervise(explainer.run(engine.failed_batches), companions)
+        explanation = explainer.result
     write_failed(path, explanation)
     return {
         "failed_identified": len(explanation.identified),
@@ -330,25 +503,3 @@ async def _tick(display: Display) -> None:
     while True:
         await asyncio.sleep(1.0)
         display.tick()
-
-
-def _install_signals(engine: Engine, seen: list[int], env: Environment) -> None:
-    if not env.handle_signals:
-        return
-    loop = asyncio.get_running_loop()
-    names = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
-    for signum, name in names.items():
-
-        def handler(signum: int = signum, name: str = name) -> None:
-            seen.append(signum)
-            engine.request_stop(name)
-
-        loop.add_signal_handler(signum, handler)
-
-
-def _remove_signals(env: Environment) -> None:
-    if not env.handle_signals:
-        return
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.remove_signal_handler(signum)

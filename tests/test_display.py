@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
 import json
 import re
 import subprocess
@@ -13,6 +14,7 @@ from rich.console import Console
 
 from inboxleads import events as ev
 from inboxleads.accounting import Summary, Tally
+from inboxleads.ledger import Counts
 from inboxleads.display import (
     Display,
     JsonlDisplay,
@@ -38,7 +40,7 @@ REJECTION = Rejection(source="leads.txt", line=3, text="not a handle!", reason="
 
 # A small run: 12 records read, 1 rejected, 2 duplicates, 9 unique in 3 batches.
 RUN: list[ev.Event] = [
-    ev.RecordsRead(read=12, rejected=1, duplicates=2, rejections=(REJECTION,)),
+    ev.RecordsRead(read=12, rejected=1, duplicates=2, rejections=(REJECTION,), unique=9),
     ev.BatchQueued(seq=1, size=4),
     ev.RequestStarted(seq=1, size=4, attempt=1),
     ev.RequestEnded(seq=1, status=200),
@@ -75,8 +77,27 @@ def finish(tally: Tally, *, delivered: bool = True) -> None:
 
 
 def summary(tally: Tally, *, dry_run: bool = False, exit_code: int = 0) -> Summary:
+    """The summary a display is given: the run's counts (here those RUN implies)."""
+    counts = Counts(
+        read=12,
+        rejected=1,
+        duplicates=2,
+        unique=9,
+        batches=3,
+        delivered=0 if dry_run else tally.delivered,
+        undelivered=0 if dry_run else tally.undelivered,
+        added=tally.added,
+        skipped=tally.skipped,
+        failed=tally.failed,
+        undelivered_reasons=Counter({"timeout": tally.undelivered} if tally.undelivered else {}),
+    )
     return Summary(
-        campaign="abc123", tally=tally, dry_run=dry_run, elapsed_s=4.25, exit_code=exit_code
+        campaign="abc123",
+        counts=counts,
+        tally=tally,
+        dry_run=dry_run,
+        elapsed_s=4.25,
+        exit_code=exit_code,
     )
 
 
@@ -295,7 +316,7 @@ def test_plain_summary_is_key_value_lines_and_a_verdict() -> None:
         assert expected in lines
     assert "undelivered: 1" in lines
     assert "elapsed: 4.2 s" in lines or "elapsed: 4.3 s" in lines
-    assert lines[-1] == "1 identifier NOT delivered: see --undelivered"
+    assert lines[-1] == "1 identifier NOT delivered: use --undelivered FILE to list them"
 
 
 def test_stop_without_a_summary_prints_nothing() -> None:
@@ -413,7 +434,7 @@ def test_rich_status_line_shows_pause_stopping_and_explain() -> None:
     ("exit_code", "dry_run", "delivered", "expected"),
     [
         (0, False, True, "All 9 unique identifiers delivered."),
-        (1, False, False, "1 identifier NOT delivered: see --undelivered"),
+        (1, False, False, "1 identifier NOT delivered: use --undelivered FILE to list them"),
         (0, True, False, "dry run: nothing sent (9 unique identifiers in 3 batches)"),
     ],
 )

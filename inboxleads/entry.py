@@ -1,0 +1,18 @@
+"""The `inboxleads` command's entry point: signals first, then everything else.
+
+Kept to the standard library until the handlers are in place, so that a
+Ctrl-C in the first instant of the process already stops it in order.
+"""
+
+from __future__ import annotations
+
+from . import stops
+
+
+def main() -> None:
+    """Install the signal handlers, then run the command line."""
+    stops.install()
+    stops.reopen_closed_std_streams()
+    from .cli import main as cli_main
+
+    cli_main()

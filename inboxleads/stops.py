@@ -1,0 +1,156 @@
+"""Signals, from the first instant of the process to its exit.
+
+The command's entry point calls `install` before it imports anything heavy,
+so SIGINT (Ctrl-C), SIGTERM and, on Windows, SIGBREAK never raise
+KeyboardInterrupt and never print a traceback. A handler only records the
+signal and passes it on to whoever is attached (the running `add` job, which
+hands it to its event loop thread-safely); a signal that comes before a run
+is attached is kept and replayed when one attaches, so the run starts
+stopped and still prints its summary.
+
+A second signal before any run was attached ends the process at once (there
+is nothing to save yet). Once a run is aborting, `arm_watchdog` bounds the
+time it may take to finish: if the process is still alive when the watchdog
+fires (a write blocked on a full pipe, say), it exits there and then.
+
+Only `os` and `signal` are imported up front: this module runs before the
+rest, and every millisecond before `install` is one in which Ctrl-C would
+still raise KeyboardInterrupt.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+# Not `typing.TYPE_CHECKING`: importing typing alone takes milliseconds here.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import Any
+
+SIGBREAK: int | None = getattr(signal, "SIGBREAK", None)
+# The signals that stop a run, and the exit status each gives.
+EXIT_STATUS: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+if SIGBREAK is not None:
+    EXIT_STATUS[SIGBREAK] = 143
+NAMES: dict[int, str] = {
+    signal.SIGINT: "interrupted (SIGINT)",
+    signal.SIGTERM: "terminated (SIGTERM)",
+}
+if SIGBREAK is not None:
+    NAMES[SIGBREAK] = "terminated (Ctrl-Break)"
+
+_received: list[int] = []
+_pending: list[int] = []
+_target: Callable[[int], None] | None = None
+_previous: dict[int, Any] = {}
+_watchdog: threading.Timer | None = None
+
+
+def _handle(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
+    target = _target
+    if target is not None:
+        target(signum)
+        return
+    if _pending:
+        # Nothing has started that a second signal could stop in order.
+        _hard_exit(EXIT_STATUS.get(_pending[0], 130), "interrupted again before the run began")
+    _pending.append(signum)
+
+
+def install() -> bool:
+    """Install the handlers; False when they already were, or cannot be (not the
+    main thread). Called from the main thread only, like `uninstall`."""
+    if _previous:
+        return False
+    for signum in EXIT_STATUS:
+        try:
+            _previous[signum] = signal.signal(signum, _handle)
+        except ValueError:  # not the main thread
+            uninstall()
+            return False
+    return True
+
+
+def uninstall() -> None:
+    """Put back the handlers that were there before `install`."""
+    for signum, handler in _previous.items():
+        signal.signal(signum, handler)
+    _previous.clear()
+    _pending.clear()
+
+
+def attach(target: Callable[[int], None]) -> None:
+    """Send every signal to `target` (called in the main thread, from the handler);
+    the signals that came before are replayed now."""
+    global _target
+    _target = target
+    while _pending:
+        target(_pending.pop(0))
+
+
+def detach() -> None:
+    """Stop sending signals to the attached target."""
+    global _target
+    _target = None
+
+
+def arm_watchdog(seconds: float, status: int) -> None:
+    """Exit with `status` in `seconds` unless the process has ended by then."""
+    import threading
+
+    global _watchdog
+    if _watchdog is not None:
+        return
+    _watchdog = threading.Timer(
+        seconds, _hard_exit, (status, "the run could not finish in time; exiting now")
+    )
+    _watchdog.daemon = True
+    _watchdog.start()
+
+
+def disarm_watchdog() -> None:
+    """The process is ending in order: the watchdog is not needed."""
+    global _watchdog
+    if _watchdog is not None:
+        _watchdog.cancel()
+        _watchdog = None
+
+
+def _hard_exit(status: int, why: str) -> None:
+    # The line is written from a thread of its own: stderr may be a pipe nobody
+    # reads, and a blocked write must not keep the process alive.
+    import threading
+
+    line = f"inboxleads: {why}\n".encode()
+    writer = threading.Thread(target=_write_stderr, args=(line,), daemon=True)
+    writer.start()
+    writer.join(0.2)
+    os._exit(status)
+
+
+def _write_stderr(data: bytes) -> None:
+    try:
+        os.write(2, data)
+    except OSError:
+        return
+
+
+def reopen_closed_std_streams() -> None:
+    """Put /dev/null on descriptors 0-2 where they are closed (`>&-`, `2>&-`), so that no
+    file the run opens takes their numbers and receives what was meant for them."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                return
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
