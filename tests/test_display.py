@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import io
-from collections import Counter
 import json
 import re
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 from rich.console import Console
 
 from inboxleads import events as ev
 from inboxleads.accounting import Summary, Tally
-from inboxleads.ledger import Counts
 from inboxleads.display import (
     Display,
     JsonlDisplay,
@@ -24,6 +23,7 @@ from inboxleads.display import (
     make_display,
 )
 from inboxleads.inputs import Rejection
+from inboxleads.ledger import Counts
 
 
 class FakeClock:
