@@ -88,6 +88,11 @@ class Batch:
             self._leads = self.run.leads() if self.run is not None else []
         return self._leads
 
+    @property
+    def compact(self) -> bool:
+        """True while the batch is still a plain run of handles (no `Lead` objects made)."""
+        return self._leads is None and self.run is not None
+
     def __len__(self) -> int:
         if self._leads is None and self.run is not None:
             return len(self.run)

@@ -321,6 +321,9 @@ class Engine:
                 break
             last_input = self.clock()
             await self._start(self._take_chunk(item))
+            # Let the loop run between chunks: on a stop no send awaits anything,
+            # and a second signal must not wait for the whole file to be read.
+            await asyncio.sleep(0)
         await self._start(self._flush())
         self.emit(ev.InputFinished(self.batcher.count))
 

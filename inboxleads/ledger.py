@@ -135,7 +135,7 @@ class Ledger:
         self._close(batch)
         self.counts.undelivered += len(batch)
         self.counts.undelivered_reasons[reason] += len(batch)
-        self._reports.undelivered(batch.leads, reason)
+        self._reports.undelivered_batch(batch, reason)
         self._emit(ev.BatchUndelivered(batch.seq, len(batch), reason, attempts))
 
     @property

@@ -6,9 +6,9 @@ no memory. Files are created with mode 0600: they hold lead data.
 The undelivered file must read back with `inboxleads add` in auto mode: plain
 lines when every entry is a username or platform ID without data, else CSV
 (a `profile` column plus the data columns) when no external IDs are among
-them, else JSONL with the API's lead fields. Which form fits is only known
-at the end, so entries are spooled as JSONL and the final file written on
-`close`.
+them, else JSONL with the API's lead fields. Plain lines are written as they
+come; once an entry needs more, entries are spooled and the final file is
+written on `close` (see `Reports`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from .batching import Batch
 from .identifiers import Kind, Lead, readable
 from .inputs import Rejection
 
@@ -37,14 +38,28 @@ def open_private(path: Path | str, mode: str = "w") -> IO[str]:
     return open(fd, mode, encoding="utf-8", newline="")
 
 
+_PLAIN_KINDS = frozenset({Kind.USERNAME, Kind.PLATFORM_ID})
+# Extensions that choose the undelivered file's form (see `write_undelivered`).
+_FORM_SUFFIXES = frozenset({".csv", ".tsv", ".json", ".jsonl", ".ndjson"})
+
+
 class Reports:
-    """Writers for `--rejects` and `--undelivered` (each optional)."""
+    """Writers for `--rejects` and `--undelivered` (each optional).
+
+    Undelivered identifiers are written as they come, straight in their final
+    form while that form is plain lines (the common case, and the one a stop
+    of a large import produces by the million: a run of handles is one
+    write). The first entry plain lines cannot hold (data, an external ID)
+    moves everything to a spool, and `close` writes the final CSV or JSONL.
+    """
 
     def __init__(self, rejects: Path | None = None, undelivered: Path | None = None) -> None:
         self.rejects_path = rejects
         self.undelivered_path = undelivered
         self._rejects: IO[str] | None = None
         self._rejects_csv: Any = None
+        self._plain: IO[str] | None = None
+        self._plain_path: Path | None = None
         self._spool: IO[str] | None = None
         self._spool_path: Path | None = None
         self._undelivered_count = 0
@@ -54,7 +69,11 @@ class Reports:
             self._rejects_csv.writerow(["source", "line", "reason", "text"])
         if undelivered is not None:
             self._spool_path = undelivered.with_name(undelivered.name + ".part")
-            self._spool = open_private(self._spool_path)
+            if undelivered.suffix.lower() in _FORM_SUFFIXES:
+                self._spool = open_private(self._spool_path)
+            else:
+                self._plain_path = self._spool_path
+                self._plain = open_private(self._plain_path)
 
     def rejected(self, rejections: Iterable[Rejection]) -> None:
         """Record rejected input records."""
@@ -62,33 +81,72 @@ class Reports:
             for r in rejections:
                 self._rejects_csv.writerow([r.source, r.line, r.reason, r.text[:1000]])
 
+    def undelivered_batch(self, batch: Batch, reason: str) -> None:
+        """Record a batch that was read but not delivered."""
+        if self._plain is not None and batch.run is not None and batch.compact:
+            values = batch.run.values
+            self._undelivered_count += len(values)
+            lines = (readable(Kind.USERNAME, v) for v in values)
+            self._plain.write("\n".join(lines) + "\n")
+            return
+        self.undelivered(batch.leads, reason)
+
     def undelivered(self, leads: Iterable[Lead], reason: str) -> None:
         """Record leads that were read but not delivered."""
-        if self._spool is None:
+        if self._plain is None and self._spool is None:
             return
         for lead in leads:
             self._undelivered_count += 1
-            entry: dict[str, Any] = {
-                "kind": lead.kind.value,
-                "value": lead.value,
-                "source": lead.source,
-                "line": lead.line,
-                "reason": reason,
-            }
+            if self._plain is not None:
+                if lead.kind in _PLAIN_KINDS and not lead.data:
+                    self._plain.write(readable(lead.kind, lead.value) + "\n")
+                    continue
+                self._to_spool()
+            assert self._spool is not None
+            entry: dict[str, Any] = {"kind": lead.kind.value, "value": lead.value}
             if lead.data:
                 entry["data"] = lead.data
             self._spool.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
+    def _to_spool(self) -> None:
+        """Plain lines no longer do: move what was written to a spool of entries."""
+        assert self._plain is not None and self._plain_path is not None
+        self._plain.close()
+        self._plain = None
+        lines = self._plain_path.with_name(self._plain_path.name + "-lines")
+        os.replace(self._plain_path, lines)
+        assert self._spool_path is not None
+        self._spool = open_private(self._spool_path)
+        with open(lines, encoding="utf-8") as fh:
+            for line in fh:
+                kind, value = _from_line(line.rstrip("\n"))
+                self._spool.write(json.dumps({"kind": kind, "value": value}) + "\n")
+        lines.unlink()
+
     def close(self) -> None:
-        """Flush everything and write the undelivered file in its final form."""
+        """Flush everything and put the undelivered file in place, in its final form."""
         if self._rejects is not None:
             self._rejects.close()
             self._rejects = None
-        if self._spool is not None and self._spool_path and self.undelivered_path:
+        target = self.undelivered_path
+        if self._plain is not None and self._plain_path is not None and target is not None:
+            self._plain.close()
+            self._plain = None
+            os.replace(self._plain_path, target)
+        if self._spool is not None and self._spool_path and target is not None:
             self._spool.close()
             self._spool = None
-            write_undelivered(self._spool_path, self.undelivered_path)
+            write_undelivered(self._spool_path, target)
             self._spool_path.unlink()
+
+
+def _from_line(line: str) -> tuple[str, str]:
+    """The kind and value of a plain undelivered line (the inverse of `readable`)."""
+    if line.startswith("@"):
+        return Kind.USERNAME.value, line[1:]
+    if line.isdigit():
+        return Kind.PLATFORM_ID.value, line
+    return Kind.USERNAME.value, line
 
 
 def _entries(spool: Path) -> Iterable[dict[str, Any]]:

@@ -47,9 +47,6 @@ from .reports import Reports
 CAMPAIGN_RE = re.compile(r"[0-9a-z]+")
 # The in-process sandbox is reached through its transport: this host never resolves.
 SANDBOX_HOST = "http://sandbox.invalid"
-# After an abort (second signal, grace over, a bug), the process ends within this many
-# seconds, in order if it can, else by the watchdog.
-WATCHDOG_S = 1.8
 
 
 @dataclass
@@ -414,7 +411,7 @@ def _arm_watchdog(control: _Stops) -> None:
     status = stops.EXIT_STATUS.get(signum, 130) if signum is not None else ExitStatus.BUG
     if control.deadline_hit:
         status = ExitStatus.PARTIAL
-    stops.arm_watchdog(WATCHDOG_S, int(status))
+    stops.arm_watchdog(stops.WATCHDOG_S, int(status))
 
 
 def _silence(stream: TextIO) -> None:

@@ -8,10 +8,10 @@ hands it to its event loop thread-safely); a signal that comes before a run
 is attached is kept and replayed when one attaches, so the run starts
 stopped and still prints its summary.
 
-A second signal before any run was attached ends the process at once (there
-is nothing to save yet). Once a run is aborting, `arm_watchdog` bounds the
-time it may take to finish: if the process is still alive when the watchdog
-fires (a write blocked on a full pipe, say), it exits there and then.
+Once a run is aborting (or a second signal came during start-up),
+`arm_watchdog` bounds the time it may take to finish: if the process is still
+alive when the watchdog fires (a write blocked on a full pipe, say), it exits
+there and then.
 
 Only `os` and `signal` are imported up front: this module runs before the
 rest, and every millisecond before `install` is one in which Ctrl-C would
@@ -37,11 +37,15 @@ EXIT_STATUS: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 if SIGBREAK is not None:
     EXIT_STATUS[SIGBREAK] = 143
 NAMES: dict[int, str] = {
-    signal.SIGINT: "interrupted (SIGINT)",
-    signal.SIGTERM: "terminated (SIGTERM)",
+    signal.SIGINT: "the run was interrupted (SIGINT)",
+    signal.SIGTERM: "the run was terminated (SIGTERM)",
 }
 if SIGBREAK is not None:
-    NAMES[SIGBREAK] = "terminated (Ctrl-Break)"
+    NAMES[SIGBREAK] = "the run was terminated (Ctrl-Break)"
+
+# After an abort (second signal, grace over, a bug), the process ends within this many
+# seconds: in order if it can, else by the watchdog.
+WATCHDOG_S = 1.8
 
 _received: list[int] = []
 _pending: list[int] = []
@@ -56,10 +60,11 @@ def _handle(signum: int, frame: FrameType | None) -> None:
     if target is not None:
         target(signum)
         return
-    if _pending:
-        # Nothing has started that a second signal could stop in order.
-        _hard_exit(EXIT_STATUS.get(_pending[0], 130), "interrupted again before the run began")
     _pending.append(signum)
+    if len(_pending) > 1:
+        # Start-up goes on, and the run it starts ends at once with its summary;
+        # should start-up itself be stuck, the watchdog ends the process.
+        arm_watchdog(WATCHDOG_S, EXIT_STATUS.get(_pending[0], 130))
 
 
 def install() -> bool:
