@@ -457,28 +457,32 @@ class RichDisplay:
 
 
 class SafeDisplay:
-    """A display that a closed or broken stream turns off instead of failing the run.
+    """A display that never raises into the run.
 
     Whatever reads stderr may go away (`2>&1 | head -1`, a log shipper that
-    restarts, `2>&-`): the upload goes on without a display. Any other
-    exception is a bug and goes up.
+    restarts, `2>&-`): a closed or broken stream turns the display off and the
+    upload goes on. Any other exception is a bug of the display: it is turned
+    off too, and the exception goes to `on_bug` (which stops the run in order)
+    rather than up into whichever task, callback or timer emitted the event.
     """
 
-    def __init__(self, display: Display) -> None:
+    def __init__(self, display: Display, on_bug: Callable[[BaseException], None]) -> None:
         self.display = display
         self.lost = False
+        self._on_bug = on_bug
 
     def _guard(self, call: Callable[[], None]) -> None:
         if self.lost:
             return
         try:
             call()
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, ValueError) and "closed file" not in str(exc):
-                raise
+        except Exception as exc:
             self.lost = True
             with contextlib.suppress(Exception):
                 self.display.stop(None)
+            closed = isinstance(exc, ValueError) and "closed file" in str(exc)
+            if not (isinstance(exc, OSError) or closed):
+                self._on_bug(exc)
 
     def start(self) -> None:
         self._guard(self.display.start)

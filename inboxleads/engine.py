@@ -18,16 +18,17 @@ The states of a run, and what moves it from one to the next:
 - RUNNING: batches are formed and sent as the input comes.
 - STOPPING (`request_stop`): no request starts any more; a batch waiting for a
   slot, a turn or a retry is not sent. Requests in flight get the grace
-  (`stop_grace_s`). A pipe is read no further: the reader hands over what it
-  has already parsed. A regular file is read to its end (quick, and finite),
-  so the undelivered report lists everything it holds.
+  (`stop_grace_s`). The input is read as far as it has come (a regular file
+  to its end, a pipe as long as lines have already arrived, never waiting
+  for more), so the undelivered report lists every line the user sent.
 - ABORTING (`abort`): every task is cancelled at once: requests in flight are
-  abandoned, the producer stops wherever it is, the reader is left behind.
-- FINISHED (`_finish`, always, whatever ended the run): the chunks the reader
-  already handed over are taken, the partial batch is formed, and the ledger
-  ends every batch still open as undelivered, with a reason that says where
-  it was (not sent, abandoned in flight, not retried). Nothing read is left
-  unaccounted; `problems` then compares the independent counts.
+  abandoned, the producer stops wherever it is, the reader starts no read.
+- FINISHED (`_finish`, always, whatever ended the run): what the reader
+  already read is taken (waiting `DRAIN_S` at most), the partial batch is
+  formed, and the ledger ends every batch still open as undelivered, with a
+  reason that says where it was (not sent, abandoned in flight, not
+  retried). Nothing read is left unaccounted; `problems` then compares the
+  independent counts.
 
 An exception in any task ends the task group: the others are cancelled (as
 for an abort) and the run finishes as above with `bug` (or `error`, for one
@@ -59,8 +60,8 @@ from .reports import Reports
 
 T = TypeVar("T")
 Companion = Callable[[], Awaitable[None]]
-# How long a stop on a pipe waits for the reader to hand over what it has parsed.
-SETTLE_S = 1.0
+# How long an ending run waits for the reader to hand over what it already read.
+DRAIN_S = 0.5
 
 
 @dataclass
@@ -133,6 +134,7 @@ class Engine:
         self._grace: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._senders: set[asyncio.Task[None]] = set()
+        self.finished = False
         self._group: asyncio.TaskGroup | None = None
         self._last_pause_end = 0.0
         # Regular files are finite and never trickle: they are read to the end on a
@@ -153,15 +155,16 @@ class Engine:
 
     def request_stop(self, cause: str) -> None:
         """First call: send nothing new, give in-flight requests the grace.
-        A second call: abort."""
+        A second call: abort. Once the run has finished, nothing is left to stop."""
+        if self.finished:
+            return
         if self._stop.is_set():
             self.abort(f"{cause} again")
             return
         self.cause = self.cause or cause
         self._stop.set()
         self.emit(ev.Stopping(cause))
-        if not self._regular_only:
-            self.reader.close()
+        self.reader.close()
         loop = asyncio.get_running_loop()
         self._grace = loop.call_later(
             self.config.stop_grace_s, self.abort, "the grace period ran out"
@@ -169,12 +172,12 @@ class Engine:
 
     def abort(self, why: str) -> None:
         """Abandon everything now: cancel every task of the run."""
-        if self._abort.is_set():
+        if self._abort.is_set() or self.finished:
             return
         self.cause = self.cause or why
         self._stop.set()
         self._abort.set()
-        self.reader.close()
+        self.reader.halt()
         self.emit(ev.Stopping(why, abandon=True))
         current = asyncio.current_task()
         for task in list(self._tasks):
@@ -244,23 +247,27 @@ class Engine:
             task.cancel()
 
     def _failed(self, failure: BaseExceptionGroup[BaseException]) -> None:
-        first_error = _leaf(failure)
-        if isinstance(first_error, InboxLeadsError):
-            self.error = self.error or first_error
-            self.abort(f"the run failed ({first_error.message})")
-        else:
-            if self.bug is None:
-                self.bug = first_error
-                self.bug_trace = "".join(traceback.format_exception(first_error))
-            self.abort(f"internal error ({type(first_error).__name__})")
+        self.fail(_leaf(failure))
+
+    def fail(self, exc: BaseException) -> None:
+        """An exception in a part of the run: record it and abort."""
+        if isinstance(exc, InboxLeadsError):
+            self.error = self.error or exc
+            self.abort(f"the run failed ({exc.message})")
+            return
+        if self.bug is None:
+            self.bug = exc
+            self.bug_trace = "".join(traceback.format_exception(exc))
+        self.abort(f"internal error ({type(exc).__name__})")
 
     def _finish(self) -> None:
         """Account for everything the run holds, whatever ended it."""
+        self.finished = True
         if self._grace is not None:
             self._grace.cancel()
         cause = self.cause or "internal error (the run ended early)"
         try:
-            for chunk in self.reader.seal():
+            for chunk in self.reader.drain(DRAIN_S):
                 self._end_now(self._take_chunk(chunk), cause)
             self._end_now(self._flush(), cause)
             left = self.ledger.close_all(cause)
@@ -299,44 +306,37 @@ class Engine:
                 self.input_error = exc
                 self.request_stop("an input could not be read")
                 break
-            if item is None:
-                if pipe and self._stop.is_set():
-                    await self._settle()
-                    break
-                timer = None
-                if pipe and quiet > 0 and self.batcher.pending:
-                    left = last_input + quiet - self.clock()
-                    if left <= 0:
-                        await self._start(self._flush())
-                        continue
-                    timer = self.sleep(left)
-                waits: list[Awaitable[Any]] = [reader.wait()]
-                if pipe:
-                    waits.append(self._stop.wait())
-                if timer is not None:
-                    waits.append(timer)
-                await first(*waits)
-                continue
             if isinstance(item, End):
                 break
-            last_input = self.clock()
-            await self._start(self._take_chunk(item))
-            # Let the loop run between chunks: on a stop no send awaits anything,
-            # and a second signal must not wait for the whole file to be read.
-            await asyncio.sleep(0)
+            if item is not None:
+                last_input = self.clock()
+                await self._start(self._take_chunk(item))
+                # Let the loop run between chunks: on a stop no send awaits anything,
+                # and a second signal must not wait for the whole input to be read.
+                await asyncio.sleep(0)
+                continue
+            # Nothing ready. A stop lets the reader end by itself (a file at its end,
+            # a pipe once nothing more has arrived), so only wait for it.
+            watch_pipe = pipe and not self._stop.is_set()
+            timer = None
+            if watch_pipe and quiet > 0 and self.batcher.pending:
+                left = last_input + quiet - self.clock()
+                if left <= 0:
+                    await self._start(self._flush())
+                    continue
+                timer = self.sleep(left)
+            waits: list[Awaitable[Any]] = [reader.wait()]
+            if watch_pipe:
+                waits.append(self._stop.wait())
+            if timer is not None:
+                waits.append(timer)
+            await first(*waits)
         await self._start(self._flush())
         self.emit(ev.InputFinished(self.batcher.count))
 
     def _flush(self) -> list[Batch]:
         batch = self.batcher.flush()
         return [] if batch is None else self._register([batch])
-
-    async def _settle(self) -> None:
-        """Give the reader a moment to hand over what it has parsed (never past an abort)."""
-        waited = 0.0
-        while not self.reader.settled and waited < SETTLE_S and not self._abort.is_set():
-            await asyncio.sleep(0.01)
-            waited += 0.01
 
     def _take_chunk(self, records: Chunk) -> list[Batch]:
         """Count, de-duplicate and batch one chunk; return the batches it completed.

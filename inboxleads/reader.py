@@ -4,23 +4,32 @@ Blocking reads (a silent pipe, a slow disk) stay in one daemon thread, which
 parses records into chunks and leaves them in a small outbox. The loop takes
 chunks from the outbox when it is ready for them (`take`), and waits for one
 with `wait` (which has no side effect, so abandoning a wait loses nothing).
-
 The thread never blocks on the loop for long: while the outbox is full it
-waits in short steps and gives up as soon as the outbox is sealed. The loop
-ends the hand-over in two steps:
+waits in short steps and gives up as soon as the outbox is sealed.
 
-- `close`: read nothing more. The thread hands over what it has already
-  parsed and ends before its next read; a thread blocked in a read (a silent
-  pipe) is abandoned there with nothing parsed in hand.
+Where an input can be polled (POSIX pipes, terminals, sockets), the thread
+waits for input in short polls and only reads what has arrived, so it never
+holds bytes it took from the pipe while it waits: "waiting for input" and
+"reading" are told apart. The loop ends the hand-over in up to three steps:
+
+- `close` (a first stop): wait for no more input. A regular file is read to
+  its end; a pipe is read as long as input has already arrived, then ends;
+  the user's lines already in the pipe are listed, not lost.
+- `halt` (an abort): start no read at all. What the thread already read is
+  parsed and handed over; that takes a moment, bounded (`drain`).
 - `seal`: accept nothing more, and return every chunk still in the outbox.
-  A chunk the thread finishes after the seal was never handed over and is
-  not counted on either side.
 
 `handed_over` counts the records of every chunk accepted into the outbox, so
-the ledger can check that everything the reader produced was taken. The
-thread owns the inputs and closes each when it is done with it; an input it
-is blocked on stays open until the read returns (closing a descriptor under a
-blocked read could hand the number to another file).
+the ledger can check that everything the reader produced was taken. Bytes
+read after the seal were never handed over and are not counted on either
+side; with polling, none are read once the thread is halted. Where an input
+cannot be polled (a pipe on Windows), a read may block: the thread is then
+abandoned in it, and input that arrives just as the run stops may be taken
+and not counted.
+
+The thread owns the inputs and closes each when it is done with it; an input
+it is blocked on stays open until the read returns (closing a descriptor
+under a blocked read could hand the number to another file).
 """
 
 from __future__ import annotations
@@ -28,7 +37,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
+import os
+import select
+import stat
+import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import IO, cast
@@ -47,7 +62,7 @@ class _Closed(Exception):
 
 
 class End:
-    """Every input was read to its end."""
+    """Every input was read to its end (or as far as a stop let it)."""
 
 
 END = End()
@@ -76,8 +91,10 @@ class Reader:
         self._finished = False
         self._error: BaseException | None = None
         self._closed = False
+        self._halted = False
         self._sealed = False
-        self._in_read = False
+        # In a read that may block for good (an input that cannot be polled).
+        self._stuck = False
         self.handed_over = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = asyncio.Event()
@@ -91,10 +108,6 @@ class Reader:
         self._thread = threading.Thread(target=self._main, name="inboxleads-reader", daemon=True)
         self._thread.start()
 
-    @property
-    def started(self) -> bool:
-        return self._thread is not None
-
     def take(self) -> Chunk | End | None:
         """The next chunk, END after the last one, or None when none is ready yet.
 
@@ -106,11 +119,13 @@ class Reader:
                 chunk = self._outbox.popleft()
                 self._cond.notify_all()
                 return chunk
-            if self._finished:
+            if self._finished or self._sealed:
                 if self._error is not None:
                     error, self._error = self._error, None
                     raise error
                 return END
+            if self._stuck and self._closed:
+                return END  # blocked in a read that nothing may ever end
             self._ready.clear()
             return None
 
@@ -119,21 +134,39 @@ class Reader:
         await self._ready.wait()
 
     def close(self) -> None:
-        """Read nothing more: the thread hands over what it holds, then ends."""
+        """Wait for no more input: read what has arrived (a file to its end), then end."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        self._signal()
 
-    @property
-    def settled(self) -> bool:
-        """True when the thread holds no parsed record: ended, or blocked in a read."""
+    def halt(self) -> None:
+        """Start no read any more; hand over what was read, then end."""
         with self._cond:
-            return self._finished or self._in_read or self._thread is None
+            self._closed = self._halted = True
+            self._cond.notify_all()
+        self._signal()
+
+    def drain(self, timeout_s: float) -> list[Chunk]:
+        """After `halt`: wait (up to `timeout_s`, blocking) for the thread to hand
+        over what it read, then seal; return every chunk not taken yet."""
+        chunks: list[Chunk] = []
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not (self._finished or self._stuck or self._thread is None):
+                chunks.extend(self._outbox)
+                self._outbox.clear()
+                self._cond.notify_all()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.01))
+        return chunks + self.seal()
 
     def seal(self) -> list[Chunk]:
         """Accept nothing more; return the chunks still in the outbox."""
         with self._cond:
-            self._closed = self._sealed = True
+            self._closed = self._halted = self._sealed = True
             left = list(self._outbox)
             self._outbox.clear()
             self._cond.notify_all()
@@ -156,6 +189,7 @@ class Reader:
                 raise _Closed
             self._outbox.append(chunk)
             self.handed_over += records_in(chunk)
+            self._cond.notify_all()
         self._signal()
 
     def _finish(self, error: BaseException | None) -> None:
@@ -163,6 +197,7 @@ class Reader:
             self._finished = True
             if not self._sealed:
                 self._error = error
+            self._cond.notify_all()
         self._signal()
 
     def _main(self) -> None:
@@ -189,7 +224,8 @@ class Reader:
                 finally:
                     source.close()
         except _Closed:
-            pass
+            with contextlib.suppress(_Closed):
+                hand_over()
         except InputError as exc:
             with contextlib.suppress(_Closed):
                 hand_over()
@@ -208,24 +244,56 @@ class Reader:
 
 
 class _Watched:
-    """An input stream that tells the reader when it is inside a read, and refuses
-    to start one once the reader is closed."""
+    """An input stream that reads only what has arrived where it can tell (see the
+    module docstring), and that stops reading as the reader is closed or halted."""
 
     def __init__(self, stream: IO[bytes], reader: Reader) -> None:
         self._read = stream.read1 if hasattr(stream, "read1") else stream.read
         self._buffered: Callable[[], int] = getattr(stream, "buffered", lambda: 0)
         self._reader = reader
+        self._fd, self._can_block = _how_to_wait(stream)
 
     def read1(self, size: int = -1) -> bytes:
         reader = self._reader
-        with reader._cond:
-            # Bytes already taken from the pipe (peeked to sniff the format) are
-            # read even after a close: they are lines the user already sent.
-            if reader._closed and not self._buffered():
-                raise _Closed
-            reader._in_read = True
+        while True:
+            with reader._cond:
+                if reader._halted:
+                    raise _Closed
+                # Bytes already taken from the pipe (peeked to sniff the format) are
+                # lines the user already sent: always read them.
+                if self._buffered():
+                    break
+                if self._fd is None:
+                    if reader._closed and self._can_block:
+                        raise _Closed
+                    reader._stuck = self._can_block
+                    break
+                timeout = 0.0 if reader._closed else _STEP_S
+            try:
+                ready = bool(select.select([self._fd], [], [], timeout)[0])
+            except (OSError, ValueError):
+                ready = True  # let the read itself say what is wrong
+            if ready:
+                break
+            with reader._cond:
+                if reader._closed:
+                    raise _Closed  # nothing more has arrived: a stop reads no further
         try:
             return self._read(size)
         finally:
             with reader._cond:
-                reader._in_read = False
+                reader._stuck = False
+
+
+def _how_to_wait(stream: IO[bytes]) -> tuple[int | None, bool]:
+    """(descriptor to poll before reading, or None; whether a read may block for good)."""
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None, False  # in-memory streams: never block
+    if stat.S_ISREG(mode):
+        return None, False
+    if sys.platform == "win32":
+        return None, True  # select() takes sockets only there
+    return fd, False

@@ -21,6 +21,7 @@ import re
 import ssl
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,9 +181,9 @@ def check_token(token: str) -> None:
 
             name = unicodedata.name(char, "") or "a control character"
             raise UsageError(
-                f"the API token cannot be sent in an HTTP header: character {position} of "
-                f"{len(token)} is U+{ord(char):04X} {name}; tokens are plain ASCII without "
-                "spaces (check for a quote or a space pasted with it)"
+                "the API token cannot be sent in an HTTP header: the character at position "
+                f"{position} (of {len(token)}) is U+{ord(char):04X} {name}; tokens are plain "
+                "ASCII without spaces (check for a quote or a space pasted with it)"
             )
 
 
@@ -281,6 +282,16 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
     control = _Stops(env)
     control.start()
     tally = Tally()
+    engine: Engine | None = None
+    early_bugs: list[BaseException] = []
+
+    def display_failed(exc: BaseException) -> None:
+        # A bug of the display, wherever it was called from (a task, a signal's
+        # callback, a timer): the run stops in order, as for any other bug.
+        early_bugs.append(exc)
+        if engine is not None and not engine.finished:
+            engine.fail(exc)
+
     display = SafeDisplay(
         make_display(
             job.progress,
@@ -292,7 +303,8 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
             clock=env.clock,
             interval=job.log_interval_s,
             campaign=job.campaign,
-        )
+        ),
+        on_bug=display_failed,
     )
 
     def emit(event: ev.Event) -> None:
@@ -301,7 +313,6 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
 
     lock: RunLock | None = None
     journal: Journal | None = None
-    engine: Engine | None = None
     error: InboxLeadsError | None = None
     extra: dict[str, Any] = {}
     reports = Reports()
@@ -328,6 +339,8 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
                 on_abort=(lambda: _arm_watchdog(control)) if env.watchdog else None,
             )
             control.bind(engine)
+            if early_bugs:
+                engine.fail(early_bugs[0])
             deadline = None
             if job.max_time_s is not None:
                 deadline = control.loop.call_later(
@@ -357,8 +370,9 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
         if lock is not None:
             lock.release()
     problems = engine.problems() if engine is not None else []
-    if engine is not None and engine.bug is not None:
-        error = Bug(f"{type(engine.bug).__name__}: {engine.bug}", engine.bug_trace)
+    bug = engine.bug if engine is not None else (early_bugs[0] if early_bugs else None)
+    if bug is not None:
+        error = _bug(bug, engine.bug_trace if engine is not None else "")
     elif problems:
         error = Bug("the counts do not add up: " + "; ".join(problems))
     elif engine is not None:
@@ -377,9 +391,18 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
         undelivered_path=str(job.undelivered) if job.undelivered else None,
     )
     display.stop(summary)
+    if early_bugs and not isinstance(error, Bug):
+        # The display failed on the summary itself: a bug all the same.
+        error = _bug(early_bugs[0], "")
+        status = ExitStatus.BUG
+        summary.exit_code = int(status)
     if job.json_summary:
         print_summary(summary, env)
     return AddResult(status, summary, error)
+
+
+def _bug(exc: BaseException, trace: str) -> Bug:
+    return Bug(f"{type(exc).__name__}: {exc}", trace or "".join(traceback.format_exception(exc)))
 
 
 def _exit_status(

@@ -1,0 +1,759 @@
+"""End to end: how runs end. Quiet pipes, signals, bad tokens, closed streams, deadlines.
+
+Each test runs the CLI as a subprocess against a sandbox server in a process of its own
+(`inboxleads sandbox --port 0`, stopped with SIGTERM by the fixture), and checks the exit
+code, a bounded end time, that no traceback reached the user, and the --json summary's
+equations against what the server applied (its `/_sandbox/state`) and what the
+`--undelivered` file lists, both read by the test itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import select
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import CONTRACT_KEYS, SECRET, CliResult, cli_env, write_lines
+
+CLI = [sys.executable, "-m", "inboxleads"]
+# How long a first stop waits for requests in flight (README, "Interrupts").
+GRACE_S = 10.0
+
+
+def inboxleads(*args: str) -> list[str]:
+    """The argv of `python -m inboxleads ARGS`."""
+    return [*CLI, *args]
+
+
+def words(text: str) -> list[str]:
+    """Command-line words, written as one string."""
+    return text.split()
+
+
+def handles(n: int, start: int = 0) -> list[str]:
+    """`n` distinct, valid usernames, in input order."""
+    return [f"u{i:07d}" for i in range(start, start + n)]
+
+
+def as_lines(values: Sequence[str]) -> bytes:
+    return "".join(value + "\n" for value in values).encode()
+
+
+def sleep_until(moment: float) -> None:
+    """Wait for a moment on the monotonic clock: the timing of a signal is the experiment."""
+    time.sleep(max(0.0, moment - time.monotonic()))
+
+
+# --- the sandbox, in its own process ---------------------------------------------------
+
+
+class Sandbox:
+    """`inboxleads sandbox` in a process of its own, accepting only `SECRET`."""
+
+    def __init__(self, log: Path, *options: str) -> None:
+        with log.open("wb") as err:
+            self.proc = subprocess.Popen(
+                inboxleads("sandbox", "--port", "0", "--token", SECRET, *options),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=cli_env(),
+            )
+        self.base_url = self._read_base_url(log)
+
+    def _read_base_url(self, log: Path) -> str:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        seen = b""
+        deadline = time.monotonic() + 20
+        while True:
+            found = re.search(rb"^export INBOX_BASE_URL=(\S+)\n", seen, re.MULTILINE)
+            if found:
+                return found.group(1).decode()
+            left = deadline - time.monotonic()
+            ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
+            chunk = os.read(fd, 4096) if ready else b""
+            if not chunk and (left <= 0 or ready):
+                self.stop()
+                pytest.fail(f"the sandbox did not start:\n{log.read_text(errors='replace')}")
+            seen += chunk
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def state(self) -> dict[str, Any]:
+        answer = httpx.get(self.base_url + "/_sandbox/state", timeout=30, trust_env=False)
+        answer.raise_for_status()
+        data = answer.json()
+        assert isinstance(data, dict)
+        return data
+
+    def requests(self) -> int:
+        """Every request the leads endpoint got, answered or not."""
+        return int(self.state()["requests"])
+
+    def applied(self, campaign: str) -> set[str]:
+        """The usernames, lower-cased, of every request the server applied to `campaign`."""
+        bodies = self.state()["campaigns"].get(campaign, {}).get("requests", [])
+        out: set[str] = set()
+        for body in bodies:
+            out.update(value.lower() for value in body.get("usernames", []))
+            out.update(
+                lead["username"].lower() for lead in body.get("leads", []) if "username" in lead
+            )
+        return out
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """A CLI environment pointing at this server, with the right token unless overridden."""
+        return cli_env(**{"INBOX_BASE_URL": self.base_url, "INBOX_API_TOKEN": SECRET, **extra})
+
+
+StartSandbox = Callable[..., Sandbox]
+
+
+@pytest.fixture
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartSandbox]:
+    """Start sandbox processes (`sandbox("--latency", "2")`); SIGTERM them after the test."""
+    started: list[Sandbox] = []
+
+    def start(*options: str) -> Sandbox:
+        log = tmp_path_factory.mktemp("sandbox") / "stderr.log"
+        server = Sandbox(log, *options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def slow_shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """One slow sandbox for the many short early-signal runs (each uses its own campaign)."""
+    server = Sandbox(tmp_path_factory.mktemp("sandbox") / "stderr.log", "--latency", "0.5")
+    yield server
+    server.stop()
+
+
+# --- the CLI, in its own process ------------------------------------------------------
+
+
+class Run:
+    """One process (leading a process group): output drained by threads, its end time taken
+    the moment it exits."""
+
+    def __init__(
+        self, argv: Sequence[str], *, env: dict[str, str], cwd: Path, stdin_pipe: bool
+    ) -> None:
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            # A group of its own, so that a hung `bash -c` pipeline ends with its members.
+            start_new_session=True,
+        )
+        self.spawned = time.monotonic()
+        self.ended: float | None = None
+        self._stdout = bytearray()
+        self._stderr: list[str] = []
+        self._changed = threading.Condition()
+        self._threads = [
+            threading.Thread(target=self._drain_stdout, daemon=True),
+            threading.Thread(target=self._drain_stderr, daemon=True),
+            threading.Thread(target=self._wait, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _drain_stdout(self) -> None:
+        stream = self.proc.stdout
+        assert stream is not None
+        while chunk := os.read(stream.fileno(), 65536):
+            self._stdout += chunk
+
+    def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            with self._changed:
+                self._stderr.append(raw.decode("utf-8", "replace"))
+                self._changed.notify_all()
+
+    def _wait(self) -> None:
+        self.proc.wait()
+        with self._changed:
+            self.ended = time.monotonic()
+            self._changed.notify_all()
+
+    def write(self, data: bytes) -> None:
+        """Write to the process's stdin and flush; the pipe stays open."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def close_stdin(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
+
+    def signal(self, signum: int) -> float:
+        """Send `signum` (unless the process has already been reaped); return when."""
+        self.proc.send_signal(signum)
+        return time.monotonic()
+
+    def wait_for_stderr(self, ready: Callable[[list[str]], bool], timeout: float) -> bool:
+        """Wait until `ready(stderr lines)` holds or the process ends; say whether it held."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: ready(self._stderr) or self.ended is not None, timeout=timeout
+            )
+            return ready(self._stderr)
+
+    def finish(self, hang_after: float) -> CliResult:
+        """Wait for the end; a run still going `hang_after` seconds after its start fails."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self.ended is not None,
+                timeout=max(0.0, self.started + hang_after - time.monotonic()),
+            )
+        if self.ended is None:
+            self.kill()
+            pytest.fail(f"still running {hang_after} s after its start:\n{''.join(self._stderr)}")
+        self._release()
+        return CliResult(
+            self.proc.returncode,
+            self._stdout.decode("utf-8", "replace"),
+            "".join(self._stderr),
+        )
+
+    @property
+    def elapsed(self) -> float:
+        assert self.ended is not None
+        return self.ended - self.started
+
+    def kill(self) -> None:
+        """End the process and its group if it still runs, and close the pipes."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._release()
+
+    def _release(self) -> None:
+        self.close_stdin()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+StartRun = Callable[..., Run]
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[StartRun]:
+    """Start processes (`start(argv, env=..., stdin_pipe=True)`) in `tmp_path`; kill leftovers."""
+    runs: list[Run] = []
+
+    def begin(argv: Sequence[str], *, env: dict[str, str], stdin_pipe: bool = False) -> Run:
+        run = Run(argv, env=env, cwd=tmp_path, stdin_pipe=stdin_pipe)
+        runs.append(run)
+        return run
+
+    yield begin
+    for run in runs:
+        run.kill()
+
+
+# --- what every run is checked for ----------------------------------------------------
+
+
+def assert_clean(result: CliResult, token: str = SECRET) -> None:
+    """No traceback, no ignored exception, no token in what the user saw."""
+    shown = result.stdout + result.stderr
+    assert "Traceback" not in shown, result.stderr[-4000:]
+    assert "Exception ignored" not in shown, result.stderr[-4000:]
+    assert token not in shown, "the token leaked into the output"
+
+
+def read_undelivered(path: Path) -> list[str]:
+    """The identifiers an --undelivered file lists (plain lines), lower-cased."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    assert SECRET not in text, "the token leaked into the undelivered file"
+    return [line.strip().lstrip("@").lower() for line in text.splitlines() if line.strip()]
+
+
+def last_json(result: CliResult) -> dict[str, Any]:
+    """The --json summary: the last line of stdout."""
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert lines, f"no --json summary on stdout (exit {result.code}):\n{result.stderr[-4000:]}"
+    data = json.loads(lines[-1])
+    assert isinstance(data, dict)
+    return data
+
+
+def check_accounting(
+    summary: dict[str, Any],
+    code: int,
+    *,
+    fed: Sequence[str],
+    applied: set[str],
+    undelivered: list[str],
+) -> None:
+    """The contract's equations, and the counts behind them, checked against the server.
+
+    `fed` is every identifier of the input in order (all valid and distinct), so the
+    records read are its first `read`; each of them must be applied by the server or
+    listed as undelivered, and those applied and not listed are exactly the delivered.
+    """
+    assert summary.keys() >= CONTRACT_KEYS, CONTRACT_KEYS - summary.keys()
+    assert summary["exit_code"] == code
+    read, unique = summary["read"], summary["unique"]
+    assert read == summary["rejected"] + summary["duplicates"] + unique, summary
+    assert unique == summary["delivered"] + summary["undelivered"] + summary["resumed"], summary
+    assert (summary["rejected"], summary["duplicates"], summary["resumed"]) == (0, 0, 0), summary
+    assert 0 <= read <= len(fed), summary
+    listed = set(undelivered)
+    assert len(listed) == len(undelivered), "an identifier is listed twice as undelivered"
+    assert len(listed) == summary["undelivered"], (len(listed), summary)
+    was_read = set(fed[:read])
+    assert applied <= was_read, "the server applied identifiers the summary does not count"
+    assert listed <= was_read, "the undelivered file lists identifiers never read"
+    missing = was_read - applied - listed
+    assert not missing, f"{len(missing)} read but neither applied nor undelivered"
+    assert len(applied - listed) == summary["delivered"], (len(applied - listed), summary)
+
+
+# --- 1. a quiet pipe ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "silence_s",
+    [
+        pytest.param(2.5, id="eof-after-2.5s"),
+        # The end of input comes while the batch flushed after 1 s still waits for the one
+        # sender (busy 2 s with the first batch, two more queued): it must not be dropped.
+        pytest.param(1.5, id="eof-while-the-flushed-batch-waits"),
+    ],
+)
+def test_quiet_pipe_after_a_partial_batch_delivers_everything(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path, silence_s: float
+) -> None:
+    server = sandbox("--latency", "2")
+    und = tmp_path / "und.txt"
+    first, then = handles(6000), handles(5, start=6000)
+    run = start(
+        inboxleads(
+            "add",
+            "abcd",
+            *words("--concurrency 1 --flush-after 1 --json -q"),
+            "--undelivered",
+            str(und),
+        ),
+        env=server.env(),
+        stdin_pipe=True,
+    )
+
+    def feed() -> None:
+        try:
+            run.write(as_lines(first))
+            run.write(as_lines(then))
+            time.sleep(silence_s)  # the silence is the point of the test
+        except BrokenPipeError:
+            pass
+        finally:
+            run.close_stdin()
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    result = run.finish(hang_after=25)
+    feeder.join(timeout=10)
+
+    assert_clean(result)
+    assert result.code == 0, result.stderr
+    # Four requests of 2 s one after another, plus start-up: about 9 s.
+    assert run.elapsed < 20, run.elapsed
+    applied = server.applied("abcd")
+    assert applied == set(first + then), f"{len(set(first + then) - applied)} not applied"
+    summary = last_json(result)
+    assert (summary["delivered"], summary["undelivered"]) == (6005, 0), summary
+    listed = read_undelivered(und)
+    assert listed == []
+    check_accounting(summary, result.code, fed=first + then, applied=applied, undelivered=listed)
+
+
+# --- 2. a token that cannot be an HTTP header -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "position"),
+    [
+        pytest.param("sandbox-token\u2019", 14, id="typographic-apostrophe"),
+        pytest.param("sandbox token", 8, id="space-inside"),
+        pytest.param("sandbox-tok\x01en", 12, id="control-character"),
+    ],
+)
+def test_a_token_that_cannot_be_a_header_is_refused_before_sending(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path, token: str, position: int
+) -> None:
+    server = sandbox()
+    fed = handles(40_000)
+    path = write_lines(tmp_path / "leads.txt", fed)
+    und = tmp_path / "und.txt"
+    run = start(
+        inboxleads("add", "tok2", str(path), "--json", "--undelivered", str(und)),
+        env=server.env(INBOX_API_TOKEN=token),
+    )
+    result = run.finish(hang_after=10)
+
+    assert_clean(result, token=token)
+    assert token.replace(token[position - 1], "") not in result.stderr, "the token leaked"
+    assert result.code == 2, result.stderr
+    assert run.elapsed < 5, run.elapsed
+    assert server.requests() == 0
+    assert "position" in result.stderr, result.stderr
+    assert re.search(rf"(?<!\d){position}(?!\d)", result.stderr), result.stderr
+    summary = last_json(result)
+    check_accounting(
+        summary, 2, fed=fed, applied=server.applied("tok2"), undelivered=read_undelivered(und)
+    )
+
+
+# --- 3. a second Ctrl-C while a large file is read and sent ---------------------------
+
+
+@pytest.fixture(scope="module")
+def million(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    fed = handles(1_000_000)
+    path = tmp_path_factory.mktemp("big") / "million.txt"
+    path.write_bytes(as_lines(fed))
+    return path, fed
+
+
+@pytest.mark.parametrize("first_s", [0.3, 0.6, 1.0])
+def test_a_second_ctrl_c_ends_a_large_run_within_2_seconds(
+    sandbox: StartSandbox,
+    start: StartRun,
+    tmp_path: Path,
+    million: tuple[Path, list[str]],
+    first_s: float,
+) -> None:
+    server = sandbox("--latency", "1")
+    path, fed = million
+    und = tmp_path / "und.txt"
+    run = start(
+        inboxleads("add", "big3", str(path), "--json", "--undelivered", str(und)),
+        env=server.env(),
+    )
+    sleep_until(run.spawned + first_s)
+    run.signal(signal.SIGINT)
+    sleep_until(run.spawned + first_s + 0.3)
+    second = run.signal(signal.SIGINT)
+    result = run.finish(hang_after=first_s + 10)
+
+    assert_clean(result)
+    assert result.code == 130, result.stderr[-4000:]
+    assert run.ended is not None
+    assert run.ended - second <= 2.5, f"ended {run.ended - second:.2f} s after the second signal"
+    summary = last_json(result)
+    check_accounting(
+        summary,
+        130,
+        fed=fed,
+        applied=server.applied("big3"),
+        undelivered=read_undelivered(und),
+    )
+
+
+# --- 4. lines read from stdin before a stop -------------------------------------------
+
+
+def _records_read(lines: list[str]) -> int:
+    """Records read so far, from --progress jsonl events."""
+    total = best = 0
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict) or not isinstance(event.get("read"), int):
+            continue
+        if event.get("event") == "records_read":
+            total += event["read"]
+        else:  # a progress event carries the counts so far
+            best = max(best, event["read"])
+    return max(total, best)
+
+
+def test_lines_read_from_stdin_before_a_stop_are_listed_not_dropped(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path
+) -> None:
+    server = sandbox()
+    fed = handles(5)
+    und = tmp_path / "und.txt"
+    run = start(
+        inboxleads(
+            "add",
+            "pipe4",
+            *words("--flush-after 60 --json --progress jsonl"),
+            "--undelivered",
+            str(und),
+        ),
+        env=server.env(),
+        stdin_pipe=True,
+    )
+    run.write(as_lines(fed))  # and the pipe stays open
+    # If no event ever says so, stop anyway: the summary's `read` will tell.
+    run.wait_for_stderr(lambda lines: _records_read(lines) >= 5, timeout=10)
+    stopped = run.signal(signal.SIGINT)
+    result = run.finish(hang_after=25)
+
+    assert_clean(result)
+    assert result.code == 130, result.stderr[-4000:]
+    assert run.ended is not None and run.ended - stopped <= GRACE_S + 2
+    summary = last_json(result)
+    assert (summary["read"], summary["unique"], summary["undelivered"]) == (5, 5, 5), summary
+    listed = read_undelivered(und)
+    assert sorted(listed) == fed
+    applied = server.applied("pipe4")
+    assert applied == set()
+    check_accounting(summary, 130, fed=fed, applied=applied, undelivered=listed)
+
+
+# --- 5. a signal in the first instants of the process ---------------------------------
+
+
+def wait_for_handlers(pid: int, deadline_s: float = 10.0) -> float:
+    """Wait until process `pid` catches SIGTERM (its own handlers are in place); return when.
+
+    Python catches SIGINT from its own start, SIGTERM only once the tool installs
+    its handlers, first thing in its entry point: so the SIGTERM bit of the
+    process's caught-signal mask marks the first instant the tool can answer
+    for. Before it, the interpreter itself is still starting (site, the
+    entry script) and a signal gets the interpreter's default behaviour.
+    """
+    status = Path(f"/proc/{pid}/status")
+    bit = 1 << (signal.SIGTERM - 1)
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            text = status.read_text()
+        except OSError:
+            break  # it has exited already
+        caught = next(line for line in text.splitlines() if line.startswith("SigCgt:"))
+        if int(caught.split()[1], 16) & bit:
+            return time.monotonic()
+        time.sleep(0.0005)
+    raise AssertionError("the tool never installed its signal handlers")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [
+        pytest.param(signal.SIGINT, 130, id="SIGINT"),
+        pytest.param(signal.SIGTERM, 143, id="SIGTERM"),
+    ],
+)
+@pytest.mark.parametrize("delay_ms", [0, 5, 20, 50, 100, 160, 230, 300])
+def test_a_signal_in_the_first_300_ms(
+    slow_shared_sandbox: Sandbox,
+    start: StartRun,
+    tmp_path: Path,
+    delay_ms: int,
+    signum: int,
+    code: int,
+) -> None:
+    server = slow_shared_sandbox
+    campaign = f"early{int(signum)}x{delay_ms}"
+    fed = handles(40)
+    path = write_lines(tmp_path / "leads.txt", fed)
+    und = tmp_path / "und.txt"
+    run = start(
+        inboxleads(
+            "add",
+            campaign,
+            str(path),
+            *words("--json --batch-size 10 --concurrency 2"),
+            "--undelivered",
+            str(und),
+        ),
+        env=server.env(),
+    )
+    ready = wait_for_handlers(run.proc.pid)
+    sleep_until(ready + delay_ms / 1000)
+    sent = run.signal(signum)
+    result = run.finish(hang_after=20)
+
+    assert_clean(result)
+    assert result.code == code, (result.code, result.stderr[-4000:])
+    assert run.ended is not None and run.ended - sent <= GRACE_S + 2
+    # From the handlers' first instant on, a stopped run still ends with its summary.
+    check_accounting(
+        last_json(result),
+        code,
+        fed=fed,
+        applied=server.applied(campaign),
+        undelivered=read_undelivered(und),
+    )
+
+
+# --- 6. closed or broken streams ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tail", "json_on_stdout"),
+    [
+        pytest.param(
+            "--progress plain --batch-size 100 --log-interval 0.01 2>&1 | head -1;"
+            ' exit "${PIPESTATUS[0]}"',
+            False,
+            id="stderr-into-head-1",
+        ),
+        pytest.param('--json -q | true; exit "${PIPESTATUS[0]}"', False, id="stdout-into-true"),
+        pytest.param(">&-", False, id="stdout-closed"),
+        pytest.param("--json 2>&-", True, id="stderr-closed"),
+    ],
+)
+def test_closed_or_broken_streams_do_not_stop_the_upload(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path, tail: str, json_on_stdout: bool
+) -> None:
+    server = sandbox()
+    fed = handles(20_000)
+    write_lines(tmp_path / "leads.txt", fed)
+    command = shlex.join(inboxleads("add", "c0ffee42", "leads.txt", "--undelivered", "und.txt"))
+    run = start(["bash", "-c", f"{command} {tail}"], env=server.env())
+    result = run.finish(hang_after=35)
+
+    assert_clean(result)
+    assert result.code == 0, (result.code, result.stdout[-2000:], result.stderr[-2000:])
+    assert run.elapsed < 30, run.elapsed
+    applied = server.applied("c0ffee42")
+    assert applied == set(fed), f"{len(set(fed) - applied)} not applied"
+    listed = read_undelivered(tmp_path / "und.txt")
+    assert listed == []
+    if json_on_stdout:
+        summary = last_json(result)
+        check_accounting(summary, 0, fed=fed, applied=applied, undelivered=listed)
+
+
+# --- 7. a token with surrounding whitespace -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "dotenv"),
+    [
+        pytest.param(SECRET + "\n", None, id="env-trailing-newline"),
+        pytest.param("  " + SECRET + "  ", None, id="env-spaces"),
+        pytest.param(None, f'INBOX_API_TOKEN="{SECRET}\\n"\n', id="dotenv-escaped-newline"),
+        pytest.param(None, f'INBOX_API_TOKEN="{SECRET}\n"\n', id="dotenv-newline-in-quotes"),
+        pytest.param(None, f'INBOX_API_TOKEN="  {SECRET}  "\n', id="dotenv-spaces"),
+    ],
+)
+def test_a_token_with_surrounding_whitespace_works(
+    sandbox: StartSandbox,
+    start: StartRun,
+    tmp_path: Path,
+    variable: str | None,
+    dotenv: str | None,
+) -> None:
+    server = sandbox()
+    fed = handles(30)
+    path = write_lines(tmp_path / "leads.txt", fed)
+    und = tmp_path / "und.txt"
+    env = server.env()
+    if variable is not None:
+        env["INBOX_API_TOKEN"] = variable
+    if dotenv is not None:
+        del env["INBOX_API_TOKEN"]
+        (tmp_path / ".env").write_text(dotenv, encoding="utf-8")
+    run = start(inboxleads("add", "tok7", str(path), "--json", "--undelivered", str(und)), env=env)
+    result = run.finish(hang_after=20)
+
+    assert_clean(result)
+    assert result.code == 0, result.stderr
+    assert run.elapsed < 15, run.elapsed
+    applied = server.applied("tok7")
+    assert applied == set(fed)
+    summary = last_json(result)
+    check_accounting(summary, 0, fed=fed, applied=applied, undelivered=read_undelivered(und))
+
+
+# --- 8. --max-time on a silent pipe ---------------------------------------------------
+
+
+def test_max_time_ends_a_run_on_a_silent_pipe(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path
+) -> None:
+    server = sandbox()
+    fed = handles(3)
+    und = tmp_path / "und.txt"
+    run = start(
+        inboxleads("add", "late8", "--max-time", "1", "--json", "--undelivered", str(und)),
+        env=server.env(),
+        stdin_pipe=True,
+    )
+    run.write(as_lines(fed))  # and the pipe stays open, silent
+    result = run.finish(hang_after=20)
+
+    assert_clean(result)
+    assert result.code == 1, result.stderr[-4000:]
+    assert run.elapsed <= 1 + GRACE_S + 2, run.elapsed
+    summary = last_json(result)
+    assert "--max-time" in str(summary.get("stop_reason")), summary
+    assert summary["read"] == 3, summary
+    check_accounting(
+        summary, 1, fed=fed, applied=server.applied("late8"), undelivered=read_undelivered(und)
+    )
+
+
+# --- 9. an input error still prints the summary ---------------------------------------
+
+
+def test_a_missing_input_file_still_prints_the_summary(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path
+) -> None:
+    server = sandbox()
+    und = tmp_path / "und.txt"
+    missing = tmp_path / "nope.txt"
+    run = start(
+        inboxleads("add", "miss9", str(missing), "--json", "--undelivered", str(und)),
+        env=server.env(),
+    )
+    result = run.finish(hang_after=15)
+
+    assert_clean(result)
+    assert result.code == 2, result.stderr
+    assert run.elapsed < 10, run.elapsed
+    assert "nope.txt" in result.stderr
+    assert server.requests() == 0
+    summary = last_json(result)
+    check_accounting(summary, 2, fed=[], applied=set(), undelivered=read_undelivered(und))
