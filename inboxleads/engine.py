@@ -260,9 +260,14 @@ class Engine:
             self.bug_trace = "".join(traceback.format_exception(exc))
         self.abort(f"internal error ({type(exc).__name__})")
 
-    def _finish(self) -> None:
-        """Account for everything the run holds, whatever ended it."""
+    def end(self) -> None:
+        """The run is over (upload and any later phase): signals change nothing now."""
         self.finished = True
+        if self._grace is not None:
+            self._grace.cancel()
+
+    def _finish(self) -> None:
+        """Account for everything the upload holds, whatever ended it."""
         if self._grace is not None:
             self._grace.cancel()
         cause = self.cause or "internal error (the run ended early)"

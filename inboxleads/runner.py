@@ -353,6 +353,7 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
                 if job.explain_failures is not None and not job.dry_run:
                     extra = await _explain(job, job.explain_failures, engine, ticker)
             finally:
+                engine.end()
                 if deadline is not None:
                     deadline.cancel()
     except InboxLeadsError as exc:
