@@ -260,7 +260,7 @@ class _Stops:
     def on_signal(self, signum: int) -> None:
         self.signals.append(signum)
         if self.engine is not None:
-            self.engine.request_stop(stops.NAMES.get(signum, f"signal {signum}"))
+            self.engine.request_stop(_signal_name(signum))
 
     def on_deadline(self, seconds: float) -> None:
         if self.engine is not None and not self.engine.stopping:
@@ -270,11 +270,21 @@ class _Stops:
     def bind(self, engine: Engine) -> None:
         self.engine = engine
         for signum in self.signals:
-            engine.request_stop(stops.NAMES.get(signum, f"signal {signum}"))
+            engine.request_stop(_signal_name(signum))
 
     @property
     def first_signal(self) -> int | None:
         return self.signals[0] if self.signals else None
+
+    @property
+    def cause(self) -> str | None:
+        """What stopped a run that never started its engine (a signal during start-up)."""
+        signum = self.first_signal
+        return None if signum is None else _signal_name(signum)
+
+
+def _signal_name(signum: int) -> str:
+    return stops.NAMES.get(signum, f"signal {signum}")
 
 
 async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddResult:
@@ -387,7 +397,7 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
         dry_run=job.dry_run,
         elapsed_s=env.monotonic() - started,
         exit_code=int(status),
-        stop_reason=engine.cause if engine is not None else None,
+        stop_reason=engine.cause if engine is not None else control.cause,
         extra=extra,
         undelivered_path=str(job.undelivered) if job.undelivered else None,
     )
