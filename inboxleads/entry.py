@@ -13,6 +13,15 @@ def main() -> None:
     """Install the signal handlers, then run the command line."""
     stops.install()
     stops.reopen_closed_std_streams()
-    from .cli import main as cli_main
+    from . import outlet
 
-    cli_main()
+    stderr = outlet.install()
+    try:
+        from .cli import main as cli_main
+
+        cli_main()
+    finally:
+        stops.ignore()
+        if stderr is not None:
+            # The last lines (the summary) go out if stderr takes them in time.
+            stderr.drain()

@@ -89,6 +89,20 @@ def uninstall() -> None:
     _pending.clear()
 
 
+def ignore() -> None:
+    """The process has said all it will: from now on the stop signals are ignored.
+
+    At exit the interpreter puts back the default action of every signal that
+    has a Python handler, so a signal during its shutdown would end the process
+    by that signal and hide the exit status already reported; an ignored one
+    stays ignored."""
+    for signum in EXIT_STATUS:
+        try:
+            signal.signal(signum, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            return
+
+
 def attach(target: Callable[[int], None]) -> None:
     """Send every signal to `target` (called in the main thread, from the handler);
     the signals that came before are replayed now."""
