@@ -113,6 +113,9 @@ class OpenInput:
     fmt: Format
     is_regular: bool
     owned: bool
+    # Checked for binary content when its first bytes are read, not when opened:
+    # a silent pipe must not hold up the start of a run.
+    check_head: bool = False
 
     def close(self) -> None:
         if self.owned:
@@ -162,8 +165,13 @@ def _open_one(path: str, fmt: Format, stdin: IO[bytes] | None) -> OpenInput:
             owned = False
         else:
             owned = False
-        _check_not_binary(STDIN_NAME, stream)
-        return OpenInput(STDIN_NAME, stream, fmt, regular, owned=owned)
+        if regular or fd < 0:
+            _check_not_binary(STDIN_NAME, stream)
+        # A pipe or a terminal may be silent for long: its first bytes are checked
+        # by the reader thread as they arrive, while the run already goes on.
+        return OpenInput(
+            STDIN_NAME, stream, fmt, regular, owned=owned, check_head=not (regular or fd < 0)
+        )
     p = Path(path)
     try:
         if p.is_dir():
@@ -240,6 +248,12 @@ def _check_not_binary(name: str, stream: IO[bytes]) -> None:
         head = stream.peek(SNIFF_BYTES)[:SNIFF_BYTES]  # type: ignore[attr-defined]
     except OSError as exc:
         raise InputError(name, f"cannot read: {exc.strerror or exc}") from exc
+    check_head(name, head)
+
+
+def check_head(name: str, head: bytes) -> None:
+    """Refuse an input whose first bytes are UTF-16 or binary."""
+    head = head[:SNIFF_BYTES]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise InputError(name, "is UTF-16 text; save it as UTF-8")
     if b"\x00" in head:
@@ -289,6 +303,8 @@ class _Lines:
                 ) from exc
             if not chunk:
                 break
+            if self.number == 0 and not pending and self.source.check_head:
+                check_head(self.source.name, chunk)
             data = pending + chunk if pending else chunk
             cut = data.rfind(b"\n")
             if cut < 0:
