@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import os
 import sys
@@ -380,6 +381,9 @@ def add(
         )
     result = run_add(job, env)
     if result.error is not None:
+        # The process ends with the status the summary reports (a stop while waiting
+        # for the lock is 143 for SIGTERM, 1 for --max-time), whatever the error's own.
+        result.error.exit_status = result.status
         raise result.error
     raise typer.Exit(int(result.status))
 
@@ -389,9 +393,19 @@ def _dotenv() -> dict[str, str]:
     path = Path.cwd() / ".env"
     if not path.is_file():
         return {}
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UsageError(f"{path}:{line}: not UTF-8 text; save .env as UTF-8") from None
     from dotenv import dotenv_values
 
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    values = dotenv_values(stream=io.StringIO(text))
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _resolve_token(
@@ -406,7 +420,7 @@ def _resolve_token(
         token = sys.stdin.readline()
     if token_file is not None:
         try:
-            token = token_file.read_text(encoding="utf-8").partition("\n")[0]
+            token = token_file.read_text(encoding="utf-8-sig").partition("\n")[0]
         except OSError as exc:
             raise UsageError(f"--token-file {token_file}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:

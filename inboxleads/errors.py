@@ -5,6 +5,7 @@
     ├── InputError             unreadable, binary or vanished input            (exit 2)
     ├── ApiRefused             401/403/404: the run cannot go on               (exit 3)
     ├── JournalError           a journal for other inputs, or unreadable       (exit 2)
+    ├── ReportError            --rejects/--undelivered not written in full     (exit 2)
     ├── LockHeld               another run holds the campaign's lock           (exit 4)
     ├── Interrupted            a signal came before the run had begun     (exit 130/143)
     └── Bug                    a bug of the tool: the run still ends in order  (exit 70)
@@ -71,6 +72,12 @@ class ApiRefused(InboxLeadsError):
 
 class JournalError(InboxLeadsError):
     """A journal that belongs to another run, or that cannot be read or written."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class ReportError(InboxLeadsError):
+    """A report file that could not be written in full (a full disk, a size limit)."""
 
     exit_status = ExitStatus.USAGE
 

@@ -18,11 +18,13 @@ import csv
 import json
 import os
 import stat
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
 from .batching import Batch
+from .errors import UsageError
 from .identifiers import Kind, Lead, readable
 from .inputs import Rejection
 
@@ -51,11 +53,17 @@ class Reports:
     of a large import produces by the million: a run of handles is one
     write). The first entry plain lines cannot hold (data, an external ID)
     moves everything to a spool, and `close` writes the final CSV or JSONL.
+
+    A write that fails (a full disk, a file size limit) never stops the run
+    nor its counts: the report stops being written, what it could not list
+    is counted (`unlisted`), and `failures` says which file failed and why,
+    for the runner to report once the run is over.
     """
 
     def __init__(self, rejects: Path | None = None, undelivered: Path | None = None) -> None:
         self.rejects_path = rejects
         self.undelivered_path = undelivered
+        self._target = undelivered  # where the final list goes (a symlink's file)
         self._rejects: IO[str] | None = None
         self._rejects_csv: Any = None
         self._plain: IO[str] | None = None
@@ -63,36 +71,108 @@ class Reports:
         self._spool: IO[str] | None = None
         self._spool_path: Path | None = None
         self._undelivered_count = 0
+        # Bytes of each file known to be written whole (after its last good flush):
+        # a write that fails is cut back to it, so no torn line reads as another lead.
+        self._good: dict[str, int] = {"--rejects": 0, "--undelivered": 0}
+        # Per report ("--rejects", "--undelivered"): the error that stopped it.
+        self.failures: dict[str, OSError] = {}
+        self.unlisted: dict[str, int] = {}
+        for name, path in (("--rejects", rejects), ("--undelivered", undelivered)):
+            if path is not None:
+                _check_output(name, path)
+        try:
+            self._open(rejects, undelivered)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, rejects: Path | None, undelivered: Path | None) -> None:
         if rejects is not None:
             self._rejects = open_private(rejects)
             self._rejects_csv = csv.writer(self._rejects, lineterminator="\n")
             self._rejects_csv.writerow(["source", "line", "reason", "text"])
         if undelivered is not None:
-            self._spool_path = undelivered.with_name(undelivered.name + ".part")
-            if undelivered.suffix.lower() in _FORM_SUFFIXES:
+            place = _final_place(undelivered)
+            if place is None:
+                # A pipe (`>(gzip > x.gz)`, /dev/stdout): written straight into at the end,
+                # never replaced; the entries wait in a private temporary file.
+                fd, spool = tempfile.mkstemp(prefix="inboxleads-undelivered-", suffix=".part")
+                os.close(fd)
+                self._spool_path = Path(spool)
                 self._spool = open_private(self._spool_path)
             else:
-                self._plain_path = self._spool_path
-                self._plain = open_private(self._plain_path)
+                self._target = place
+                self._spool_path = place.with_name(place.name + ".part")
+                if place.suffix.lower() in _FORM_SUFFIXES:
+                    self._spool = open_private(self._spool_path)
+                else:
+                    self._plain_path = self._spool_path
+                    self._plain = open_private(self._plain_path)
 
-    def rejected(self, rejections: Iterable[Rejection]) -> None:
+    def rejected(self, rejections: list[Rejection]) -> None:
         """Record rejected input records."""
-        if self._rejects_csv is not None:
+        if self._rejects_csv is None:
+            if "--rejects" in self.failures:
+                self.unlisted["--rejects"] += len(rejections)
+            return
+        try:
             for r in rejections:
                 self._rejects_csv.writerow([r.source, r.line, r.reason, r.text[:1000]])
+            self._flushed("--rejects", self._rejects)
+        except OSError as exc:
+            # The rows of this call that did go out are cut off again and counted as missing.
+            self._rejects_csv = None
+            self._broke("--rejects", exc, len(rejections), self._rejects)
+            self._rejects = None
 
     def undelivered_batch(self, batch: Batch, reason: str) -> None:
         """Record a batch that was read but not delivered."""
-        if self._plain is not None and batch.run is not None and batch.compact:
-            values = batch.run.values
-            self._undelivered_count += len(values)
-            lines = (readable(Kind.USERNAME, v) for v in values)
-            self._plain.write("\n".join(lines) + "\n")
+        if "--undelivered" in self.failures:
+            self.unlisted["--undelivered"] += len(batch)
             return
-        self.undelivered(batch.leads, reason)
+        try:
+            if self._plain is not None and batch.run is not None and batch.compact:
+                values = batch.run.values
+                self._undelivered_count += len(values)
+                lines = (readable(Kind.USERNAME, v) for v in values)
+                self._plain.write("\n".join(lines) + "\n")
+                self._flushed("--undelivered", self._plain)
+                return
+            self._undelivered(batch.leads)
+        except OSError as exc:
+            self._broke("--undelivered", exc, len(batch), self._plain, self._spool)
+            self._plain = self._spool = None
 
-    def undelivered(self, leads: Iterable[Lead], reason: str) -> None:
+    def undelivered(self, leads: list[Lead], reason: str) -> None:
         """Record leads that were read but not delivered."""
+        if "--undelivered" in self.failures:
+            self.unlisted["--undelivered"] += len(leads)
+            return
+        try:
+            self._undelivered(leads)
+        except OSError as exc:
+            self._broke("--undelivered", exc, len(leads), self._plain, self._spool)
+            self._plain = self._spool = None
+
+    def _flushed(self, name: str, fh: IO[str] | None) -> None:
+        """Flush `fh` (raising what the write raises) and remember its size as good."""
+        if fh is not None:
+            fh.flush()
+            self._good[name] = os.fstat(fh.fileno()).st_size
+
+    def _broke(self, name: str, exc: OSError, count: int, *files: IO[str] | None) -> None:
+        self.failures[name] = exc
+        self.unlisted[name] = count
+        for fh in files:
+            if fh is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    fh.close()  # its last flush may put part of a line out again
+        path = self.rejects_path if name == "--rejects" else self._plain_path
+        with contextlib.suppress(OSError):
+            if path is not None and stat.S_ISREG(os.stat(path).st_mode):
+                os.truncate(path, self._good[name])
+
+    def _undelivered(self, leads: Iterable[Lead]) -> None:
         if self._plain is None and self._spool is None:
             return
         for lead in leads:
@@ -107,6 +187,7 @@ class Reports:
             if lead.data:
                 entry["data"] = lead.data
             self._spool.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        self._flushed("--undelivered", self._plain or self._spool)
 
     def _to_spool(self) -> None:
         """Plain lines no longer do: move what was written to a spool of entries."""
@@ -124,20 +205,75 @@ class Reports:
         lines.unlink()
 
     def close(self) -> None:
-        """Flush everything and put the undelivered file in place, in its final form."""
+        """Flush everything and put the undelivered file in place, in its final form.
+
+        Nothing is raised: a report that cannot be completed is in `failures`
+        (a partial list of plain lines is still put in place)."""
         if self._rejects is not None:
-            self._rejects.close()
+            try:
+                self._rejects.close()
+            except OSError as exc:
+                self._broke("--rejects", exc, 0)
             self._rejects = None
-        target = self.undelivered_path
-        if self._plain is not None and self._plain_path is not None and target is not None:
-            self._plain.close()
-            self._plain = None
-            os.replace(self._plain_path, target)
-        if self._spool is not None and self._spool_path and target is not None:
-            self._spool.close()
-            self._spool = None
-            write_undelivered(self._spool_path, target)
-            self._spool_path.unlink()
+        target = self._target
+        try:
+            if self._plain is not None:
+                plain, self._plain = self._plain, None
+                plain.close()
+            if self._spool is not None:
+                spool, self._spool = self._spool, None
+                spool.close()
+                if target is not None and self._spool_path is not None:
+                    write_undelivered(self._spool_path, target)
+                    self._spool_path.unlink()
+        except OSError as exc:
+            self._broke("--undelivered", exc, 0)
+        if self._spool_path is not None and self._plain_path is None:
+            with contextlib.suppress(OSError):
+                self._spool_path.unlink(missing_ok=True)  # the entries, not a list to use
+        if self._plain_path is not None and target is not None:
+            with contextlib.suppress(OSError):
+                if self._plain_path.exists():
+                    os.replace(self._plain_path, target)
+
+    def problems(self) -> list[str]:
+        """One line per report that could not be written in full."""
+        paths = {"--rejects": self.rejects_path, "--undelivered": self.undelivered_path}
+        lines = []
+        for name, exc in self.failures.items():
+            missing = self.unlisted.get(name, 0)
+            what = "entries are" if name == "--rejects" else "undelivered identifiers are"
+            tail = f"; up to {missing:,} {what} missing from it" if missing else ""
+            lines.append(f"{name} {paths[name]}: cannot write: {exc.strerror or exc}{tail}")
+        return lines
+
+
+def _check_output(name: str, path: Path) -> None:
+    """Refuse a report path that is a folder or a device, before anything is sent."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # absent (created), or the open will say what is wrong
+    if stat.S_ISDIR(mode):
+        raise UsageError(f"{name} {path}: is a folder, not a file")
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise UsageError(f"{name} {path}: is a device, not a file")
+
+
+def _final_place(path: Path) -> Path | None:
+    """Where a report is built next to and then moved onto: the file the path names
+    (through symlinks), or None for what must be written into, never replaced: a
+    pipe, anything under /dev or /proc."""
+    real = Path(os.path.realpath(path))
+    if str(real).startswith(("/dev/", "/proc/")) or str(path).startswith(("/dev/", "/proc/")):
+        return None
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        return real
+    except OSError:
+        return real  # the open will say what is wrong
+    return real if stat.S_ISREG(mode) else None
 
 
 def _from_line(line: str) -> tuple[str, str]:

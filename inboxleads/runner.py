@@ -37,7 +37,7 @@ from .batching import MAX_BATCH
 from .client import InboxClient
 from .display import Display, SafeDisplay, make_display
 from .engine import Companion, Engine, EngineConfig
-from .errors import Bug, ExitStatus, InboxLeadsError, UsageError
+from .errors import Bug, ExitStatus, InboxLeadsError, Interrupted, ReportError, UsageError
 from .explain import Explainer, Explanation, write_failed
 from .inputs import OpenInput, ReadOptions, open_inputs
 from .journal import Journal, RunKey, RunLock, input_names
@@ -238,15 +238,21 @@ class _Stops:
         self.loop = asyncio.get_running_loop()
         self.engine: Engine | None = None
         self.signals: list[int] = []
-        self.deadline_hit = False
+        self.deadline: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self.installed = False
 
-    def start(self) -> None:
+    def start(self, max_time_s: float | None) -> None:
         if self.env.handle_signals:
             self.installed = stops.install()
             stops.attach(self.from_handler)
+        if max_time_s is not None:
+            # From the start: --max-time also bounds a wait for the lock.
+            self._timer = self.loop.call_later(max_time_s, self.on_deadline, max_time_s)
 
     def end(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         if self.env.handle_signals:
             stops.detach()
             if self.installed:
@@ -263,14 +269,28 @@ class _Stops:
             self.engine.request_stop(_signal_name(signum))
 
     def on_deadline(self, seconds: float) -> None:
-        if self.engine is not None and not self.engine.stopping:
-            self.deadline_hit = True
-            self.engine.request_stop(f"--max-time {seconds:g} s reached")
+        if self.engine is not None and self.engine.finished:
+            return
+        if self.engine is None or not self.engine.stopping:
+            self.deadline = f"--max-time {seconds:g} s reached"
+            if self.engine is not None:
+                self.engine.request_stop(self.deadline)
 
     def bind(self, engine: Engine) -> None:
         self.engine = engine
         for signum in self.signals:
             engine.request_stop(_signal_name(signum))
+        if self.deadline is not None and not self.signals:
+            engine.request_stop(self.deadline)
+
+    @property
+    def deadline_hit(self) -> bool:
+        return self.deadline is not None
+
+    @property
+    def given_up(self) -> bool:
+        """A signal or the deadline came: nothing new should start."""
+        return bool(self.signals) or self.deadline is not None
 
     @property
     def first_signal(self) -> int | None:
@@ -278,9 +298,9 @@ class _Stops:
 
     @property
     def cause(self) -> str | None:
-        """What stopped a run that never started its engine (a signal during start-up)."""
+        """What stopped a run that never started its engine (a signal, the deadline)."""
         signum = self.first_signal
-        return None if signum is None else _signal_name(signum)
+        return self.deadline if signum is None else _signal_name(signum)
 
 
 def _signal_name(signum: int) -> str:
@@ -290,7 +310,7 @@ def _signal_name(signum: int) -> str:
 async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddResult:
     started = env.monotonic()
     control = _Stops(env)
-    control.start()
+    control.start(job.max_time_s)
     tally = Tally()
     engine: Engine | None = None
     early_bugs: list[BaseException] = []
@@ -330,7 +350,7 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
         reports = Reports(job.rejects, job.undelivered)
         if job.journal is not None and not job.dry_run:
             lock = RunLock(job.journal.with_name(job.journal.name + ".lock"))
-            await lock.acquire_async(job.wait_lock, lambda: bool(control.signals))
+            await lock.acquire_async(job.wait_lock, lambda: control.given_up)
             journal = Journal.open(job.journal, _run_key(job))
         # A dry run makes no request: no client, no TLS set-up.
         http_client = contextlib.nullcontext(None) if job.dry_run else _http_client(job, env)
@@ -351,11 +371,6 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
             control.bind(engine)
             if early_bugs:
                 engine.fail(early_bugs[0])
-            deadline = None
-            if job.max_time_s is not None:
-                deadline = control.loop.call_later(
-                    job.max_time_s, control.on_deadline, job.max_time_s
-                )
             display.start()
             ticker: list[Companion] = [lambda: _tick(display)]
             try:
@@ -364,18 +379,18 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
                     extra = await _explain(job, job.explain_failures, engine, ticker)
             finally:
                 engine.end()
-                if deadline is not None:
-                    deadline.cancel()
     except InboxLeadsError as exc:
         error = exc
     except OSError as exc:
         error = UsageError(f"{exc.filename or 'file'}: {exc.strerror or exc}")
     finally:
         control.end()
-        try:
-            reports.close()
-        except OSError as exc:
-            error = error or UsageError(f"{exc.filename or 'report'}: {exc.strerror or exc}")
+        reports.close()
+        if engine is None:
+            # The engine's reader owns the inputs once it exists; before, nobody does.
+            for source in inputs:
+                with contextlib.suppress(OSError):
+                    source.close()
         if journal is not None:
             journal.close()
         if lock is not None:
@@ -388,6 +403,16 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
         error = Bug("the counts do not add up: " + "; ".join(problems))
     elif engine is not None:
         error = error or engine.refused or engine.error or engine.input_error
+    unwritten = reports.problems()
+    if unwritten and engine is not None and not isinstance(error, Bug):
+        # A report that could not be written in full (a full disk): said in its own
+        # words, and the run's status as for any of the tool's own errors in mid-run.
+        failure = ReportError("; ".join(unwritten))
+        engine.error = engine.error or failure
+        if error is None:
+            error = failure
+        else:
+            display.note(f"error: {failure.message}")
     status = _exit_status(engine, error, control)
     counts = engine.ledger.counts if engine is not None else Counts()
     summary = Summary(
@@ -421,8 +446,12 @@ def _exit_status(
 ) -> ExitStatus:
     """The exit status of a finished run: a bug first, then what stopped it, then delivery."""
     signum = control.first_signal
-    if engine is None and signum is not None and not isinstance(error, Bug):
-        return ExitStatus(stops.EXIT_STATUS.get(signum, ExitStatus.SIGTERM))
+    if engine is None and not isinstance(error, Bug):
+        # Stopped before the engine began (a signal, or --max-time during a wait for the lock).
+        if signum is not None:
+            return ExitStatus(stops.EXIT_STATUS.get(signum, ExitStatus.SIGTERM))
+        if control.deadline_hit and isinstance(error, Interrupted):
+            return ExitStatus.PARTIAL
     if isinstance(error, Bug) or engine is None:
         return error.exit_status if error is not None else ExitStatus.BUG
     if engine.refused is not None:

@@ -92,3 +92,46 @@ def test_token_on_the_command_line_is_used_but_never_printed(tmp_path: Path) -> 
     )
     assert result.exit_code == 1
     assert SECRET not in result.output
+
+
+def test_a_dotenv_that_is_not_utf8_is_a_usage_error_with_the_summary(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "a.txt", ["jack"])
+    (tmp_path / ".env").write_bytes(b"# notes\nINBOX_API_TOKEN=caf\xe9\n")
+    result = runner.invoke(app, ["add", "cli5", str(path), "--json", "-q"])
+    assert result.exit_code == 2, result.output
+    assert ".env:2: not UTF-8" in result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["exit_code"], summary["read"], summary["requests"]) == (2, 0, 0)
+
+
+def test_a_dotenv_or_token_file_with_a_bom_is_read(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "a.txt", ["jack"])
+    (tmp_path / ".env").write_bytes(b"\xef\xbb\xbfINBOX_BASE_URL=http://127.0.0.1:9/api/v1\n")
+    (tmp_path / "token.txt").write_bytes(b"\xef\xbb\xbf" + SECRET.encode() + b"\n")
+    # Port 9 of loopback refuses: the token and the URL were read, the batch is undelivered.
+    args = ["add", "cli6", str(path), "--token-file", "token.txt", "--max-attempts", "1"]
+    result = runner.invoke(app, [*args, "--json", "-q"])
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["undelivered"] == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "target", "message"),
+    [
+        ("--undelivered", "/dev/null", "is a device"),
+        ("--rejects", "/dev/null", "is a device"),
+        ("--undelivered", ".", "is a folder"),
+        ("--rejects", ".", "is a folder"),
+    ],
+)
+def test_a_report_that_is_a_device_or_a_folder_is_refused_before_sending(
+    tmp_path: Path, option: str, target: str, message: str
+) -> None:
+    if not Path(target).exists():
+        pytest.skip(f"no {target} here")
+    path = write_lines(tmp_path / "a.txt", ["jack", "naval"])
+    result = runner.invoke(app, ["add", "cli7", str(path), "--sandbox", option, target, "--json"])
+    assert result.exit_code == 2, result.output
+    assert f"{option} {target}: {message}" in result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["exit_code"], summary["requests"], summary["delivered"]) == (2, 0, 0)
