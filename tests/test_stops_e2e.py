@@ -757,3 +757,270 @@ def test_a_missing_input_file_still_prints_the_summary(
     assert server.requests() == 0
     summary = last_json(result)
     check_accounting(summary, 2, fed=[], applied=set(), undelivered=read_undelivered(und))
+
+
+# --- 10. a pipe that never spoke ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stop", "code"),
+    [
+        pytest.param("SIGTERM", 143, id="SIGTERM"),
+        pytest.param("SIGINT", 130, id="SIGINT"),
+        pytest.param("--max-time", 1, id="max-time"),
+    ],
+)
+@pytest.mark.parametrize("before", [False, True], ids=["stdin-only", "file-then-stdin"])
+def test_a_stop_while_stdin_has_sent_nothing_yet(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path, stop: str, code: int, before: bool
+) -> None:
+    """The pipe stays open and silent from the start: the first stop ends the run."""
+    server = sandbox()
+    campaign = f"mute{code}{int(before)}"
+    fed = handles(2500) if before else []
+    inputs = [str(write_lines(tmp_path / "first.txt", fed))] if before else []
+    und = tmp_path / "und.txt"
+    options = ["--max-time", "1.5"] if stop == "--max-time" else []
+    run = start(
+        inboxleads("add", campaign, *inputs, "-", "--json", "--undelivered", str(und), *options),
+        env=server.env(),
+        stdin_pipe=True,
+    )
+    sent = run.started + 1.5
+    if stop != "--max-time":
+        sleep_until(wait_for_handlers(run.proc.pid) + 1.0)
+        sent = run.signal(getattr(signal, stop))
+    result = run.finish(hang_after=25)
+
+    assert_clean(result)
+    assert result.code == code, (result.code, result.stderr[-4000:])
+    assert run.ended is not None and run.ended - sent <= GRACE_S + 2
+    summary = last_json(result)
+    assert summary["stop_reason"], summary
+    check_accounting(
+        summary, code, fed=fed, applied=server.applied(campaign), undelivered=read_undelivered(und)
+    )
+    if before:
+        assert summary["read"] == len(fed), summary  # the file was read before stdin
+
+
+# --- 11. a stderr nobody reads --------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop", [None, signal.SIGTERM], ids=["to-the-end", "SIGTERM"])
+def test_a_stderr_nobody_reads_does_not_hold_the_run(
+    sandbox: StartSandbox, tmp_path: Path, stop: int | None
+) -> None:
+    """stderr is a pipe whose reader never reads: the display fills it within the first
+    batches (one jsonl event each), and the run goes on and ends all the same."""
+    server = sandbox("--latency", "0.02")
+    campaign = "deaf11" if stop is None else "deaf11s"
+    fed = handles(1500)
+    path = write_lines(tmp_path / "leads.txt", fed)
+    und = tmp_path / "und.txt"
+    argv = inboxleads("add", campaign, str(path), "--json", "--undelivered", str(und))
+    argv += words("--progress jsonl --batch-size 1 --concurrency 8 --log-interval 0.01")
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=write_end,
+            env=server.env(),
+            cwd=tmp_path,
+        )
+        os.close(write_end)
+        write_end = -1
+        if stop is not None:
+            # Stop once the pipe is full (nothing more fits): before the fix, the process
+            # was blocked in a write by then, and never answered the signal.
+            pipe_full = _wait_for_a_full_pipe(read_end, proc)
+            assert pipe_full, "the run ended before its stderr pipe was full"
+            sent = time.monotonic()
+            proc.send_signal(stop)
+        try:
+            out, _ = proc.communicate(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("the run hung on a stderr nobody reads")
+        ended = time.monotonic()
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+
+    code = 0 if stop is None else 143
+    assert proc.returncode == code, proc.returncode
+    if stop is not None:
+        assert ended - sent <= GRACE_S + 2 + 2  # grace, the end, the stderr's last 2 s
+    lines = [line for line in out.decode().splitlines() if line.strip()]
+    summary = json.loads(lines[-1])
+    applied = server.applied(campaign)
+    check_accounting(summary, code, fed=fed, applied=applied, undelivered=read_undelivered(und))
+    if stop is None:
+        assert applied == set(fed)
+
+
+def _wait_for_a_full_pipe(fd: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> bool:
+    """Wait until the pipe holds as much as it can (Linux: FIONREAD against F_GETPIPE_SZ)."""
+    import fcntl
+    import termios
+
+    size = fcntl.fcntl(fd, 1032)  # F_GETPIPE_SZ
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        held = bytearray(4)
+        fcntl.ioctl(fd, termios.FIONREAD, held)
+        if int.from_bytes(held, sys.byteorder) >= size - 4096:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+# --- 12. a stop while waiting for the lock --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stop", "code"),
+    [
+        pytest.param("SIGTERM", 143, id="SIGTERM"),
+        pytest.param("SIGINT", 130, id="SIGINT"),
+        pytest.param("--max-time", 1, id="max-time"),
+    ],
+)
+def test_a_stop_while_waiting_for_the_lock(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path, stop: str, code: int
+) -> None:
+    """The process's exit code is the one its --json summary reports."""
+    server = sandbox("--latency", "2")
+    fed = handles(20)
+    path = write_lines(tmp_path / "leads.txt", fed)
+    journal = tmp_path / "sync.journal"
+    common = ["add", "lock12", str(path), "--json", "--journal", str(journal), "--wait-lock"]
+    # One request at a time of 2 s each: the holder keeps the lock for 40 s.
+    holder = start(inboxleads(*common, *words("--batch-size 1 --concurrency 1")), env=server.env())
+    end = time.monotonic() + 20
+    while server.requests() == 0:  # it sends: it holds the lock
+        assert time.monotonic() < end and holder.proc.poll() is None, "the holder never sent"
+        time.sleep(0.05)
+    options = ["--max-time", "1"] if stop == "--max-time" else []
+    und = tmp_path / "und.txt"
+    waiter = start(inboxleads(*common, "--undelivered", str(und), *options), env=server.env())
+    sent = waiter.started + 1
+    if stop != "--max-time":
+        sleep_until(wait_for_handlers(waiter.proc.pid) + 0.5)
+        sent = waiter.signal(getattr(signal, stop))
+    result = waiter.finish(hang_after=15)
+
+    assert_clean(result)
+    assert result.code == code, (result.code, result.stderr[-2000:])
+    assert waiter.ended is not None and waiter.ended - sent <= 2
+    assert "lock" in result.stderr
+    summary = last_json(result)
+    assert summary["exit_code"] == code
+    assert (summary["read"], summary["requests"]) == (0, 0), summary
+    holder.signal(signal.SIGINT)
+    holder.signal(signal.SIGINT)
+    assert holder.finish(hang_after=60).code == 130
+
+
+# --- 13. signals in a storm -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_storm_of_signals_still_ends_with_the_first_ones_status(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path, seed: int
+) -> None:
+    """Many signals in a seeded random rhythm, some arriving as the process exits: the
+    exit code is always the first signal's (never death by a signal), with the summary."""
+    import random
+
+    rng = random.Random(seed)
+    server = sandbox("--latency", "0.3")
+    campaign = f"storm{seed}"
+    fed = handles(60_000)
+    path = write_lines(tmp_path / "leads.txt", fed)
+    und = tmp_path / "und.txt"
+    run = start(
+        inboxleads("add", campaign, str(path), "--json", "--undelivered", str(und)),
+        env=server.env(),
+    )
+    sleep_until(wait_for_handlers(run.proc.pid) + rng.uniform(0.0, 1.0))
+    kinds = [rng.choice([signal.SIGINT, signal.SIGTERM]) for _ in range(rng.randint(3, 14))]
+    first = kinds[0]
+    for signum in kinds:
+        if run.proc.poll() is not None:
+            break
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(run.proc.pid, signum)
+        time.sleep(rng.choice([0.0, 0.0005, 0.005, 0.05, 0.2]))
+    result = run.finish(hang_after=20)
+
+    code = 130 if first == signal.SIGINT else 143
+    assert_clean(result)
+    assert result.code == code, (kinds, result.code, result.stderr[-2000:])
+    check_accounting(
+        last_json(result),
+        code,
+        fed=fed,
+        applied=server.applied(campaign),
+        undelivered=read_undelivered(und),
+    )
+
+
+# --- 14. an --undelivered file that cannot be written in full --------------------------
+
+
+def test_a_report_that_fills_up_is_said_and_the_counts_still_hold(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path
+) -> None:
+    """A file size limit of 8 KiB (a full disk, in effect) cuts the --undelivered list: the
+    run says so and how many may be missing, and its counts are the server's and its own."""
+    server = sandbox("--latency", "2")
+    fed = handles(5000)
+    path = write_lines(tmp_path / "leads.txt", fed)
+    und = tmp_path / "und.txt"
+    argv = inboxleads("add", "full14", str(path), "--json", "--undelivered", str(und))
+    argv += words("--batch-size 500 --concurrency 1 --max-time 1")
+    run = start(["bash", "-c", f"ulimit -f 8; exec {shlex.join(argv)}"], env=server.env())
+    result = run.finish(hang_after=20)
+
+    assert_clean(result)
+    summary = last_json(result)
+    applied = server.applied("full14")
+    # Something was delivered, and a file of the tool's own failed: exit 1, not a success.
+    assert result.code == 1, (result.code, result.stderr[-2000:])
+    assert summary["exit_code"] == 1 and summary["delivered"] == len(applied) > 0, summary
+    assert summary["read"] == summary["unique"] == len(fed), summary
+    assert summary["unique"] == summary["delivered"] + summary["undelivered"], summary
+    listed = read_undelivered(und)
+    assert 0 < len(listed) < summary["undelivered"]
+    assert not set(listed) & applied and set(listed) <= set(fed)
+    said = re.search(
+        r"--undelivered \S+: cannot write: .*; up to ([\d,]+) undelivered", result.stderr
+    )
+    assert said, result.stderr[-2000:]
+    assert int(said.group(1).replace(",", "")) >= summary["undelivered"] - len(listed)
+    assert not list(tmp_path.glob("*.part*")), "a spool was left behind"
+
+
+# --- 15. a pipe that turns out to be binary -------------------------------------------
+
+
+def test_utf16_on_a_pipe_is_an_input_error_with_the_summary(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path
+) -> None:
+    server = sandbox()
+    run = start(inboxleads("add", "bin15", "--json"), env=server.env(), stdin_pipe=True)
+    time.sleep(0.3)  # the run is under way, waiting for input
+    run.write("jack\nnaval\n".encode("utf-16"))
+    run.close_stdin()
+    result = run.finish(hang_after=15)
+
+    assert_clean(result)
+    assert result.code == 2, result.stderr
+    assert "<stdin>: is UTF-16 text; save it as UTF-8" in result.stderr
+    summary = last_json(result)
+    assert (summary["exit_code"], summary["read"], summary["requests"]) == (2, 0, 0), summary
