@@ -493,7 +493,8 @@ class Engine:
                 self.pacer.block(hold, f"rate limit: {answer.message}")
             if attempt >= self.config.retry.max_attempts:
                 if upload:
-                    reason = f"gave up after {attempt} attempts: {answer.message}"
+                    tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+                    reason = f"gave up after {tries}: {answer.message}"
                     ledger.undelivered(batch, reason, attempt)
                 return Delivery(False, answer, attempt)
             wait = self.config.retry.wait(attempt, answer.retry_after, self.rng)

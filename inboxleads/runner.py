@@ -179,7 +179,10 @@ def check_token(token: str) -> None:
         if not "!" <= char <= "~":
             import unicodedata
 
-            name = unicodedata.name(char, "") or "a control character"
+            name = unicodedata.name(char, "") or {
+                "Cc": "a control character",
+                "Cs": "a stray byte that is not UTF-8",
+            }.get(unicodedata.category(char), "an unnamed character")
             raise UsageError(
                 "the API token cannot be sent in an HTTP header: the character at position "
                 f"{position} (of {len(token)}) is U+{ord(char):04X} {name}; tokens are plain "

@@ -135,3 +135,22 @@ def test_a_report_that_is_a_device_or_a_folder_is_refused_before_sending(
     assert f"{option} {target}: {message}" in result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert (summary["exit_code"], summary["requests"], summary["delivered"]) == (2, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("token", "said"),
+    [
+        ("abc\u2019", "position 4 (of 4) is U+2019 RIGHT SINGLE QUOTATION MARK"),
+        ("a\tb", "position 2 (of 3) is U+0009 a control character"),
+        ("ab\udcff", "position 3 (of 3) is U+DCFF a stray byte that is not UTF-8"),
+        ("a b", "position 2 (of 3) is U+0020 SPACE"),
+    ],
+)
+def test_a_token_that_cannot_be_a_header_is_described_never_shown(token: str, said: str) -> None:
+    from inboxleads.errors import UsageError
+    from inboxleads.runner import check_token
+
+    with pytest.raises(UsageError) as caught:
+        check_token(token)
+    assert said in caught.value.message
+    assert token not in caught.value.message
