@@ -1026,9 +1026,10 @@ def check_run(schedule: Schedule, out: RunOutcome, prev: set[str]) -> list[tuple
             )
         )
     stops = len(out.sent)
-    # A regular file is read to its end unless a second stop abandons it; a pipe is, once
-    # closed, as finite as a file.
-    read_all = stops <= 1 if schedule.regular else stops == 0 or out.closed_before_stop
+    # A regular file is read to its end unless a second stop abandons it (no read starts
+    # after an abort); a pipe is, once closed, as finite as a file, and read as one.
+    finite = schedule.regular or out.closed_before_stop
+    read_all = stops == 0 or (finite and stops <= 1)
     if read_all and not out.bug_fired and read != total:
         why = "a regular file" if schedule.regular else "the pipe was closed before any stop"
         problems.append(("read", f"read {read} of {total} records ({why}, {stops} stop(s))"))
