@@ -86,7 +86,7 @@ class Delivery:
 
     delivered: bool
     answer: Answer | None = None
-    attempts: int = 0
+    attempts: int = 0  # requests that went out (a stop can come before one does)
 
 
 class Engine:
@@ -460,6 +460,7 @@ class Engine:
         upload = phase == "upload"
         ledger = self.ledger
         attempt = 0
+        sent = 0
         while True:
             if self._stop.is_set():
                 break
@@ -467,6 +468,7 @@ class Engine:
             answer = await self._attempt(batch, attempt, phase)
             if answer is None:  # a stop came before the request went out
                 break
+            sent += 1
             if answer.outcome is Outcome.OK:
                 self.limit.success()
                 if upload:
@@ -506,7 +508,7 @@ class Engine:
                 break
         if upload:
             ledger.stopped(batch, self.cause or "the run was stopped")
-        return Delivery(False, None, attempt)
+        return Delivery(False, None, sent)
 
     async def _attempt(self, batch: Batch, attempt: int, phase: str) -> Answer | None:
         """One request, holding a concurrency slot; None when a stop came before it went out."""

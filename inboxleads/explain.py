@@ -50,6 +50,7 @@ class Explainer:
         self.budget = budget
         self.result = Explanation()
         self._seq = 0
+        self._planned = 0
 
     async def run(self, batches: list[tuple[Batch, int]]) -> None:
         """Explain every (batch, failed count) pair; what was found is in `result`."""
@@ -96,13 +97,14 @@ class Explainer:
             known = engine.journal.failed_of(digest)
             if known is not None:
                 return known
-        if self.budget is not None and self.result.requests >= self.budget:
+        if self.budget is not None and self._planned >= self.budget:
             return None
         if engine.stopping:
             return None
-        self.result.requests += 1
+        self._planned += 1  # taken from the budget now: the branches run concurrently
         self._seq += 1
         delivery = await engine.deliver(Batch(self._seq, leads), "explain")
+        self.result.requests += delivery.attempts  # what went out, retries included
         if not delivery.delivered or delivery.answer is None:
             return None
         if engine.journal is not None:

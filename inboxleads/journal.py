@@ -13,6 +13,7 @@ The token is never written here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
@@ -143,9 +144,16 @@ class Journal:
         }
         if phase != "upload":
             record["phase"] = phase
+        if self._out is None:
+            raise JournalError(f"journal {self.path}: no longer written after an error")
         try:
             self._write(record)
         except OSError as exc:
+            # Nothing more goes in (what the failed write left buffered included): a
+            # torn last record is cut off by the next run that reads the journal.
+            out, self._out = self._out, None
+            with contextlib.suppress(OSError, ValueError):
+                out.close()
             raise JournalError(f"journal {self.path}: {exc.strerror or exc}") from exc
 
     @property
@@ -153,9 +161,11 @@ class Journal:
         return len(self._done)
 
     def close(self) -> None:
+        """Close the journal; every record was already flushed and synced, or failed."""
         if self._out is not None:
-            self._out.close()
-            self._out = None
+            out, self._out = self._out, None
+            with contextlib.suppress(OSError, ValueError):
+                out.close()
 
 
 class RunLock:
@@ -211,5 +221,6 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -87,27 +87,29 @@ class Reports:
             raise
 
     def _open(self, rejects: Path | None, undelivered: Path | None) -> None:
-        if rejects is not None:
-            self._rejects = open_private(rejects)
-            self._rejects_csv = csv.writer(self._rejects, lineterminator="\n")
-            self._rejects_csv.writerow(["source", "line", "reason", "text"])
+        name, path = "--rejects", rejects
+        try:
+            if rejects is not None:
+                self._rejects = open_private(rejects)
+                self._rejects_csv = csv.writer(self._rejects, lineterminator="\n")
+                self._rejects_csv.writerow(["source", "line", "reason", "text"])
+            name, path = "--undelivered", undelivered
+            self._open_undelivered(undelivered)
+        except OSError as exc:
+            raise UsageError(f"{name} {path}: {exc.strerror or exc}") from None
+
+    def _open_undelivered(self, undelivered: Path | None) -> None:
         if undelivered is not None:
-            place = _final_place(undelivered)
-            if place is None:
-                # A pipe (`>(gzip > x.gz)`, /dev/stdout): written straight into at the end,
-                # never replaced; the entries wait in a private temporary file.
-                fd, spool = tempfile.mkstemp(prefix="inboxleads-undelivered-", suffix=".part")
-                os.close(fd)
-                self._spool_path = Path(spool)
+            # Built beside the target under a name of its own (never a file of the
+            # user's), then moved into place by `close`.
+            place = Path(os.path.realpath(undelivered))
+            self._target = place
+            self._spool_path = _temporary(place)
+            if place.suffix.lower() in _FORM_SUFFIXES:
                 self._spool = open_private(self._spool_path)
             else:
-                self._target = place
-                self._spool_path = place.with_name(place.name + ".part")
-                if place.suffix.lower() in _FORM_SUFFIXES:
-                    self._spool = open_private(self._spool_path)
-                else:
-                    self._plain_path = self._spool_path
-                    self._plain = open_private(self._plain_path)
+                self._plain_path = self._spool_path
+                self._plain = open_private(self._plain_path)
 
     def rejected(self, rejections: list[Rejection]) -> None:
         """Record rejected input records."""
@@ -194,7 +196,7 @@ class Reports:
         assert self._plain is not None and self._plain_path is not None
         self._plain.close()
         self._plain = None
-        lines = self._plain_path.with_name(self._plain_path.name + "-lines")
+        lines = _temporary(self._plain_path)
         os.replace(self._plain_path, lines)
         assert self._spool_path is not None
         self._spool = open_private(self._spool_path)
@@ -249,31 +251,27 @@ class Reports:
 
 
 def _check_output(name: str, path: Path) -> None:
-    """Refuse a report path that is a folder or a device, before anything is sent."""
+    """Refuse a report path that is not a regular file (or a new one), before anything is
+    sent: the report is built beside it and moved into place, which only a file allows."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
-        return  # absent (created), or the open will say what is wrong
-    if stat.S_ISDIR(mode):
+        mode = None  # absent (created), or the open will say what is wrong
+    if mode is not None and stat.S_ISDIR(mode):
         raise UsageError(f"{name} {path}: is a folder, not a file")
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+    if mode is not None and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        raise UsageError(f"{name} {path}: is a pipe, not a file")
+    special = mode is not None and not stat.S_ISREG(mode)
+    if special or str(path).startswith(("/dev/", "/proc/")):
+        # /dev/stdout redirected to a file is a regular file too: still not ours to replace.
         raise UsageError(f"{name} {path}: is a device, not a file")
 
 
-def _final_place(path: Path) -> Path | None:
-    """Where a report is built next to and then moved onto: the file the path names
-    (through symlinks), or None for what must be written into, never replaced: a
-    pipe, anything under /dev or /proc."""
-    real = Path(os.path.realpath(path))
-    if str(real).startswith(("/dev/", "/proc/")) or str(path).startswith(("/dev/", "/proc/")):
-        return None
-    try:
-        mode = os.stat(real).st_mode
-    except FileNotFoundError:
-        return real
-    except OSError:
-        return real  # the open will say what is wrong
-    return real if stat.S_ISREG(mode) else None
+def _temporary(beside: Path) -> Path:
+    """A new, private file next to `beside` (`.NAME.XXXX.part`), for building it."""
+    fd, name = tempfile.mkstemp(prefix=f".{beside.name}.", suffix=".part", dir=beside.parent)
+    os.close(fd)
+    return Path(name)
 
 
 def _from_line(line: str) -> tuple[str, str]:

@@ -15,6 +15,7 @@ import gc
 import io
 import ipaddress
 import json
+import math
 import os
 import random
 import re
@@ -126,6 +127,12 @@ def check_base_url(url: str) -> str:
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("http", "https") or not host:
         raise UsageError(f"--base-url {url!r} is not an http(s) URL")
+    try:
+        port = parts.port  # raises for a port out of range
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise UsageError(f"--base-url {url!r}: the port must be 1-65535")
     if parts.scheme == "http" and not _is_loopback(host):
         raise UsageError(
             f"--base-url {url!r}: plain http is only allowed to loopback hosts "
@@ -155,10 +162,17 @@ def check_job(job: AddJob) -> None:
         raise UsageError("--concurrency must be at least 1")
     if job.max_attempts < 1:
         raise UsageError("--max-attempts must be at least 1")
-    if job.timeout_s <= 0:
-        raise UsageError("--timeout must be positive")
-    if job.max_time_s is not None and not job.max_time_s > 0:
-        raise UsageError("--max-time must be a positive number of seconds")
+    seconds = [
+        ("--timeout", job.timeout_s),
+        ("--flush-after", job.flush_after_s),
+        ("--log-interval", job.log_interval_s),
+        ("--max-time", job.max_time_s),
+    ]
+    for option, value in seconds:
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise UsageError(f"{option} must be a positive number of seconds, not {value:g}")
+    if job.explain_budget is not None and job.explain_budget < 1:
+        raise UsageError("--explain-budget must be at least 1 request")
     if job.token is not None and not job.sandbox:
         check_token(job.token)
     if not job.sandbox and not job.dry_run:

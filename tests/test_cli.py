@@ -154,3 +154,49 @@ def test_a_token_that_cannot_be_a_header_is_described_never_shown(token: str, sa
         check_token(token)
     assert said in caught.value.message
     assert token not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--timeout", "nan", "--timeout must be a positive number of seconds"),
+        ("--flush-after", "0", "--flush-after must be a positive number of seconds"),
+        ("--flush-after", "nan", "--flush-after must be a positive number of seconds"),
+        ("--log-interval", "nan", "--log-interval must be a positive number of seconds"),
+        ("--max-time", "inf", "--max-time must be a positive number of seconds"),
+        ("--explain-budget", "-1", "--explain-budget must be at least 1"),
+        ("--base-url", "http://127.0.0.1:99999/api/v1", "the port must be 1-65535"),
+        ("--base-url", "http://127.0.0.1:0/api/v1", "the port must be 1-65535"),
+    ],
+)
+def test_option_values_that_cannot_work_are_usage_errors(
+    tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    path = write_lines(tmp_path / "a.txt", ["jack"])
+    result = runner.invoke(app, ["add", "cli8", str(path), "--token", SECRET, option, value])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_a_pipe_as_a_report_is_refused_and_a_users_part_file_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    path = write_lines(tmp_path / "a.txt", ["jack", "naval"])
+    os.mkfifo(tmp_path / "fifo")
+    result = runner.invoke(app, ["add", "cli9", str(path), "--sandbox", "--undelivered", "fifo"])
+    assert result.exit_code == 2 and "fifo: is a pipe, not a file" in result.output
+    (tmp_path / "left.txt.part").write_text("my notes\n", encoding="utf-8")
+    result = runner.invoke(
+        app, ["add", "cli9", str(path), "--sandbox", "--undelivered", "left.txt"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "left.txt.part").read_text(encoding="utf-8") == "my notes\n"
+    assert (tmp_path / "left.txt").read_text(encoding="utf-8") == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.txt",
+        "fifo",
+        "left.txt",
+        "left.txt.part",
+    ]

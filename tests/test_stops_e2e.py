@@ -1024,3 +1024,80 @@ def test_utf16_on_a_pipe_is_an_input_error_with_the_summary(
     assert "<stdin>: is UTF-16 text; save it as UTF-8" in result.stderr
     summary = last_json(result)
     assert (summary["exit_code"], summary["read"], summary["requests"]) == (2, 0, 0), summary
+
+
+# --- 16. a journal that cannot be written ---------------------------------------------
+
+
+def test_a_journal_that_fills_up_ends_the_run_in_order(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path
+) -> None:
+    """The journal hits a 4 KiB file size limit after some 30 records: the run stops with
+    its summary, and every identifier is in the journal, in the undelivered list or
+    counted delivered by a request the server applied."""
+    server = sandbox()
+    fed = handles(200)
+    path = write_lines(tmp_path / "leads.txt", fed)
+    und = tmp_path / "und.txt"
+    journal = tmp_path / "sync.journal"
+    argv = inboxleads("add", "jour16", str(path), "--json", "-q", "--undelivered", str(und))
+    argv += ["--journal", str(journal), *words("--batch-size 5 --concurrency 2")]
+    # stdout goes through `cat`, so the limit concerns the files the run writes.
+    command = f"ulimit -f 4; {shlex.join(argv)} | cat; exit ${{PIPESTATUS[0]}}"
+    run = start(["bash", "-c", command], env=server.env())
+    result = run.finish(hang_after=20)
+
+    assert_clean(result)
+    assert result.code == 1, (result.code, result.stderr[-2000:])
+    assert "journal" in result.stderr and "File too large" in result.stderr
+    summary = last_json(result)
+    applied = server.applied("jour16")
+    check_accounting(summary, 1, fed=fed, applied=applied, undelivered=read_undelivered(und))
+    recorded = [
+        json.loads(line)
+        for line in journal.read_text(encoding="utf-8").splitlines()[1:]
+        if line.endswith("}")
+    ]
+    assert 0 < 5 * len(recorded) <= summary["delivered"] < len(fed), (len(recorded), summary)
+
+
+# --- 17. a stop while failures are being explained ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stop", "code"),
+    [
+        pytest.param("SIGTERM", 143, id="SIGTERM"),
+        pytest.param("--max-time", 1, id="max-time"),
+    ],
+)
+def test_a_stop_during_explain_failures_is_honest_about_its_requests(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path, stop: str, code: int
+) -> None:
+    server = sandbox("--latency", "0.3")
+    campaign = f"expl{code}"
+    fed = [f"gone{i:05d}" if i % 97 == 0 else f"u{i:07d}" for i in range(8000)]
+    path = write_lines(tmp_path / "leads.txt", fed)
+    argv = inboxleads("add", campaign, str(path), "--json", "--explain-failures", "failed.csv")
+    argv += words("--progress plain --log-interval 0.2")
+    if stop == "--max-time":
+        argv += ["--max-time", "2.5"]
+    run = start(argv, env=server.env())
+    in_explain = run.wait_for_stderr(lambda lines: "phase: explain\n" in lines, timeout=20)
+    assert in_explain, "the explain phase never started"
+    sent = time.monotonic()
+    if stop == "SIGTERM":
+        time.sleep(0.7)
+        sent = run.signal(signal.SIGTERM)
+    result = run.finish(hang_after=30)
+
+    assert_clean(result)
+    assert result.code == code, (result.code, result.stderr[-2000:])
+    assert run.ended is not None and run.ended - sent <= GRACE_S + 2
+    summary = last_json(result)
+    assert summary["stop_reason"], summary
+    assert summary["delivered"] == len(fed), summary
+    # Every count of requests is the server's own count of what reached it.
+    assert summary["requests"] == server.requests(), summary
+    assert summary["explain_requests"] == summary["requests"] - summary["upload_requests"] > 0
+    assert (tmp_path / "failed.csv").exists()
