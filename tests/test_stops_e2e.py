@@ -759,17 +759,42 @@ def test_a_missing_input_file_still_prints_the_summary(
     check_accounting(summary, 2, fed=[], applied=set(), undelivered=read_undelivered(und))
 
 
+# --- stops of three kinds, for the cases below ----------------------------------------
+
+# A stop as a test names it, and the exit status it gives.
+STOPS = [("SIGTERM", 143), ("SIGINT", 130), ("--max-time", 1)]
+EACH_STOP = pytest.mark.parametrize(("stop", "code"), STOPS, ids=["SIGTERM", "SIGINT", "max-time"])
+
+
+def deadline_option(stop: str, seconds: float) -> list[str]:
+    """The options of a run stopped by `stop`: --max-time SECONDS, or none for a signal."""
+    return ["--max-time", f"{seconds:g}"] if stop == "--max-time" else []
+
+
+def assert_stopped(run: Run, result: CliResult, code: int, sent: float) -> dict[str, Any]:
+    """A stopped run ended cleanly, with `code`, within the grace and 2 s of its stop, and
+    its summary says why; return the summary."""
+    assert_clean(result)
+    assert result.code == code, (result.code, result.stderr[-4000:])
+    assert run.ended is not None and run.ended - sent <= GRACE_S + 2
+    summary = last_json(result)
+    assert summary["stop_reason"], summary
+    return summary
+
+
+def stop_after(run: Run, stop: str, seconds: float) -> float:
+    """Stop `run` `seconds` after its handlers are in place (a signal), or leave it to its
+    --max-time of `seconds` (see `deadline_option`); return when the stop was due."""
+    if stop == "--max-time":
+        return run.started + seconds
+    sleep_until(wait_for_handlers(run.proc.pid) + seconds)
+    return run.signal(getattr(signal, stop))
+
+
 # --- 10. a pipe that never spoke ------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("stop", "code"),
-    [
-        pytest.param("SIGTERM", 143, id="SIGTERM"),
-        pytest.param("SIGINT", 130, id="SIGINT"),
-        pytest.param("--max-time", 1, id="max-time"),
-    ],
-)
+@EACH_STOP
 @pytest.mark.parametrize("before", [False, True], ids=["stdin-only", "file-then-stdin"])
 def test_a_stop_while_stdin_has_sent_nothing_yet(
     sandbox: StartSandbox, start: StartRun, tmp_path: Path, stop: str, code: int, before: bool
@@ -780,23 +805,16 @@ def test_a_stop_while_stdin_has_sent_nothing_yet(
     fed = handles(2500) if before else []
     inputs = [str(write_lines(tmp_path / "first.txt", fed))] if before else []
     und = tmp_path / "und.txt"
-    options = ["--max-time", "1.5"] if stop == "--max-time" else []
+    options = deadline_option(stop, 1.5)
     run = start(
         inboxleads("add", campaign, *inputs, "-", "--json", "--undelivered", str(und), *options),
         env=server.env(),
         stdin_pipe=True,
     )
-    sent = run.started + 1.5
-    if stop != "--max-time":
-        sleep_until(wait_for_handlers(run.proc.pid) + 1.0)
-        sent = run.signal(getattr(signal, stop))
+    sent = stop_after(run, stop, 1.5)
     result = run.finish(hang_after=25)
 
-    assert_clean(result)
-    assert result.code == code, (result.code, result.stderr[-4000:])
-    assert run.ended is not None and run.ended - sent <= GRACE_S + 2
-    summary = last_json(result)
-    assert summary["stop_reason"], summary
+    summary = assert_stopped(run, result, code, sent)
     check_accounting(
         summary, code, fed=fed, applied=server.applied(campaign), undelivered=read_undelivered(und)
     )
@@ -882,14 +900,7 @@ def _wait_for_a_full_pipe(fd: int, proc: subprocess.Popen[bytes], timeout: float
 # --- 12. a stop while waiting for the lock --------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("stop", "code"),
-    [
-        pytest.param("SIGTERM", 143, id="SIGTERM"),
-        pytest.param("SIGINT", 130, id="SIGINT"),
-        pytest.param("--max-time", 1, id="max-time"),
-    ],
-)
+@EACH_STOP
 def test_a_stop_while_waiting_for_the_lock(
     sandbox: StartSandbox, start: StartRun, tmp_path: Path, stop: str, code: int
 ) -> None:
@@ -905,13 +916,10 @@ def test_a_stop_while_waiting_for_the_lock(
     while server.requests() == 0:  # it sends: it holds the lock
         assert time.monotonic() < end and holder.proc.poll() is None, "the holder never sent"
         time.sleep(0.05)
-    options = ["--max-time", "1"] if stop == "--max-time" else []
     und = tmp_path / "und.txt"
+    options = deadline_option(stop, 1)
     waiter = start(inboxleads(*common, "--undelivered", str(und), *options), env=server.env())
-    sent = waiter.started + 1
-    if stop != "--max-time":
-        sleep_until(wait_for_handlers(waiter.proc.pid) + 0.5)
-        sent = waiter.signal(getattr(signal, stop))
+    sent = stop_after(waiter, stop, 1)
     result = waiter.finish(hang_after=15)
 
     assert_clean(result)
@@ -1064,13 +1072,7 @@ def test_a_journal_that_fills_up_ends_the_run_in_order(
 # --- 17. a stop while failures are being explained ------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("stop", "code"),
-    [
-        pytest.param("SIGTERM", 143, id="SIGTERM"),
-        pytest.param("--max-time", 1, id="max-time"),
-    ],
-)
+@pytest.mark.parametrize(("stop", "code"), STOPS[::2], ids=["SIGTERM", "max-time"])
 def test_a_stop_during_explain_failures_is_honest_about_its_requests(
     sandbox: StartSandbox, start: StartRun, tmp_path: Path, stop: str, code: int
 ) -> None:
@@ -1080,22 +1082,16 @@ def test_a_stop_during_explain_failures_is_honest_about_its_requests(
     path = write_lines(tmp_path / "leads.txt", fed)
     argv = inboxleads("add", campaign, str(path), "--json", "--explain-failures", "failed.csv")
     argv += words("--progress plain --log-interval 0.2")
-    if stop == "--max-time":
-        argv += ["--max-time", "2.5"]
-    run = start(argv, env=server.env())
+    run = start([*argv, *deadline_option(stop, 2.5)], env=server.env())
     in_explain = run.wait_for_stderr(lambda lines: "phase: explain\n" in lines, timeout=20)
     assert in_explain, "the explain phase never started"
-    sent = time.monotonic()
+    sent = run.started + 2.5
     if stop == "SIGTERM":
         time.sleep(0.7)
         sent = run.signal(signal.SIGTERM)
     result = run.finish(hang_after=30)
 
-    assert_clean(result)
-    assert result.code == code, (result.code, result.stderr[-2000:])
-    assert run.ended is not None and run.ended - sent <= GRACE_S + 2
-    summary = last_json(result)
-    assert summary["stop_reason"], summary
+    summary = assert_stopped(run, result, code, sent)
     assert summary["delivered"] == len(fed), summary
     # Every count of requests is the server's own count of what reached it.
     assert summary["requests"] == server.requests(), summary
