@@ -16,12 +16,12 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn, ParamSpec
+from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
 from . import __version__
-from .errors import ExitStatus, InboxLeadsError, UsageError
+from .errors import ExitStatus, InboxLeadsError, Interrupted, UsageError
 from .identifiers import ReadAs
 from .inputs import Format, ReadOptions
 
@@ -325,7 +325,9 @@ def add(
         if sum(1 for p in paths if p == "-") > 1:
             raise UsageError("stdin (-) can be read only once")
         dotenv = _dotenv()
-        resolved_token = _resolve_token(token, token_file, dotenv, stdin_used="-" in paths)
+        resolved_token = _resolve_token(
+            token, token_file, dotenv, stdin_used="-" in paths, max_time=max_time
+        )
         journal_path = journal
         if resume:
             if journal is not None:
@@ -372,7 +374,8 @@ def add(
         if json_summary:
             # `--json | jq` always gets its object, usage errors included.
             stub = AddJob(campaign=campaign, inputs=[], dry_run=dry_run)
-            print_summary(empty_summary(stub, exc.exit_status), env)
+            reason = exc.stop_reason if isinstance(exc, Interrupted) else None
+            print_summary(empty_summary(stub, exc.exit_status, reason), env)
         raise
     if token is not None and token != "-" and env.stderr_isatty and not quiet:
         env.stderr.write(
@@ -409,7 +412,11 @@ def _dotenv() -> dict[str, str]:
 
 
 def _resolve_token(
-    token: str | None, token_file: Path | None, dotenv: dict[str, str], stdin_used: bool
+    token: str | None,
+    token_file: Path | None,
+    dotenv: dict[str, str],
+    stdin_used: bool,
+    max_time: float | None = None,
 ) -> str | None:
     """--token or --token-file (never both), then the environment, then .env."""
     if token is not None and token_file is not None:
@@ -417,10 +424,12 @@ def _resolve_token(
     if token == "-":
         if stdin_used:
             raise UsageError("--token - reads stdin, which already carries the leads")
-        token = sys.stdin.readline()
+        token = _while_stoppable(_first_line_of_stdin, "--token -", max_time)
     if token_file is not None:
+        path = token_file
         try:
-            token = token_file.read_text(encoding="utf-8-sig").partition("\n")[0]
+            raw = _while_stoppable(lambda: _first_line_of(path), "--token-file", max_time)
+            token = raw.decode("utf-8-sig")
         except OSError as exc:
             raise UsageError(f"--token-file {token_file}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
@@ -433,6 +442,69 @@ def _resolve_token(
     if not token:
         raise UsageError("the token given is empty")
     return token
+
+
+def _first_line_of(path: Path) -> bytes:
+    with path.open("rb") as fh:  # a pipe (<(pass show ...)) may take its time to open
+        return fh.readline()
+
+
+def _first_line_of_stdin() -> str:
+    """The first line of stdin, read through a descriptor of our own (a read abandoned
+    by a stop then holds no lock of sys.stdin that the interpreter needs at exit)."""
+    fd = os.dup(sys.stdin.fileno()) if sys.stdin is not None else -1
+    if fd < 0:
+        return ""
+    line = bytearray()
+    try:
+        while not line.endswith(b"\n") and (byte := os.read(fd, 1)):
+            line += byte
+    finally:
+        os.close(fd)
+    return line.decode("utf-8", "replace")
+
+
+T = TypeVar("T")
+
+
+def _while_stoppable(read: Callable[[], T], what: str, max_time: float | None) -> T:
+    """Run `read` (which may wait on a pipe for good) in a thread of its own, so that a
+    signal or --max-time still ends the run, with its summary, while it waits."""
+    import threading
+    import time
+
+    from . import stops
+
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(read())
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="inboxleads-token", daemon=True)
+    worker.start()
+    deadline = None if max_time is None else time.monotonic() + max_time
+    while worker.is_alive():
+        worker.join(0.05)
+        signals = stops.received()
+        if signals:
+            raise Interrupted(
+                f"stopped while waiting for {what}",
+                ExitStatus(stops.EXIT_STATUS.get(signals[0], ExitStatus.SIGTERM)),
+                stops.NAMES.get(signals[0], f"signal {signals[0]}"),
+            )
+        if deadline is not None and time.monotonic() >= deadline:
+            raise Interrupted(
+                f"stopped while waiting for {what}",
+                ExitStatus.PARTIAL,
+                f"--max-time {max_time:g} s reached",
+            )
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 def state_dir() -> Path:

@@ -111,9 +111,17 @@ def http_status_to_refusal(status: int, campaign: str) -> str | None:
 
 
 class Interrupted(InboxLeadsError):
-    """A signal stopped the run before it had begun (the runner picks the status)."""
+    """A signal (or --max-time) stopped the run before it had begun."""
 
     exit_status = ExitStatus.SIGINT
+
+    def __init__(
+        self, message: str, status: ExitStatus | None = None, stop_reason: str | None = None
+    ) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.exit_status = status
+        self.stop_reason = stop_reason
 
 
 class Bug(InboxLeadsError):

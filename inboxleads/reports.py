@@ -40,6 +40,8 @@ def open_private(path: Path | str, mode: str = "w") -> IO[str]:
     return open(fd, mode, encoding="utf-8", newline="")
 
 
+# Report rows written between two flushes: what a failed write can cost at most.
+FLUSH_EVERY = 64
 _PLAIN_KINDS = frozenset({Kind.USERNAME, Kind.PLATFORM_ID})
 # Extensions that choose the undelivered file's form (see `write_undelivered`).
 _FORM_SUFFIXES = frozenset({".csv", ".tsv", ".json", ".jsonl", ".ndjson"})
@@ -79,7 +81,7 @@ class Reports:
         self.unlisted: dict[str, int] = {}
         for name, path in (("--rejects", rejects), ("--undelivered", undelivered)):
             if path is not None:
-                _check_output(name, path)
+                check_output(name, path)
         try:
             self._open(rejects, undelivered)
         except BaseException:
@@ -117,14 +119,18 @@ class Reports:
             if "--rejects" in self.failures:
                 self.unlisted["--rejects"] += len(rejections)
             return
+        done = 0
         try:
-            for r in rejections:
-                self._rejects_csv.writerow([r.source, r.line, r.reason, r.text[:1000]])
-            self._flushed("--rejects", self._rejects)
+            # A few dozen rows at a time: a failure then costs at most those.
+            for start in range(0, len(rejections), FLUSH_EVERY):
+                for r in rejections[start : start + FLUSH_EVERY]:
+                    self._rejects_csv.writerow([r.source, r.line, r.reason, r.text[:1000]])
+                self._flushed("--rejects", self._rejects)
+                done = min(start + FLUSH_EVERY, len(rejections))
         except OSError as exc:
-            # The rows of this call that did go out are cut off again and counted as missing.
+            # The rows of the failed group are cut off again and counted as missing.
             self._rejects_csv = None
-            self._broke("--rejects", exc, len(rejections), self._rejects)
+            self._broke("--rejects", exc, len(rejections) - done, self._rejects)
             self._rejects = None
 
     def undelivered_batch(self, batch: Batch, reason: str) -> None:
@@ -140,20 +146,24 @@ class Reports:
                 self._plain.write("\n".join(lines) + "\n")
                 self._flushed("--undelivered", self._plain)
                 return
-            self._undelivered(batch.leads)
         except OSError as exc:
             self._broke("--undelivered", exc, len(batch), self._plain, self._spool)
             self._plain = self._spool = None
+            return
+        self.undelivered(batch.leads, reason)
 
     def undelivered(self, leads: list[Lead], reason: str) -> None:
         """Record leads that were read but not delivered."""
         if "--undelivered" in self.failures:
             self.unlisted["--undelivered"] += len(leads)
             return
+        done = 0
         try:
-            self._undelivered(leads)
+            for start in range(0, len(leads), FLUSH_EVERY):
+                self._undelivered(leads[start : start + FLUSH_EVERY])
+                done = min(start + FLUSH_EVERY, len(leads))
         except OSError as exc:
-            self._broke("--undelivered", exc, len(leads), self._plain, self._spool)
+            self._broke("--undelivered", exc, len(leads) - done, self._plain, self._spool)
             self._plain = self._spool = None
 
     def _flushed(self, name: str, fh: IO[str] | None) -> None:
@@ -250,9 +260,14 @@ class Reports:
         return lines
 
 
-def _check_output(name: str, path: Path) -> None:
-    """Refuse a report path that is not a regular file (or a new one), before anything is
-    sent: the report is built beside it and moved into place, which only a file allows."""
+def check_output(name: str, path: Path, *, folder_may_be_made: bool = False) -> None:
+    """Refuse an output path that is not a regular file (or a new one in an existing
+    folder), before anything is sent: a report is built beside its path and moved into
+    place, the journal gets a lock file beside it, and opening a pipe could wait forever."""
+    if not path.name or path.name in (".", ".."):
+        raise UsageError(f"{name} {str(path)!r}: is a folder, not a file")
+    if not folder_may_be_made and not path.parent.is_dir():
+        raise UsageError(f"{name} {path}: the folder {path.parent} does not exist")
     try:
         mode = os.stat(path).st_mode
     except OSError:

@@ -44,7 +44,7 @@ from .inputs import OpenInput, ReadOptions, open_inputs
 from .journal import Journal, RunKey, RunLock, input_names
 from .ledger import Counts
 from .pacing import RetryPolicy
-from .reports import Reports
+from .reports import Reports, check_output
 
 CAMPAIGN_RE = re.compile(r"[0-9a-z]+")
 # The in-process sandbox is reached through its transport: this host never resolves.
@@ -173,6 +173,16 @@ def check_job(job: AddJob) -> None:
             raise UsageError(f"{option} must be a positive number of seconds, not {value:g}")
     if job.explain_budget is not None and job.explain_budget < 1:
         raise UsageError("--explain-budget must be at least 1 request")
+    outputs = [
+        ("--rejects", job.rejects),
+        ("--undelivered", job.undelivered),
+        ("--explain-failures", job.explain_failures),
+    ]
+    for option, path in outputs:
+        if path is not None:
+            check_output(option, path)
+    if job.journal is not None:
+        check_output("--journal", job.journal, folder_may_be_made=True)
     if job.token is not None and not job.sandbox:
         check_token(job.token)
     if not job.sandbox and not job.dry_run:
@@ -393,7 +403,7 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
             try:
                 await engine.run(ticker)
                 if job.explain_failures is not None and not job.dry_run:
-                    extra = await _explain(job, job.explain_failures, engine, ticker)
+                    extra = await _explain(job, job.explain_failures, engine, ticker, tally)
             finally:
                 engine.end()
     except InboxLeadsError as exc:
@@ -507,7 +517,7 @@ def _silence(stream: TextIO) -> None:
 
 
 async def _explain(
-    job: AddJob, path: Path, engine: Engine, companions: list[Companion]
+    job: AddJob, path: Path, engine: Engine, companions: list[Companion], tally: Tally
 ) -> dict[str, Any]:
     """The second phase: name the identifiers behind the upload's failed counts."""
     explanation = Explanation()
@@ -515,11 +525,17 @@ async def _explain(
         explainer = Explainer(engine, job.explain_budget)
         await engine.supervise(explainer.run(engine.failed_batches), companions)
         explanation = explainer.result
-    write_failed(path, explanation)
+    try:
+        write_failed(path, explanation)
+    except OSError as exc:
+        # As for any report: said, and the run's status as for the tool's own errors.
+        failure = ReportError(f"--explain-failures {path}: cannot write: {exc.strerror or exc}")
+        engine.error = engine.error or failure
     return {
         "failed_identified": len(explanation.identified),
         "failed_unexplained": explanation.unexplained_leads,
-        "explain_requests": explanation.requests,
+        # Requests that went out, as they went (one abandoned in flight included).
+        "explain_requests": tally.explain_requests,
     }
 
 

@@ -89,6 +89,11 @@ def uninstall() -> None:
     _pending.clear()
 
 
+def received() -> list[int]:
+    """Every stop signal the process has received so far, in order."""
+    return list(_received)
+
+
 def ignore() -> None:
     """The process has said all it will: from now on the stop signals are ignored.
 

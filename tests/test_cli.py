@@ -116,25 +116,37 @@ def test_a_dotenv_or_token_file_with_a_bom_is_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("option", "target", "message"),
+    "option", ["--undelivered", "--rejects", "--explain-failures", "--journal"]
+)
+@pytest.mark.parametrize(
+    ("target", "message"),
     [
-        ("--undelivered", "/dev/null", "is a device"),
-        ("--rejects", "/dev/null", "is a device"),
-        ("--undelivered", ".", "is a folder"),
-        ("--rejects", ".", "is a folder"),
+        ("/dev/null", "/dev/null: is a device"),
+        ("/dev/stdout", "/dev/stdout: is a device"),
+        (".", "is a folder"),
+        ("", "is a folder"),
+        ("fifo", "fifo: is a pipe"),
+        ("nowhere/x.txt", "the folder nowhere does not exist"),
     ],
 )
-def test_a_report_that_is_a_device_or_a_folder_is_refused_before_sending(
+def test_an_output_that_is_not_a_file_is_refused_before_sending(
     tmp_path: Path, option: str, target: str, message: str
 ) -> None:
-    if not Path(target).exists():
+    import os
+
+    if target.startswith("/dev/") and not Path(target).exists():
         pytest.skip(f"no {target} here")
+    if option == "--journal" and target.startswith("nowhere"):
+        pytest.skip("a journal's folder is made for it")
+    os.mkfifo(tmp_path / "fifo")  # opening it to write would wait for a reader for good
     path = write_lines(tmp_path / "a.txt", ["jack", "naval"])
+    before = sorted(p.name for p in tmp_path.iterdir())
     result = runner.invoke(app, ["add", "cli7", str(path), "--sandbox", option, target, "--json"])
     assert result.exit_code == 2, result.output
-    assert f"{option} {target}: {message}" in result.output
+    assert option in result.output and message in result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert (summary["exit_code"], summary["requests"], summary["delivered"]) == (2, 0, 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no lock, no .part
 
 
 @pytest.mark.parametrize(

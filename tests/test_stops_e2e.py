@@ -27,6 +27,8 @@ from typing import Any
 import httpx
 import pytest
 
+from inboxleads.reports import FLUSH_EVERY
+
 from .conftest import CONTRACT_KEYS, SECRET, CliResult, cli_env, write_lines
 
 CLI = [sys.executable, "-m", "inboxleads"]
@@ -1072,7 +1074,11 @@ def test_a_journal_that_fills_up_ends_the_run_in_order(
 # --- 17. a stop while failures are being explained ------------------------------------
 
 
-@pytest.mark.parametrize(("stop", "code"), STOPS[::2], ids=["SIGTERM", "max-time"])
+@pytest.mark.parametrize(
+    ("stop", "code"),
+    [*STOPS[::2], ("2xSIGINT", 130)],
+    ids=["SIGTERM", "max-time", "two-SIGINTs"],
+)
 def test_a_stop_during_explain_failures_is_honest_about_its_requests(
     sandbox: StartSandbox, start: StartRun, tmp_path: Path, stop: str, code: int
 ) -> None:
@@ -1086,9 +1092,12 @@ def test_a_stop_during_explain_failures_is_honest_about_its_requests(
     in_explain = run.wait_for_stderr(lambda lines: "phase: explain\n" in lines, timeout=20)
     assert in_explain, "the explain phase never started"
     sent = run.started + 2.5
-    if stop == "SIGTERM":
+    if stop != "--max-time":
         time.sleep(0.7)
-        sent = run.signal(signal.SIGTERM)
+        sent = run.signal(signal.SIGTERM if stop == "SIGTERM" else signal.SIGINT)
+    if stop == "2xSIGINT":  # the second abandons explain requests in flight: still counted
+        time.sleep(0.2)
+        sent = run.signal(signal.SIGINT)
     result = run.finish(hang_after=30)
 
     summary = assert_stopped(run, result, code, sent)
@@ -1097,3 +1106,62 @@ def test_a_stop_during_explain_failures_is_honest_about_its_requests(
     assert summary["requests"] == server.requests(), summary
     assert summary["explain_requests"] == summary["requests"] - summary["upload_requests"] > 0
     assert (tmp_path / "failed.csv").exists()
+
+
+# --- 18. a token source that makes the run wait ---------------------------------------
+
+
+@pytest.mark.parametrize(("stop", "code"), STOPS[1:], ids=["SIGINT", "max-time"])
+@pytest.mark.parametrize("source", ["token-file-fifo", "token-from-stdin"])
+def test_a_stop_while_waiting_for_the_token(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path, source: str, stop: str, code: int
+) -> None:
+    """A token file that is a pipe nobody writes to, or `--token -` on a silent stdin: the
+    run waits for it, and a first stop or --max-time still ends it with its summary."""
+    server = sandbox()
+    path = write_lines(tmp_path / "leads.txt", handles(30))
+    env = server.env()
+    del env["INBOX_API_TOKEN"]
+    if source == "token-file-fifo":
+        os.mkfifo(tmp_path / "token.fifo")
+        token = ["--token-file", "token.fifo"]
+    else:
+        token = ["--token", "-"]
+    argv = inboxleads("add", "tokw18", str(path), "--json", *token, *deadline_option(stop, 1))
+    run = start(argv, env=env, stdin_pipe=source == "token-from-stdin")
+    sent = stop_after(run, stop, 1)
+    result = run.finish(hang_after=15)
+
+    summary = assert_stopped(run, result, code, sent)
+    assert "stopped while waiting for --token" in result.stderr
+    assert (summary["read"], summary["requests"]) == (0, 0)
+    assert server.requests() == 0
+
+
+# --- 19. a --rejects file that fills up -----------------------------------------------
+
+
+def test_a_rejects_file_that_fills_up_keeps_what_fits(start: StartRun, tmp_path: Path) -> None:
+    """A 100 KiB size limit: the rejects file keeps nearly all of it in whole rows, and the
+    error's count of what is missing covers every row the file lacks."""
+    bad = [f"not a handle {i:05d} " + "x" * 60 for i in range(20_000)]
+    path = write_lines(tmp_path / "leads.txt", [*handles(10), *bad])
+    argv = inboxleads("add", "rej19", str(path), "--sandbox", "--json", "-q")
+    argv += ["--rejects", "rejects.csv"]
+    command = f"ulimit -f 100; {shlex.join(argv)} | cat; exit ${{PIPESTATUS[0]}}"
+    run = start(["bash", "-c", command], env=cli_env())
+    result = run.finish(hang_after=30)
+
+    assert_clean(result)
+    assert result.code == 1, (result.code, result.stderr[-2000:])  # delivered, list cut short
+    summary = last_json(result)
+    assert (summary["rejected"], summary["delivered"]) == (len(bad), 10), summary
+    kept = (tmp_path / "rejects.csv").read_bytes()
+    # At most one group of rows between two flushes is lost (FLUSH_EVERY rows of ~200 bytes).
+    assert 100 * 1024 - FLUSH_EVERY * 250 < len(kept) <= 100 * 1024, len(kept)
+    assert kept.endswith(b"\n")
+    rows = kept.decode().splitlines()[1:]
+    assert all(row.count(",") >= 3 for row in rows)
+    said = re.search(r"--rejects \S+: cannot write: .*; up to ([\d,]+) entries", result.stderr)
+    assert said, result.stderr[-2000:]
+    assert int(said.group(1).replace(",", "")) >= len(bad) - len(rows)
