@@ -19,7 +19,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -79,9 +79,7 @@ class Reports:
         # Per report ("--rejects", "--undelivered"): the error that stopped it.
         self.failures: dict[str, OSError] = {}
         self.unlisted: dict[str, int] = {}
-        for name, path in (("--rejects", rejects), ("--undelivered", undelivered)):
-            if path is not None:
-                check_output(name, path)
+        # The paths were checked with `check_output` before the run began.
         try:
             self._open(rejects, undelivered)
         except BaseException:
@@ -115,56 +113,49 @@ class Reports:
 
     def rejected(self, rejections: list[Rejection]) -> None:
         """Record rejected input records."""
-        if self._rejects_csv is None:
-            if "--rejects" in self.failures:
-                self.unlisted["--rejects"] += len(rejections)
-            return
-        done = 0
-        try:
-            # A few dozen rows at a time: a failure then costs at most those.
-            for start in range(0, len(rejections), FLUSH_EVERY):
-                for r in rejections[start : start + FLUSH_EVERY]:
-                    self._rejects_csv.writerow([r.source, r.line, r.reason, r.text[:1000]])
-                self._flushed("--rejects", self._rejects)
-                done = min(start + FLUSH_EVERY, len(rejections))
-        except OSError as exc:
-            # The rows of the failed group are cut off again and counted as missing.
-            self._rejects_csv = None
-            self._broke("--rejects", exc, len(rejections) - done, self._rejects)
-            self._rejects = None
+        if self._rejects_csv is not None or "--rejects" in self.failures:
+            self._in_groups("--rejects", rejections, self._write_rejections)
+
+    def _write_rejections(self, rejections: list[Rejection]) -> None:
+        for r in rejections:
+            self._rejects_csv.writerow([r.source, r.line, r.reason, r.text[:1000]])
+        self._flushed("--rejects", self._rejects)
 
     def undelivered_batch(self, batch: Batch, reason: str) -> None:
         """Record a batch that was read but not delivered."""
         if "--undelivered" in self.failures:
             self.unlisted["--undelivered"] += len(batch)
             return
-        try:
-            if self._plain is not None and batch.run is not None and batch.compact:
-                values = batch.run.values
-                self._undelivered_count += len(values)
-                lines = (readable(Kind.USERNAME, v) for v in values)
+        if self._plain is not None and batch.run is not None and batch.compact:
+            values = batch.run.values
+            self._undelivered_count += len(values)
+            lines = (readable(Kind.USERNAME, v) for v in values)
+            try:
                 self._plain.write("\n".join(lines) + "\n")
                 self._flushed("--undelivered", self._plain)
-                return
-        except OSError as exc:
-            self._broke("--undelivered", exc, len(batch), self._plain, self._spool)
-            self._plain = self._spool = None
+            except OSError as exc:
+                self._broke("--undelivered", exc, len(batch))
             return
         self.undelivered(batch.leads, reason)
 
     def undelivered(self, leads: list[Lead], reason: str) -> None:
         """Record leads that were read but not delivered."""
-        if "--undelivered" in self.failures:
-            self.unlisted["--undelivered"] += len(leads)
+        if self._plain is not None or self._spool is not None or "--undelivered" in self.failures:
+            self._in_groups("--undelivered", leads, self._undelivered)
+
+    def _in_groups(self, name: str, items: list[Any], write: Callable[[list[Any]], None]) -> None:
+        """`write` the entries of report `name` a few dozen at a time, each group flushed:
+        a failure then costs at most one group. Once the report has failed, only count."""
+        if name in self.failures:
+            self.unlisted[name] += len(items)
             return
         done = 0
         try:
-            for start in range(0, len(leads), FLUSH_EVERY):
-                self._undelivered(leads[start : start + FLUSH_EVERY])
-                done = min(start + FLUSH_EVERY, len(leads))
+            for start in range(0, len(items), FLUSH_EVERY):
+                write(items[start : start + FLUSH_EVERY])
+                done = min(start + FLUSH_EVERY, len(items))
         except OSError as exc:
-            self._broke("--undelivered", exc, len(leads) - done, self._plain, self._spool)
-            self._plain = self._spool = None
+            self._broke(name, exc, len(items) - done)
 
     def _flushed(self, name: str, fh: IO[str] | None) -> None:
         """Flush `fh` (raising what the write raises) and remember its size as good."""
@@ -172,14 +163,21 @@ class Reports:
             fh.flush()
             self._good[name] = os.fstat(fh.fileno()).st_size
 
-    def _broke(self, name: str, exc: OSError, count: int, *files: IO[str] | None) -> None:
+    def _broke(self, name: str, exc: OSError, count: int) -> None:
+        """Report `name` failed with `exc`: close it (nothing more goes in), cut its file
+        back to its last whole line, and count the `count` entries it lacks."""
         self.failures[name] = exc
         self.unlisted[name] = count
+        if name == "--rejects":
+            files, path = [self._rejects], self.rejects_path
+            self._rejects = self._rejects_csv = None
+        else:
+            files, path = [self._plain, self._spool], self._plain_path
+            self._plain = self._spool = None
         for fh in files:
             if fh is not None:
                 with contextlib.suppress(OSError, ValueError):
                     fh.close()  # its last flush may put part of a line out again
-        path = self.rejects_path if name == "--rejects" else self._plain_path
         with contextlib.suppress(OSError):
             if path is not None and stat.S_ISREG(os.stat(path).st_mode):
                 os.truncate(path, self._good[name])
@@ -208,6 +206,7 @@ class Reports:
         self._plain = None
         lines = _temporary(self._plain_path)
         os.replace(self._plain_path, lines)
+        self._plain_path = None  # the spool takes its place (and its name)
         assert self._spool_path is not None
         self._spool = open_private(self._spool_path)
         with open(lines, encoding="utf-8") as fh:
@@ -226,18 +225,17 @@ class Reports:
                 self._rejects.close()
             except OSError as exc:
                 self._broke("--rejects", exc, 0)
-            self._rejects = None
+            self._rejects = self._rejects_csv = None
         target = self._target
         try:
             if self._plain is not None:
-                plain, self._plain = self._plain, None
-                plain.close()
+                self._plain.close()
+                self._plain = None
             if self._spool is not None:
-                spool, self._spool = self._spool, None
-                spool.close()
+                self._spool.close()
+                self._spool = None
                 if target is not None and self._spool_path is not None:
                     write_undelivered(self._spool_path, target)
-                    self._spool_path.unlink()
         except OSError as exc:
             self._broke("--undelivered", exc, 0)
         if self._spool_path is not None and self._plain_path is None:

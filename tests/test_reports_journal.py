@@ -179,6 +179,19 @@ def test_undelivered_from_several_calls_keeps_their_order(tmp_path: Path) -> Non
     assert path.read_text() == "a\nb\nc\n"
 
 
+def test_plain_lines_that_turn_into_csv_leave_only_the_csv(tmp_path: Path) -> None:
+    path = tmp_path / "undelivered.txt"
+    first = [lead(U, f"plain{i}") for i in range(100)]
+    then = [lead(U, "jack", {"first": "Jack"}), lead(P, "12")]
+    reports = Reports(undelivered=path)
+    reports.undelivered(first, "gave up after 6 attempts")
+    reports.undelivered(then, "not sent: the run was stopped")
+    reports.close()
+    assert reports.problems() == []
+    assert read_back(path) == expected(first + then)
+    assert list(tmp_path.iterdir()) == [path]  # neither the plain list nor the spool
+
+
 @pytest.mark.parametrize("name", ["undelivered.csv", "undelivered.json"])
 def test_undelivered_named_like_csv_or_json_reads_back(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
