@@ -493,14 +493,14 @@ def _while_stoppable(read: Callable[[], T], what: str, max_time: float | None) -
         if signals:
             raise Interrupted(
                 f"stopped while waiting for {what}",
-                ExitStatus(stops.EXIT_STATUS.get(signals[0], ExitStatus.SIGTERM)),
-                stops.NAMES.get(signals[0], f"signal {signals[0]}"),
+                ExitStatus(stops.exit_status(signals[0])),
+                stops.describe(signals[0]),
             )
-        if deadline is not None and time.monotonic() >= deadline:
+        if max_time is not None and deadline is not None and time.monotonic() >= deadline:
             raise Interrupted(
                 f"stopped while waiting for {what}",
                 ExitStatus.PARTIAL,
-                f"--max-time {max_time:g} s reached",
+                stops.deadline_reason(max_time),
             )
     if failure:
         raise failure[0]

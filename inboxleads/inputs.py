@@ -165,13 +165,12 @@ def _open_one(path: str, fmt: Format, stdin: IO[bytes] | None) -> OpenInput:
             owned = False
         else:
             owned = False
-        if regular or fd < 0:
-            _check_not_binary(STDIN_NAME, stream)
         # A pipe or a terminal may be silent for long: its first bytes are checked
         # by the reader thread as they arrive, while the run already goes on.
-        return OpenInput(
-            STDIN_NAME, stream, fmt, regular, owned=owned, check_head=not (regular or fd < 0)
-        )
+        later = fd >= 0 and not regular
+        if not later:
+            _check_not_binary(STDIN_NAME, stream)
+        return OpenInput(STDIN_NAME, stream, fmt, regular, owned=owned, check_head=later)
     p = Path(path)
     try:
         if p.is_dir():

@@ -293,20 +293,20 @@ class _Stops:
     def on_signal(self, signum: int) -> None:
         self.signals.append(signum)
         if self.engine is not None:
-            self.engine.request_stop(_signal_name(signum))
+            self.engine.request_stop(stops.describe(signum))
 
     def on_deadline(self, seconds: float) -> None:
         if self.engine is not None and self.engine.finished:
             return
         if self.engine is None or not self.engine.stopping:
-            self.deadline = f"--max-time {seconds:g} s reached"
+            self.deadline = stops.deadline_reason(seconds)
             if self.engine is not None:
                 self.engine.request_stop(self.deadline)
 
     def bind(self, engine: Engine) -> None:
         self.engine = engine
         for signum in self.signals:
-            engine.request_stop(_signal_name(signum))
+            engine.request_stop(stops.describe(signum))
         if self.deadline is not None and not self.signals:
             engine.request_stop(self.deadline)
 
@@ -327,11 +327,7 @@ class _Stops:
     def cause(self) -> str | None:
         """What stopped a run that never started its engine (a signal, the deadline)."""
         signum = self.first_signal
-        return self.deadline if signum is None else _signal_name(signum)
-
-
-def _signal_name(signum: int) -> str:
-    return stops.NAMES.get(signum, f"signal {signum}")
+        return self.deadline if signum is None else stops.describe(signum)
 
 
 async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddResult:
@@ -476,7 +472,7 @@ def _exit_status(
     if engine is None and not isinstance(error, Bug):
         # Stopped before the engine began (a signal, or --max-time during a wait for the lock).
         if signum is not None:
-            return ExitStatus(stops.EXIT_STATUS.get(signum, ExitStatus.SIGTERM))
+            return ExitStatus(stops.exit_status(signum))
         if control.deadline_hit and isinstance(error, Interrupted):
             return ExitStatus.PARTIAL
     if isinstance(error, Bug) or engine is None:
@@ -490,7 +486,7 @@ def _exit_status(
     if error is not None:
         return error.exit_status
     if signum is not None:
-        return ExitStatus(stops.EXIT_STATUS.get(signum, ExitStatus.SIGTERM))
+        return ExitStatus(stops.exit_status(signum))
     if control.deadline_hit:
         return ExitStatus.PARTIAL
     return ExitStatus.PARTIAL if engine.ledger.counts.undelivered else ExitStatus.OK

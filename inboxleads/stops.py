@@ -89,6 +89,21 @@ def uninstall() -> None:
     _pending.clear()
 
 
+def exit_status(signum: int) -> int:
+    """The exit status a run stopped by `signum` ends with."""
+    return EXIT_STATUS.get(signum, 143)
+
+
+def describe(signum: int) -> str:
+    """What stopped the run, for its summary's `stop_reason`."""
+    return NAMES.get(signum, f"signal {signum}")
+
+
+def deadline_reason(seconds: float) -> str:
+    """The `stop_reason` of a run that reached its --max-time."""
+    return f"--max-time {seconds:g} s reached"
+
+
 def received() -> list[int]:
     """Every stop signal the process has received so far, in order."""
     return list(_received)
