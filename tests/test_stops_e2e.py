@@ -354,6 +354,22 @@ def check_accounting(
     assert len(applied - listed) == summary["delivered"], (len(applied - listed), summary)
 
 
+def check_against(
+    server: Sandbox,
+    campaign: str,
+    und: Path,
+    summary: dict[str, Any],
+    code: int,
+    *,
+    fed: Sequence[str],
+) -> None:
+    """`check_accounting` against what `server` applied to `campaign` and what the
+    --undelivered file `und` lists."""
+    check_accounting(
+        summary, code, fed=fed, applied=server.applied(campaign), undelivered=read_undelivered(und)
+    )
+
+
 # --- 1. a quiet pipe ------------------------------------------------------------------
 
 
@@ -444,9 +460,7 @@ def test_a_token_that_cannot_be_a_header_is_refused_before_sending(
     assert "position" in result.stderr, result.stderr
     assert re.search(rf"(?<!\d){position}(?!\d)", result.stderr), result.stderr
     summary = last_json(result)
-    check_accounting(
-        summary, 2, fed=fed, applied=server.applied("tok2"), undelivered=read_undelivered(und)
-    )
+    check_against(server, "tok2", und, summary, 2, fed=fed)
 
 
 # --- 3. a second Ctrl-C while a large file is read and sent ---------------------------
@@ -486,13 +500,7 @@ def test_a_second_ctrl_c_ends_a_large_run_within_2_seconds(
     assert run.ended is not None
     assert run.ended - second <= 2.5, f"ended {run.ended - second:.2f} s after the second signal"
     summary = last_json(result)
-    check_accounting(
-        summary,
-        130,
-        fed=fed,
-        applied=server.applied("big3"),
-        undelivered=read_undelivered(und),
-    )
+    check_against(server, "big3", und, summary, 130, fed=fed)
 
 
 # --- 4. lines read from stdin before a stop -------------------------------------------
@@ -619,13 +627,7 @@ def test_a_signal_in_the_first_300_ms(
     assert result.code == code, (result.code, result.stderr[-4000:])
     assert run.ended is not None and run.ended - sent <= GRACE_S + 2
     # From the handlers' first instant on, a stopped run still ends with its summary.
-    check_accounting(
-        last_json(result),
-        code,
-        fed=fed,
-        applied=server.applied(campaign),
-        undelivered=read_undelivered(und),
-    )
+    check_against(server, campaign, und, last_json(result), code, fed=fed)
 
 
 # --- 6. closed or broken streams ------------------------------------------------------
@@ -732,9 +734,7 @@ def test_max_time_ends_a_run_on_a_silent_pipe(
     summary = last_json(result)
     assert "--max-time" in str(summary.get("stop_reason")), summary
     assert summary["read"] == 3, summary
-    check_accounting(
-        summary, 1, fed=fed, applied=server.applied("late8"), undelivered=read_undelivered(und)
-    )
+    check_against(server, "late8", und, summary, 1, fed=fed)
 
 
 # --- 9. an input error still prints the summary ---------------------------------------
@@ -817,9 +817,7 @@ def test_a_stop_while_stdin_has_sent_nothing_yet(
     result = run.finish(hang_after=25)
 
     summary = assert_stopped(run, result, code, sent)
-    check_accounting(
-        summary, code, fed=fed, applied=server.applied(campaign), undelivered=read_undelivered(und)
-    )
+    check_against(server, campaign, und, summary, code, fed=fed)
     if before:
         assert summary["read"] == len(fed), summary  # the file was read before stdin
 
@@ -971,13 +969,7 @@ def test_a_storm_of_signals_still_ends_with_the_first_ones_status(
     code = 130 if first == signal.SIGINT else 143
     assert_clean(result)
     assert result.code == code, (kinds, result.code, result.stderr[-2000:])
-    check_accounting(
-        last_json(result),
-        code,
-        fed=fed,
-        applied=server.applied(campaign),
-        undelivered=read_undelivered(und),
-    )
+    check_against(server, campaign, und, last_json(result), code, fed=fed)
 
 
 # --- 14. an --undelivered file that cannot be written in full --------------------------
