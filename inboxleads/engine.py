@@ -51,7 +51,7 @@ from .batching import Batch, Batcher, Deduper
 from .client import Answer, InboxClient, Outcome
 from .errors import ApiRefused, InboxLeadsError, InputError, http_status_to_refusal
 from .identifiers import HandleRun, Kind, Lead
-from .inputs import Chunk, OpenInput, ReadOptions, Rejection
+from .inputs import Chunk, Notice, OpenInput, ReadOptions, Rejection
 from .journal import Journal
 from .ledger import Ledger, Waiting
 from .pacing import AdaptiveLimit, Clock, Pacer, RetryPolicy, Sleep
@@ -374,6 +374,8 @@ class Engine:
                 else:
                     leads.extend(record.leads())
                     take_leads()
+            elif isinstance(record, Notice):
+                self.emit(ev.Note(f"{record.source}:{record.line}: {record.text}"))
             else:
                 read += 1
                 if isinstance(record, Rejection):

@@ -136,6 +136,13 @@ class PhaseStarted:
     detail: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A warning for the user that is not about one record (shown once, as a line)."""
+
+    text: str
+
+
 Event = (
     RecordsRead
     | BatchQueued
@@ -150,4 +157,5 @@ Event = (
     | Stopping
     | ExplainProgress
     | PhaseStarted
+    | Note
 )

@@ -89,6 +89,16 @@ class Rejection:
     reason: str
 
 
+@dataclass(slots=True)
+class Notice:
+    """Something the user should know about an input that is not a record (a hint
+    about its encoding): shown once as a warning line, never counted as read."""
+
+    source: str
+    line: int
+    text: str
+
+
 Record = Lead | Rejection
 USERNAME = Kind.USERNAME
 
@@ -102,6 +112,8 @@ class ReadOptions:
     column: str | None = None
     data_columns: tuple[str, ...] | None = None
     no_data: bool = False
+    # A Python codec name (`--encoding`); None: UTF-8. A BOM decides by itself.
+    encoding: str | None = None
 
 
 @dataclass
@@ -359,7 +371,7 @@ class _Lines:
 
 
 # A run of plain handles stays one object until it is reported (see HandleRun).
-Chunk = list[Lead | Rejection | HandleRun]
+Chunk = list[Lead | Rejection | HandleRun | Notice]
 
 # A whole block of bare handles, one a line: @name, or a name with a non-digit.
 _BLOCK_OF_HANDLES = re.compile(
@@ -370,12 +382,13 @@ _BLOCK_OF_HANDLES = re.compile(
 def read_records(
     source: OpenInput, options: ReadOptions, on_wait: Callable[[], None] = lambda: None
 ) -> Iterator[Record]:
-    """Yield a `Lead` or `Rejection` for every record of one input, in order."""
+    """Yield a `Lead` or `Rejection` for every record of one input, in order
+    (notices are not records: they are left out)."""
     for chunk in read_chunks(source, options, on_wait):
         for record in chunk:
             if isinstance(record, HandleRun):
                 yield from record.leads()
-            else:
+            elif not isinstance(record, Notice):
                 yield record
 
 

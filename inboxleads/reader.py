@@ -50,7 +50,7 @@ from typing import IO, cast
 
 from .errors import InputError
 from .identifiers import HandleRun
-from .inputs import Chunk, OpenInput, ReadOptions, read_chunks
+from .inputs import Chunk, Notice, OpenInput, ReadOptions, read_chunks
 
 READ_CHUNK = 2048
 OUTBOX = 4
@@ -70,7 +70,9 @@ END = End()
 
 def records_in(chunk: Chunk) -> int:
     """How many input records a chunk holds (a run of handles is one per handle)."""
-    return sum(len(r) if isinstance(r, HandleRun) else 1 for r in chunk)
+    return sum(
+        len(r) if isinstance(r, HandleRun) else 0 if isinstance(r, Notice) else 1 for r in chunk
+    )
 
 
 class Reader:

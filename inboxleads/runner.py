@@ -361,6 +361,9 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
     )
 
     def emit(event: ev.Event) -> None:
+        if isinstance(event, ev.Note):
+            display.note(f"warning: {event.text}")
+            return
         tally.apply(event)
         display.event(event)
 
