@@ -7,10 +7,17 @@ read at all raises `InputError`.
 
 `on_wait` is called just before a read that may block (a slow pipe), so the
 caller can pass on what has been parsed so far instead of holding it back.
+
+Inputs are UTF-8 unless told otherwise (`ReadOptions.encoding`) or a BOM says
+so (UTF-16 without a BOM is recognised too). Anything else is decoded read by
+read and re-encoded as UTF-8, so that splitting lines and everything after it
+work on UTF-8 bytes whatever the input was; plain UTF-8, the common case, goes
+through as it is read. Classic Mac files (lone CR line breaks) are read as lines.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
@@ -21,7 +28,7 @@ import re
 import stat
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -145,10 +152,11 @@ def open_inputs(
     their first record, so that a CSV without an identifier column or a broken
     .json file stops it too (later inputs are read only after earlier ones were
     sent)."""
+    encoding = options.encoding if options is not None else None
     opened: list[OpenInput] = []
     try:
         for path in paths:
-            opened.append(_open_one(path, fmt, stdin))
+            opened.append(_open_one(path, fmt, stdin, encoding))
             if options is not None and opened[-1].is_regular and path != "-":
                 _probe(path, opened[-1].fmt, options)
     except BaseException:
@@ -158,7 +166,7 @@ def open_inputs(
     return opened
 
 
-def _open_one(path: str, fmt: Format, stdin: IO[bytes] | None) -> OpenInput:
+def _open_one(path: str, fmt: Format, stdin: IO[bytes] | None, encoding: str | None) -> OpenInput:
     if path == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
         try:
@@ -181,7 +189,7 @@ def _open_one(path: str, fmt: Format, stdin: IO[bytes] | None) -> OpenInput:
         # by the reader thread as they arrive, while the run already goes on.
         later = fd >= 0 and not regular
         if not later:
-            _check_not_binary(STDIN_NAME, stream)
+            _check_not_binary(STDIN_NAME, stream, encoding)
         return OpenInput(STDIN_NAME, stream, fmt, regular, owned=owned, check_head=later)
     p = Path(path)
     try:
@@ -196,7 +204,7 @@ def _open_one(path: str, fmt: Format, stdin: IO[bytes] | None) -> OpenInput:
         raise InputError(path, exc.strerror or str(exc)) from exc
     try:
         regular = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
-        _check_not_binary(path, handle)
+        _check_not_binary(path, handle, encoding)
     except BaseException:
         handle.close()
         raise
@@ -254,34 +262,247 @@ class _PeekableRaw(io.RawIOBase):
         super().close()
 
 
-def _check_not_binary(name: str, stream: IO[bytes]) -> None:
+def _check_not_binary(name: str, stream: IO[bytes], encoding: str | None) -> None:
     try:
         head = stream.peek(SNIFF_BYTES)[:SNIFF_BYTES]  # type: ignore[attr-defined]
     except OSError as exc:
         raise InputError(name, f"cannot read: {exc.strerror or exc}") from exc
-    check_head(name, head)
+    check_head(name, head, encoding)
 
 
-def check_head(name: str, head: bytes) -> None:
-    """Refuse an input whose first bytes are UTF-16 or binary."""
+# NULs, and more than this share of control characters in the first bytes: not text.
+BINARY_SHARE = 0.10
+# Control bytes that text does not hold. Not \t \n \v \f \r, and not ESC: a
+# pipe may carry terminal colours, and ISO-2022 encodings are full of it.
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\v\f\r\x1b")
+_CONTROL_CHARS: dict[int, None] = dict.fromkeys(_CONTROL_BYTES)
+# Formats that begin with bytes no text begins with: refused whatever their share
+# of control bytes (compressed data alone has about 10%, too close to call).
+_BINARY_SIGNATURES = (
+    b"\x89PNG",
+    b"PK\x03\x04",  # zip, and so .xlsx, .ods, .numbers, .docx
+    b"PK\x05\x06",
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",  # OLE2: .xls, .doc
+    b"\x1f\x8b",  # gzip
+    b"\xff\xd8\xff",  # JPEG
+    b"%PDF-",
+    b"7z\xbc\xaf\x27\x1c",
+    b"\xfd7zXZ\x00",
+    b"SQLite format 3\x00",
+    b"\x7fELF",
+)
+_SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods", ".numbers")
+
+
+def check_head(name: str, head: bytes, encoding: str | None = None) -> None:
+    """Refuse an input whose first bytes are not text in its encoding: a known
+    binary format, or NULs among more than `BINARY_SHARE` control characters
+    (see `_looks_binary`). A NUL or two is a corrupted line, not a binary file:
+    that line alone is rejected later."""
     head = head[:SNIFF_BYTES]
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise InputError(name, "is UTF-16 text; save it as UTF-8")
-    if b"\x00" in head:
-        if _looks_like_utf16(head):
-            raise InputError(name, "is UTF-16 text; save it as UTF-8")
-        raise InputError(name, "looks like a binary file (it contains NUL bytes)")
+    if not head:
+        return
+    decoding = _choose_decoding(name, head, encoding)
+    sample: bytes | str = head
+    if decoding.codec is not None:
+        sample = head[decoding.skip :].decode(decoding.codec, "replace")
+    if head.startswith(_BINARY_SIGNATURES) or _looks_binary(sample):
+        raise InputError(name, _binary_problem(name, head))
 
 
-def _looks_like_utf16(head: bytes) -> bool:
-    """UTF-16 without a BOM: NULs on one byte parity only, printable text on the other."""
+def _looks_binary(sample: bytes | str) -> bool:
+    """Whether the first bytes (or characters) of an input are binary data: NULs,
+    which text never holds, and more than `BINARY_SHARE` control characters.
+    Other control characters alone may be data (a unit separator, a backspace)."""
+    if isinstance(sample, bytes):
+        nul = b"\x00" in sample
+        kept = len(sample.translate(None, _CONTROL_BYTES))
+    else:
+        nul = "\x00" in sample
+        kept = len(sample.translate(_CONTROL_CHARS))
+    return nul and 1 - kept / len(sample) > BINARY_SHARE
+
+
+def _binary_problem(name: str, head: bytes) -> str:
+    """Why a binary input is refused, with what to do when it is a spreadsheet
+    (the usual binary file given by mistake)."""
+    spreadsheet = name.lower().endswith(_SPREADSHEET_SUFFIXES) or (
+        head.startswith(b"PK\x03\x04") and (b"xl/" in head or b"opendocument.spreadsheet" in head)
+    )
+    if spreadsheet:
+        return "looks like a binary file (a spreadsheet: export it as CSV)"
+    return "looks like a binary file"
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoding:
+    """How the bytes of one input become text."""
+
+    codec: str | None  # None: UTF-8, read as it is (the fast path)
+    label: str  # names the encoding in "not valid ..."
+    skip: int = 0  # bytes of a BOM to drop
+    hint: bool = False  # a line that is not UTF-8 may be cp1252: say so once
+
+
+# BOM, its codec (None: UTF-8), its name; UTF-32 first: its LE BOM starts like UTF-16's.
+_BOMS: tuple[tuple[bytes, str | None, str], ...] = (
+    (b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32"),
+    (b"\xef\xbb\xbf", None, "UTF-8"),
+    (b"\xff\xfe", "utf-16-le", "UTF-16"),
+    (b"\xfe\xff", "utf-16-be", "UTF-16"),
+)
+# Heads that may still grow into a BOM (b"\xff\xfe" may be UTF-32's).
+_BOM_PREFIXES = frozenset(bom[:i] for bom, _, _ in _BOMS for i in range(1, len(bom)))
+
+
+def _choose_decoding(name: str, head: bytes, encoding: str | None) -> _Decoding:
+    """A BOM decides by itself, then `encoding`; with none (or UTF-8), UTF-16
+    without a BOM is recognised from its NULs, and anything else is UTF-8."""
+    for bom, bom_codec, label in _BOMS:
+        if head.startswith(bom):
+            return _Decoding(bom_codec, label, len(bom))
+    codec = _given_codec(encoding)
+    utf16 = _utf16_codec(head) if b"\x00" in head else None
+    if codec is None:
+        return _Decoding(utf16, "UTF-16") if utf16 else _Decoding(None, "UTF-8", hint=True)
+    if utf16 is not None and not codec.startswith(("utf-16", "utf-32")):
+        raise InputError(name, f"is UTF-16 text, not {encoding}: leave out --encoding")
+    return _Decoding(_with_byte_order(codec, head), str(encoding))
+
+
+def _with_byte_order(codec: str, head: bytes) -> str:
+    """`codec`, and for utf-16 or utf-32 without a BOM (Python's decoders insist
+    on one) the byte order its first bytes show, little-endian if they do not."""
+    if codec == "utf-16":
+        return _utf16_codec(head) or "utf-16-le"
+    if codec == "utf-32":
+        return "utf-32-be" if head.startswith(b"\x00\x00") else "utf-32-le"
+    return codec
+
+
+def _given_codec(encoding: str | None) -> str | None:
+    """The normalised codec name of `encoding`; None for UTF-8, which has the fast path."""
+    if encoding is None:
+        return None
+    codec = codecs.lookup(encoding).name
+    return None if codec in ("utf-8", "utf-8-sig") else codec
+
+
+def _utf16_codec(head: bytes) -> str | None:
+    """The codec of UTF-16 without a BOM: NULs on one byte parity only,
+    printable text on the other (little-endian when the NULs come second)."""
     even, odd = head[0::2], head[1::2]
-    for zeros, text in ((odd, even), (even, odd)):
+    for zeros, text, codec in ((odd, even, "utf-16-le"), (even, odd, "utf-16-be")):
         if zeros and zeros.count(0) >= 0.9 * len(zeros):
             printable = sum(1 for b in text if 32 <= b < 127 or b in (9, 10, 13))
             if printable >= 0.9 * len(text):
-                return True
-    return False
+                return codec
+    return None
+
+
+def _looks_like_utf16(head: bytes) -> bool:
+    """UTF-16 without a BOM (see `_utf16_codec`)."""
+    return _utf16_codec(head) is not None
+
+
+# Stands for bytes the input's codec cannot decode: a lone surrogate, which makes
+# its line invalid UTF-8 once re-encoded, so that this line alone is rejected.
+_UNREADABLE = "\udcff"
+_MARK_UNREADABLE = "inboxleads.unreadable"
+
+
+def _mark_unreadable(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return _UNREADABLE, exc.end
+
+
+codecs.register_error(_MARK_UNREADABLE, _mark_unreadable)
+
+
+def _transcoder(codec: str) -> Callable[[bytes, bool], bytes]:
+    """Bytes in `codec` to UTF-8, a read at a time (a character split between two
+    reads is kept for the next); undecodable bytes become `_UNREADABLE`."""
+    decode = codecs.getincrementaldecoder(codec)(_MARK_UNREADABLE).decode
+
+    def transcode(data: bytes, final: bool) -> bytes:
+        return decode(data, final).encode("utf-8", "surrogatepass")
+
+    return transcode
+
+
+def _unreadable_text(raw: bytes) -> str:
+    """A line that is not valid in its encoding, as text for its rejection."""
+    try:
+        return raw.decode("utf-8", "surrogatepass").replace(_UNREADABLE, "\ufffd")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace")
+
+
+class _LineBreaks:
+    """Turns the lone CRs of a classic Mac file into LFs.
+
+    Decided once per input, by the first read with a line break in it: lone CRs
+    outnumbering LFs mean CR line breaks, and every CR of the input is an LF from
+    then on; otherwise nothing is touched, so LF and CRLF files cost nothing. Until
+    then a CR that ends a read waits for the next one: it may begin a CRLF.
+    """
+
+    def __init__(self) -> None:
+        self.cr_only: bool | None = None
+        self._held = b""
+
+    def __call__(self, data: bytes) -> bytes:
+        if self._held:
+            data, self._held = self._held + data, b""
+        if self.cr_only is None:
+            if data.endswith(b"\r"):
+                data, self._held = data[:-1], b"\r"
+            self.cr_only = _cr_only(data)
+        return data.replace(b"\r", b"\n") if self.cr_only else data
+
+    def rest(self) -> bytes:
+        """What is still held at the end of the input."""
+        held, self._held = self._held, b""
+        return held.replace(b"\r", b"\n") if self.cr_only else held
+
+
+def _cr_only(data: bytes) -> bool | None:
+    """Whether the line breaks of `data` are lone CRs; None if it has none."""
+    lfs = data.count(b"\n")
+    lone_crs = data.count(b"\r") - data.count(b"\r\n")
+    if not (lfs or lone_crs):
+        return None
+    return lone_crs > lfs
+
+
+def _read_head(reads: Iterator[bytes]) -> bytes:
+    """The first reads of an input, enough to tell its BOM and UTF-16: two bytes,
+    more while they may begin a BOM, and no more, so that a slow pipe's first line
+    is not held up."""
+    head = b""
+    for chunk in reads:
+        head = head + chunk if head else chunk
+        if len(head) >= 4 or (len(head) >= 2 and head not in _BOM_PREFIXES):
+            break
+    return head
+
+
+# In UTF-8 mode, a first line that is not UTF-8 but reads as cp1252 says so once.
+_CP1252_HINT = "not UTF-8; it reads as Windows-1252 (an Excel export?): try --encoding cp1252"
+# Cyrillic or Greek in their own code pages read as cp1252 too, as runs of accented
+# letters that Western text does not have: no hint for those.
+_NOT_WESTERN = re.compile(rb"[\x80-\xff]{3}")
+
+
+def _reads_as_cp1252(raw: bytes) -> bool:
+    """Whether a line that is not UTF-8 looks like Western text in Windows-1252."""
+    try:
+        raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return False
+    return _NOT_WESTERN.search(raw) is None
 
 
 class _Lines:
@@ -290,32 +511,29 @@ class _Lines:
     Work is done a block (one read) at a time: a block of clean UTF-8 is
     decoded and split in one call each, and only a block with a bad line falls
     back to line by line. `number` is the number of the last line handed out.
+    An input in another encoding arrives here re-encoded as UTF-8 (`_chunks`).
     """
 
-    def __init__(self, source: OpenInput, on_wait: Callable[[], None]) -> None:
+    def __init__(
+        self, source: OpenInput, on_wait: Callable[[], None], encoding: str | None = None
+    ) -> None:
         self.source = source
         self.on_wait = on_wait
+        self.encoding = encoding
         self.bad: dict[int, str] = {}
+        # Notices by the line they are about, handed out with that line's rejection.
+        self.notices: dict[int, Notice] = {}
+        # The first notice, kept to explain an error that stops the input.
+        self.hint: Notice | None = None
         self.number = 0
+        self._invalid = "not valid UTF-8"
+        self._may_hint = False
 
     def blocks(self) -> Iterator[tuple[int, list[str]]]:
         """(number of the first line, lines without their newline) per read."""
-        stream = self.source.stream
-        read = stream.read1 if hasattr(stream, "read1") else stream.read
         pending = b""
         too_long = False  # the line being read is already over the limit: drop it
-        while True:
-            self.on_wait()
-            try:
-                chunk = read(CHUNK_SIZE)
-            except OSError as exc:
-                raise InputError(
-                    self.source.name, f"read failed: {exc.strerror or exc}", self.number + 1
-                ) from exc
-            if not chunk:
-                break
-            if self.number == 0 and not pending and self.source.check_head:
-                check_head(self.source.name, chunk)
+        for chunk in self._chunks():
             data = pending + chunk if pending else chunk
             cut = data.rfind(b"\n")
             if cut < 0:
@@ -330,10 +548,52 @@ class _Lines:
         if too_long or pending:
             yield self._block(pending, too_long)
 
+    def _reads(self) -> Iterator[bytes]:
+        """The bytes of the input, a read at a time, as they arrive."""
+        stream = self.source.stream
+        read = stream.read1 if hasattr(stream, "read1") else stream.read
+        while True:
+            self.on_wait()
+            try:
+                chunk = read(CHUNK_SIZE)
+            except OSError as exc:
+                raise InputError(
+                    self.source.name, f"read failed: {exc.strerror or exc}", self.number + 1
+                ) from exc
+            if not chunk:
+                return
+            yield chunk
+
+    def _chunks(self) -> Iterator[bytes]:
+        """The input as UTF-8 with LF line breaks, a read at a time, without its BOM.
+        UTF-8 passes through as it is read; only another encoding is transcoded."""
+        reads = self._reads()
+        head = _read_head(reads)
+        if not head:
+            return
+        decoding = self._start(head)
+        breaks = _LineBreaks()
+        if decoding.codec is None:
+            for chunk in itertools.chain((head[decoding.skip :],), reads):
+                yield breaks(chunk)
+        else:
+            transcode = _transcoder(decoding.codec)
+            for chunk in itertools.chain((head[decoding.skip :],), reads):
+                yield breaks(transcode(chunk, False))
+            yield breaks(transcode(b"", True))
+        yield breaks.rest()
+
+    def _start(self, head: bytes) -> _Decoding:
+        """Check the first bytes and choose how to decode the input."""
+        if self.source.check_head:
+            check_head(self.source.name, head, self.encoding)
+        decoding = _choose_decoding(self.source.name, head, self.encoding)
+        self._invalid = f"not valid {decoding.label}"
+        self._may_hint = decoding.hint
+        return decoding
+
     def _block(self, raw: bytes, first_too_long: bool) -> tuple[int, list[str]]:
         first = self.number + 1
-        if first == 1:
-            raw = raw.removeprefix(b"\xef\xbb\xbf")
         lines: list[str] | None = None
         if b"\x00" not in raw:
             with contextlib.suppress(UnicodeDecodeError):
@@ -358,8 +618,23 @@ class _Lines:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            self.bad[number] = "not valid UTF-8"
-            return raw.decode("utf-8", "replace")
+            self.bad[number] = self._invalid
+            if self._may_hint and _reads_as_cp1252(raw):
+                self._may_hint = False
+                self.hint = self.notices[number] = Notice(self.source.name, number, _CP1252_HINT)
+            return _unreadable_text(raw)
+
+    def unreadable(self, number: int, text: str) -> list[Notice | Rejection]:
+        """The rejection of an unreadable line, after the notice it gave, if any."""
+        rejection = Rejection(self.source.name, number, text, self.bad.pop(number))
+        notice = self.notices.pop(number, None)
+        return [rejection] if notice is None else [notice, rejection]
+
+    def explained(self, problem: str) -> str:
+        """`problem`, with the encoding hint if this input gave one: an error that
+        stops the input may be all the user sees of it."""
+        hint = self.hint
+        return problem if hint is None else f"{problem} (line {hint.line}: {hint.text})"
 
     def lines_of(self, blocks: Iterable[tuple[int, list[str]]]) -> Iterator[str]:
         """Line by line, each with its newline (a CR before it stays: the CSV
@@ -397,7 +672,7 @@ def read_chunks(
 ) -> Iterator[Chunk]:
     """The records of one input in order, in lists (a block of lines at a time
     where the format allows, which is what makes large files fast)."""
-    lines = _Lines(source, on_wait)
+    lines = _Lines(source, on_wait, options.encoding)
     blocks: Iterator[tuple[int, list[str]]] = lines.blocks()
     fmt = source.fmt if options.fmt is Format.AUTO else options.fmt
     if fmt is Format.AUTO:
@@ -432,6 +707,8 @@ def read_chunks(
 
 def sniff(first: str, options: ReadOptions) -> Format:
     """Guess the format of an input from its first meaningful line."""
+    if _declared_delimiter(first) is not None:
+        return Format.CSV
     text = first.strip()
     if text.startswith("{"):
         return Format.JSONL
@@ -452,15 +729,15 @@ def sniff(first: str, options: ReadOptions) -> Format:
     return Format.LINES
 
 
-def _values(
-    name: str, first: int, block: list[str], bad: dict[int, str], out: Chunk
-) -> Iterator[tuple[int, str]]:
+def _values(lines: _Lines, first: int, block: list[str], out: Chunk) -> Iterator[tuple[int, str]]:
     """Numbered, stripped values of a block of a line-per-record input; an
-    unreadable line goes to `out` as a rejection, blank and comment lines nowhere."""
+    unreadable line goes to `out` as a rejection (after its notice, if it gave
+    one), blank and comment lines nowhere."""
+    bad = lines.bad
     for number, text in enumerate(block, first):
         value = text.strip()
         if bad and number in bad:
-            out.append(Rejection(name, number, value, bad.pop(number)))
+            out.extend(lines.unreadable(number, value))
         elif value and value[0] != "#":
             yield number, value
 
@@ -484,7 +761,7 @@ def _read_lines(
                 continue
         out: Chunk = []
         append = out.append
-        for number, value in _values(name, first, block, bad, out):
+        for number, value in _values(lines, first, block, out):
             # The common case, a bare handle, without the general parser.
             match = fast(value) if fast is not None else None
             if match is not None and (value[0] == "@" or not value.isdigit()):
@@ -502,10 +779,9 @@ def _read_jsonl(
     blocks: Iterator[tuple[int, list[str]]], lines: _Lines, options: ReadOptions
 ) -> Iterator[Chunk]:
     name = lines.source.name
-    bad = lines.bad
     for first, block in blocks:
         out: Chunk = []
-        for number, value in _values(name, first, block, bad, out):
+        for number, value in _values(lines, first, block, out):
             try:
                 obj = json.loads(value)
             except ValueError:
@@ -524,33 +800,70 @@ def _pick_delimiter(header_line: str) -> str:
     return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
 
-def _read_table(
-    it: Iterator[str], lines: _Lines, options: ReadOptions, delimiter: str | None
-) -> Iterator[Record]:
-    name = lines.source.name
-    # Blank and comment lines are skipped before the header only: after it, a
-    # blank line may be part of a quoted multi-line field.
-    header_text = None
+# Excel's `sep=;` first line (written quoted by some tools): the delimiter, a real tab included.
+_SEP_LINE = re.compile(r'"?sep=([^\w\s"]|\t)"? *', re.IGNORECASE)
+
+
+def _declared_delimiter(line: str) -> str | None:
+    """The delimiter an Excel `sep=X` line declares, or None for another line."""
+    match = _SEP_LINE.fullmatch(line.rstrip("\r\n"))
+    return match.group(1) if match else None
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    """What the csv module found wrong, in the user's terms: for a CR inside an
+    unquoted cell it suggests a file mode ("universal-newline mode") instead."""
+    text = str(exc)
+    if "new-line character" in text:
+        return "a line break (CR) inside an unquoted cell"
+    return text
+
+
+def _table_header(
+    it: Iterator[str], lines: _Lines, delimiter: str | None
+) -> Generator[Rejection | Notice, None, tuple[str, str] | None]:
+    """Read up to the header line: (header line, delimiter), or None if there is none.
+
+    Unreadable lines before it are rejected; blank and comment lines are skipped
+    (before the header only: after it, a blank line may be part of a quoted
+    multi-line cell). A first `sep=X` line (Excel) declares the delimiter, which
+    wins over the one given, and the header is the line after it.
+    """
+    declared = None
     for text in it:
         if lines.number in lines.bad:
-            yield Rejection(name, lines.number, "", lines.bad.pop(lines.number))
+            yield from lines.unreadable(lines.number, "")
         elif text.strip() and not text.startswith("#"):
-            header_text = text
-            break
-    if header_text is None:
+            if declared is None:
+                declared = _declared_delimiter(text)
+                if declared is not None:
+                    continue
+            return text, declared or delimiter or _pick_delimiter(text)
+    return None
+
+
+def _read_table(
+    it: Iterator[str], lines: _Lines, options: ReadOptions, delimiter: str | None
+) -> Iterator[Record | Notice]:
+    name = lines.source.name
+    found = yield from _table_header(it, lines, delimiter)
+    if found is None:
         return
-    delimiter = delimiter or _pick_delimiter(header_text)
+    header_text, delimiter = found
     try:
         header = [h.strip() for h in next(csv.reader([header_text], delimiter=delimiter))]
     except csv.Error as exc:
-        raise InputError(name, f"malformed CSV header: {exc}", lines.number) from None
-    index, column_read_as = _find_column(name, header, options.column)
+        problem = lines.explained(f"malformed CSV header: {_csv_problem(exc)}")
+        raise InputError(name, problem, lines.number) from None
+    index, column_read_as = _find_column(name, header, options.column, lines.explained)
     read_as = options.read_as if options.read_as is not ReadAs.AUTO else column_read_as
     keep = _data_columns(header, index, options)
     for number, raw, row in _csv_records(it, lines, delimiter):
-        bad = [lines.bad.pop(n) for n in list(lines.bad) if n <= number]
+        bad = [n for n in lines.bad if n <= number]
         if bad:
-            yield Rejection(name, number, raw, bad[0])
+            yield from (lines.notices.pop(n) for n in bad if n in lines.notices)
+            reasons = [lines.bad.pop(n) for n in bad]
+            yield Rejection(name, number, raw, reasons[0])
             continue
         if row is None:
             continue
@@ -618,7 +931,7 @@ def _csv_records(
         except StopIteration:
             return
         except csv.Error as exc:
-            row = f"malformed CSV row: {exc}"
+            row = f"malformed CSV row: {_csv_problem(exc)}"
             feed.replay.extendleft(reversed(record[1:]))
             del record[1:]
         if not record:
@@ -627,22 +940,29 @@ def _csv_records(
         yield record[0][0], raw, row
 
 
-def _find_column(source: str, header: list[str], wanted: str | None) -> tuple[int, ReadAs]:
+def _find_column(
+    source: str,
+    header: list[str],
+    wanted: str | None,
+    explained: Callable[[str], str] = lambda problem: problem,
+) -> tuple[int, ReadAs]:
+    """The index of the identifier column and how to read it; `explained` adds
+    what else is known to the error (a header rejected as not UTF-8 is missed)."""
     normalised = [_normalise_header(h) for h in header]
     if wanted is not None:
         key = _normalise_header(wanted)
         if key in normalised:
             return normalised.index(key), _COLUMN_READ_AS.get(key, ReadAs.AUTO)
-        raise InputError(source, f"no column {wanted!r} in the header ({', '.join(header)})", 1)
+        problem = f"no column {wanted!r} in the header ({', '.join(header)})"
+        raise InputError(source, explained(problem), 1)
     for key, read_as in IDENTIFIER_COLUMNS:
         if key in normalised:
             return normalised.index(key), read_as
-    raise InputError(
-        source,
+    problem = (
         "no identifier column found in the header; name it with --column "
-        f"(columns: {', '.join(header)})",
-        1,
+        f"(columns: {', '.join(header)})"
     )
+    raise InputError(source, explained(problem), 1)
 
 
 def _data_columns(header: list[str], index: int, options: ReadOptions) -> list[int]:
@@ -661,7 +981,7 @@ def _read_json_array(it: Iterator[str], lines: _Lines, options: ReadOptions) -> 
         return  # an empty file is an empty run, as for every other format
     if lines.bad:
         number, reason = next(iter(lines.bad.items()))
-        raise InputError(name, reason, number)
+        raise InputError(name, lines.explained(reason), number)
     try:
         items = json.loads(text)
     except ValueError as exc:

@@ -53,6 +53,9 @@ from .identifiers import HandleRun
 from .inputs import Chunk, Notice, OpenInput, ReadOptions, read_chunks
 
 READ_CHUNK = 2048
+# A chunk is also handed over once this many bytes of input went into it: rows with
+# long data make large records, and the outbox must stay small in bytes too.
+CHUNK_BYTES = 1024 * 1024
 OUTBOX = 4
 _STEP_S = 0.05
 
@@ -213,15 +216,20 @@ class Reader:
         error: BaseException | None = None
         try:
             for source in self._inputs:
-                stream = cast(IO[bytes], _Watched(source.stream, self))
-                watched = dataclasses.replace(source, stream=stream)
+                stream = _Watched(source.stream, self)
+                watched = dataclasses.replace(source, stream=cast(IO[bytes], stream))
+                handed_at = 0
                 try:
                     # Just before a read that may block, hand over what is parsed,
                     # so that a quiet pipe never holds records back.
                     for chunk in read_chunks(watched, self._options, hand_over):
                         buffer.extend(chunk)
-                        if len(buffer) >= self._chunk_size:
+                        if (
+                            len(buffer) >= self._chunk_size
+                            or stream.bytes_read - handed_at >= CHUNK_BYTES
+                        ):
                             hand_over()
+                            handed_at = stream.bytes_read
                     hand_over()  # a chunk never mixes two inputs
                 finally:
                     source.close()
@@ -254,6 +262,7 @@ class _Watched:
         self._buffered: Callable[[], int] = getattr(stream, "buffered", lambda: 0)
         self._reader = reader
         self._fd, self._can_block = _how_to_wait(stream)
+        self.bytes_read = 0
 
     def read1(self, size: int = -1) -> bytes:
         reader = self._reader
@@ -281,7 +290,9 @@ class _Watched:
                 if reader._closed:
                     raise _Closed  # nothing more has arrived: a stop reads no further
         try:
-            return self._read(size)
+            data = self._read(size)
+            self.bytes_read += len(data)
+            return data
         finally:
             with reader._cond:
                 reader._stuck = False

@@ -672,26 +672,92 @@ def test_empty_json_file_exits_0_and_sends_nothing(
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
-def test_utf16_file_exits_2_with_a_hint_to_save_it_as_utf8(
+def test_utf16_file_with_a_bom_is_delivered_with_its_data_intact(
     run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path, encoding: str
 ) -> None:
-    text = "username,Name\r\njack,Jack\r\n"
+    text = "username,Name\r\njack,Jérôme\r\nnaval,Zoë\r\n"
     data = text.encode(encoding)
     if encoding == "utf-16-be":
         data = b"\xfe\xff" + data  # "utf-16" writes a little-endian BOM; this one a big-endian
     (tmp_path / "export.csv").write_bytes(data)
-    result = run_cli("add", "utf16", "export.csv", env=api_env(sandbox_server))
-    assert result.code == 2
-    assert "export.csv" in result.stderr and "UTF-16" in result.stderr and "UTF-8" in result.stderr
-    assert _nothing_sent(sandbox_server)
+    result = run_cli("add", "utf16", "export.csv", "--json", env=api_env(sandbox_server))
+    assert result.code == 0, result.stderr
+    assert _objects(sandbox_server, "utf16") == {
+        ("username", "jack"): {"Name": "Jérôme"},
+        ("username", "naval"): {"Name": "Zoë"},
+    }
+    assert result.summary["delivered"] == 2
 
 
-def test_utf16_without_bom_exits_2_with_the_utf16_hint(
+def test_utf16_without_bom_is_recognised_and_delivered(
     run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
     (tmp_path / "export.txt").write_bytes("jack\r\nnaval\r\n".encode("utf-16-le"))
-    result = run_cli("add", "utf16le", "export.txt", env=api_env(sandbox_server))
-    assert result.code == 2 and "UTF-16" in result.stderr
+    result = run_cli("add", "utf16le", "export.txt", "--json", env=api_env(sandbox_server))
+    assert result.code == 0, result.stderr
+    assert _arrays(sandbox_server, "utf16le") == {"usernames": ["jack", "naval"]}
+
+
+def test_cp1252_export_warns_once_and_only_its_accented_rows_are_rejected(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    content = "Twitter,Name\r\njack,Jack\r\n@biz,José Müller\r\nnaval,Naval\r\nsama,Zoë\r\n"
+    (tmp_path / "export.csv").write_bytes(content.encode("cp1252"))
+    result = run_cli(
+        "add", "cp1252", "export.csv", "--rejects", "rej.csv", "--json", env=api_env(sandbox_server)
+    )
+    assert result.code == 0, result.stderr
+    hint = "not UTF-8; it reads as Windows-1252 (an Excel export?): try --encoding cp1252"
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: export.csv:3: {hint}"]
+    assert _objects(sandbox_server, "cp1252") == {
+        ("username", "jack"): {"Name": "Jack"},
+        ("username", "naval"): {"Name": "Naval"},
+    }
+    assert _rejects(tmp_path / "rej.csv") == [
+        ("export.csv", 3, "not valid UTF-8"),
+        ("export.csv", 5, "not valid UTF-8"),
+    ]
+    assert (result.summary["read"], result.summary["rejected"]) == (4, 2)
+
+
+def test_classic_mac_excel_export_with_a_sep_line_is_delivered(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    # CR line breaks, a sep= first line, and a name that says nothing of the format.
+    content = 'sep=;\rName;Twitter;Note\rJack;@jack;"one\rtwo"\rNaval;x.com/naval;\r'
+    (tmp_path / "export.txt").write_bytes(content.encode())
+    result = run_cli("add", "macsep", "export.txt", "--json", env=api_env(sandbox_server))
+    assert result.code == 0, result.stderr
+    assert _objects(sandbox_server, "macsep") == {
+        ("username", "jack"): {"Name": "Jack", "Note": "one\ntwo"},
+        ("username", "naval"): {"Name": "Naval"},
+    }
+    assert (result.summary["read"], result.summary["rejected"]) == (2, 0)
+
+
+def test_a_nul_byte_near_the_start_of_a_small_list_rejects_only_its_line(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    (tmp_path / "leads.txt").write_bytes(b"jack\nnaval\nbad\x00line\nsama\n")
+    result = run_cli(
+        "add", "nul1", "leads.txt", "--rejects", "rej.csv", "--json", env=api_env(sandbox_server)
+    )
+    assert result.code == 0, result.stderr
+    assert _arrays(sandbox_server, "nul1") == {"usernames": ["jack", "naval", "sama"]}
+    assert _rejects(tmp_path / "rej.csv") == [("leads.txt", 3, "contains NUL bytes")]
+
+
+def test_a_spreadsheet_exits_2_with_a_hint_to_export_it_as_csv(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    zip_head = b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00"
+    (tmp_path / "leads.xlsx").write_bytes(zip_head + bytes(range(256)) * 2)
+    result = run_cli("add", "xlsx1", "leads.xlsx", env=api_env(sandbox_server))
+    assert result.code == 2
+    assert "leads.xlsx: looks like a binary file (a spreadsheet: export it as CSV)" in (
+        result.stderr
+    )
     assert _nothing_sent(sandbox_server)
 
 

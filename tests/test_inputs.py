@@ -61,6 +61,12 @@ def rejections(records: list[Record]) -> list[Rejection]:
     return [r for r in records if isinstance(r, Rejection)]
 
 
+def numbered(records: list[Record]) -> list[tuple[str, int]]:
+    """(value, line) of every record, which must all be leads."""
+    assert not rejections(records)
+    return [(r.value, r.line) for r in records if isinstance(r, Lead)]
+
+
 U = Kind.USERNAME
 P = Kind.PLATFORM_ID
 
@@ -148,11 +154,10 @@ def test_nul_near_the_start_refuses_the_input_as_binary(tmp_path: Path) -> None:
         open_inputs([str(path)], Format.AUTO)
 
 
-@pytest.mark.parametrize("bom", [b"\xff\xfe", b"\xfe\xff"])
-def test_utf16_input_is_refused_with_a_hint(tmp_path: Path, bom: bytes) -> None:
-    path = write(tmp_path, "leads.txt", bom + "jack\n".encode("utf-16-le"))
-    with pytest.raises(InputError, match="UTF-16"):
-        open_inputs([str(path)], Format.AUTO)
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_input_with_a_bom_is_read(tmp_path: Path, codec: str) -> None:
+    path = write(tmp_path, "leads.txt", "\ufeffjack\r\nbiz\r\n".encode(codec))
+    assert numbered(read_path(path)) == [("jack", 1), ("biz", 2)]
 
 
 def test_line_longer_than_1_mib_is_rejected_and_next_lines_read(tmp_path: Path) -> None:
@@ -454,6 +459,137 @@ def test_crlf_inside_a_quoted_cell_is_kept(tmp_path: Path) -> None:
     assert [r.data for r in read_path(path) if isinstance(r, Lead)] == [{"note": "a\r\nb"}]
 
 
+# --- Excel's sep= line ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("delimiter", [";", ",", "|", "\t"])
+def test_sep_line_sets_the_delimiter_and_the_header_is_the_next_line(
+    tmp_path: Path, delimiter: str
+) -> None:
+    rows = ["username", "name", "note"], ["jack", "Jack", "a,b;c|d"], ["biz", "Biz", ""]
+    body = "".join(delimiter.join(cells) + "\r\n" for cells in rows)
+    path = write(
+        tmp_path, "leads.csv", f"sep={delimiter}\r\n" + body.replace("a,b;c|d", '"a,b;c|d"')
+    )
+    assert read_path(path) == [
+        Lead(U, "jack", str(path), 3, {"name": "Jack", "note": "a,b;c|d"}),
+        Lead(U, "biz", str(path), 4, {"name": "Biz"}),
+    ]
+
+
+def test_sep_line_makes_a_txt_input_a_csv_when_the_format_is_auto(tmp_path: Path) -> None:
+    # The header alone would be read as a list of values: no known column, and a "|".
+    path = write(tmp_path, "export.txt", "# from Excel\nsep=|\nName|Lead\nJack|@jack\n")
+    records = read_path(path, ReadOptions(column="lead"))
+    assert records == [Lead(U, "jack", str(path), 4, {"Name": "Jack"})]
+
+
+def test_sep_line_on_stdin_is_sniffed_as_csv() -> None:
+    records = read_stdin(b"sep=;\nName;Twitter\nJack;@jack\n")
+    assert records == [Lead(U, "jack", "<stdin>", 3, {"Name": "Jack"})]
+
+
+def test_sep_line_written_quoted_is_read_too() -> None:
+    records = read_stdin(b'"sep=;"\r\nusername;name\r\njack;J\r\n')
+    assert records == [Lead(U, "jack", "<stdin>", 3, {"name": "J"})]
+
+
+@pytest.mark.parametrize("fmt", [Format.CSV, Format.TSV])
+def test_sep_line_wins_over_an_explicit_csv_or_tsv_format(tmp_path: Path, fmt: Format) -> None:
+    path = write(tmp_path, "leads.txt", "sep=;\nusername;name\njack;J\n")
+    records = read_path(path, ReadOptions(fmt=fmt))
+    assert records == [Lead(U, "jack", str(path), 3, {"name": "J"})]
+
+
+def test_only_a_first_line_declares_a_delimiter(tmp_path: Path) -> None:
+    path = write(tmp_path, "leads.csv", "username,name\nsep=;,x\njack,J\n")
+    records = read_path(path)
+    assert leads(records) == [(U, "jack")]
+    assert [(r.line, r.text) for r in rejections(records)] == [(2, "sep=;,x")]
+
+
+def test_sep_line_is_a_value_like_any_other_in_a_plain_list(tmp_path: Path) -> None:
+    path = write(tmp_path, "leads.txt", "sep=;\njack\n")
+    records = read_path(path, ReadOptions(fmt=Format.LINES))
+    assert leads(records) == [(U, "jack")]
+    assert [r.line for r in rejections(records)] == [1]
+
+
+# --- CR line breaks (classic Mac) -------------------------------------------------------
+
+
+def test_cr_only_plain_list_reads_as_lines(tmp_path: Path) -> None:
+    path = write(tmp_path, "leads.txt", b"# list\r@jack\r\rx.com/biz\r44196397")
+    assert numbered(read_path(path)) == [("jack", 2), ("biz", 4), ("44196397", 5)]
+
+
+def test_cr_only_csv_reads_rows_and_a_quoted_multi_line_cell(tmp_path: Path) -> None:
+    path = write(tmp_path, "leads.csv", b'username,note\rjack,"one\rtwo"\rbiz,B\r')
+    assert read_path(path) == [
+        Lead(U, "jack", str(path), 2, {"note": "one\ntwo"}),
+        Lead(U, "biz", str(path), 4, {"note": "B"}),
+    ]
+
+
+def test_cr_only_tsv_on_stdin_is_sniffed_and_read() -> None:
+    records = read_stdin(b"user_id\tnote\r44196397\tfounder\r12\t\r")
+    assert records == [
+        Lead(P, "44196397", "<stdin>", 2, {"note": "founder"}),
+        Lead(P, "12", "<stdin>", 3, None),
+    ]
+
+
+def test_cr_only_file_larger_than_a_read_keeps_its_line_numbers(tmp_path: Path) -> None:
+    from inboxleads.inputs import CHUNK_SIZE
+
+    names = [f"user{i:06d}" for i in range(CHUNK_SIZE // 8)]  # 11 bytes each: several reads
+    path = write(tmp_path, "leads.txt", "\r".join(names).encode() + b"\r")
+    assert numbered(read_path(path)) == [(n, i) for i, n in enumerate(names, 1)]
+
+
+def test_cr_only_input_on_a_slow_pipe_reads_every_line() -> None:
+    [source] = open_inputs(
+        ["-"], Format.AUTO, stdin=io.BufferedReader(SlowPipe(b"jack\r\r@biz\r44196397"))
+    )
+    records = list(read_records(source, DEFAULT))
+    assert numbered(records) == [("jack", 1), ("biz", 3), ("44196397", 4)]
+
+
+@pytest.mark.parametrize("step", [1, 2, 7, 14])
+def test_crlf_split_between_two_reads_is_still_one_line_break(step: int) -> None:
+    # Every step splits the header's CRLF (bytes 13 and 14) between two reads.
+    data = b'username,note\r\njack,"a\r\nb"\r\nbiz,B\r\n'
+    [source] = open_inputs(["-"], Format.CSV, stdin=io.BufferedReader(SlowPipe(data, step)))
+    assert list(read_records(source, DEFAULT)) == [
+        Lead(U, "jack", "<stdin>", 2, {"note": "a\r\nb"}),
+        Lead(U, "biz", "<stdin>", 4, {"note": "B"}),
+    ]
+
+
+def test_crlf_file_with_a_stray_cr_in_its_first_line_stays_crlf(tmp_path: Path) -> None:
+    path = write(tmp_path, "leads.txt", b"jack\rnot\r\nbiz\r\nsama\r\n")
+    records = read_path(path)
+    assert [(r.value, r.line) for r in records if isinstance(r, Lead)] == [("biz", 2), ("sama", 3)]
+    assert [r.line for r in rejections(records)] == [1]
+
+
+def test_cr_inside_an_unquoted_cell_of_an_lf_csv_rejects_that_row_clearly(tmp_path: Path) -> None:
+    path = write(tmp_path, "leads.csv", b"username,note\njack,a\rb\nbiz,B\n")
+    records = read_path(path)
+    assert leads(records) == [(U, "biz")]
+    [bad] = rejections(records)
+    assert (bad.line, bad.text) == (2, "jack,a\rb")
+    assert bad.reason == "malformed CSV row: a line break (CR) inside an unquoted cell"
+
+
+def test_cr_inside_an_unquoted_header_cell_is_an_error_in_plain_words(tmp_path: Path) -> None:
+    path = write(tmp_path, "leads.csv", b"user\rname,note\njack,J\nbiz,B\n")
+    with pytest.raises(InputError) as info:
+        read_path(path)
+    assert "a line break (CR) inside an unquoted cell" in info.value.message
+    assert "universal" not in info.value.message
+
+
 cell_text = st.text(
     alphabet=st.characters(codec="utf-8", exclude_characters="\x00"),
     max_size=25,
@@ -583,7 +719,7 @@ def test_a_block_of_plain_handles_is_read_as_one_run_with_line_numbers(tmp_path:
     finally:
         source.close()
     assert isinstance(run, HandleRun) and run.values == ["Jack", "naval", "paul_g"]
-    assert [(r.value, r.line) for r in read_path(path)] == [
+    assert numbered(read_path(path)) == [
         ("Jack", 1),
         ("naval", 2),
         ("paul_g", 3),
