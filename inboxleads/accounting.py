@@ -98,6 +98,10 @@ class Tally:
         elif isinstance(event, ev.BatchUndelivered):
             self.batches_done += 1
             self.undelivered += event.size
+        elif isinstance(event, ev.BatchSplit):
+            self.batches += len(event.into) - 1
+            if self.batches_total is not None:
+                self.batches_total += len(event.into) - 1
         elif isinstance(event, ev.RatePaused):
             self.paused_until = event.resume_at
             self.pause_reason = event.reason

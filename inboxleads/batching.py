@@ -8,12 +8,23 @@ what an earlier run delivered.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .identifiers import HandleRun, Kind, Lead
 
 MAX_BATCH = 2000
+# Requests are also cut by the size of their JSON body (`--max-request-bytes`): a CSV
+# with long text per row would otherwise make bodies of tens of MB, which proxies
+# and servers refuse (413) and which all sit in memory while in flight.
+DEFAULT_MAX_REQUEST_BYTES = 4_000_000
+MIN_REQUEST_BYTES = 1024
+# The body's fixed part ({"platform":"twitter","usernames":[],"leads":[]...}), rounded up.
+BODY_OVERHEAD = 160
+# An identifier without data takes at most this much of a body: the longest
+# identifier (an external ID of 64 characters), its quotes and a comma.
+_PLAIN_LEAD_MAX = 64 + 3
 _USERNAME = Kind.USERNAME
 _ARRAY_OF = {kind: kind.array for kind in Kind}
 PLATFORM = "twitter"
@@ -98,6 +109,20 @@ class Batch:
             return len(self.run)
         return len(self.leads)
 
+    def halves(self, first_seq: int) -> list[Batch]:
+        """This batch's leads as two batches (numbered `first_seq` and the next), in order."""
+        if self._leads is None and self.run is not None:
+            run, mid = self.run, len(self.run) // 2
+            return [
+                Batch(first_seq, run=HandleRun(run.source, run.first_line, run.values[:mid])),
+                Batch(
+                    first_seq + 1,
+                    run=HandleRun(run.source, run.first_line + mid, run.values[mid:]),
+                ),
+            ]
+        leads, mid = self.leads, len(self.leads) // 2
+        return [Batch(first_seq, leads[:mid]), Batch(first_seq + 1, leads[mid:])]
+
     def payload(self) -> dict[str, Any]:
         """The request body: compact arrays, and `leads` objects for those with data."""
         if self._leads is None and self.run is not None:
@@ -137,51 +162,119 @@ def batch_digest(campaign: str, leads: Iterable[Lead]) -> str:
     return hashlib.sha256(f"{campaign}\n{text}".encode()).hexdigest()[:32]
 
 
-class Batcher:
-    """Cuts a stream of unique leads into batches of at most `size`."""
+def lead_bytes(lead: Lead) -> int:
+    """How many bytes `lead` adds to a request body (as `InboxClient` encodes it)."""
+    if lead.data:
+        obj = {lead.kind: lead.value, "platform": PLATFORM, "data": lead.data}
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+        return len(text.encode()) + 1
+    return len(lead.value) + 3
 
-    def __init__(self, size: int = MAX_BATCH) -> None:
+
+class Batcher:
+    """Cuts a stream of unique leads into batches of at most `size` leads and at most
+    `max_bytes` of request body (a lead larger than that on its own goes alone)."""
+
+    def __init__(self, size: int = MAX_BATCH, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
         if not 1 <= size <= MAX_BATCH:
             raise ValueError(f"batch size must be 1-{MAX_BATCH}")
+        if max_bytes < MIN_REQUEST_BYTES:
+            raise ValueError(f"max_bytes must be at least {MIN_REQUEST_BYTES}")
         self.size = size
+        self.max_bytes = max_bytes
+        # Whether leads without data can fill a whole batch without reaching the byte
+        # cap (the default): then only leads with data are measured.
+        self._count_is_enough = size * _PLAIN_LEAD_MAX + BODY_OVERHEAD <= max_bytes
         self.count = 0
+        # Batches cut short by the byte cap, and the largest body measured (dry-run report).
+        self.cut_by_size = 0
+        self.largest_measured = 0
         self._current: list[Lead] = []
+        # The body size of `_current` when it was measured (None: it holds only
+        # leads without data, which were counted, not measured).
+        self._current_bytes: int | None = None
         # Pending handles kept compact; never at the same time as _current.
         self._run: HandleRun | None = None
 
     def _expand_run(self) -> None:
         if self._run is not None:
             self._current = self._run.leads()
+            self._current_bytes = None
             self._run = None
 
     def add(self, lead: Lead) -> Batch | None:
-        """Add one lead; return the batch it completes, if it does."""
-        self._expand_run()
-        self._current.append(lead)
-        if len(self._current) >= self.size:
-            return self.flush()
-        return None
+        """Add one lead; return the batch it completes, if it does (see `extend`)."""
+        full = self.extend([lead])
+        if len(full) > 1:  # only with a batch size of 1: keep every batch
+            raise ValueError("add() completed two batches; use extend()")
+        return full[0] if full else None
 
     def extend(self, leads: list[Lead]) -> list[Batch]:
         """Add many leads; return the batches they complete."""
         if not leads:
             return []
         self._expand_run()
+        # Measured while the batch being filled holds data (its size is then known),
+        # or when these leads bring some; leads without data are only counted.
+        if (
+            not self._count_is_enough
+            or (self._current_bytes is not None and self._current)
+            or any(lead.data for lead in leads)
+        ):
+            return self._extend_measured(leads)
         current = self._current
         current.extend(leads)
         size = self.size
         full = len(current) - len(current) % size
         batches = []
         for start in range(0, full, size):
-            self.count += 1
-            batches.append(Batch(self.count, current[start : start + size]))
+            batches.append(self._cut(current[start : start + size]))
         if full:
             self._current = current[full:]
+        # Leads without data, counted only: not measured.
+        self._current_bytes = None
         return batches
+
+    def _extend_measured(self, leads: list[Lead]) -> list[Batch]:
+        """`extend`, measuring each lead's share of the body."""
+        current = self._current
+        used = self._current_bytes
+        if used is None:
+            used = BODY_OVERHEAD + sum(map(lead_bytes, current))
+        size, cap = self.size, self.max_bytes
+        batches = []
+        for lead in leads:
+            cost = lead_bytes(lead)
+            if current and used + cost > cap:
+                self.cut_by_size += 1
+                batches.append(self._cut(current, used))
+                current, used = [], BODY_OVERHEAD
+            current.append(lead)
+            used += cost
+            if len(current) >= size:
+                batches.append(self._cut(current, used))
+                current, used = [], BODY_OVERHEAD
+        self._current = current
+        self._current_bytes = used if current else None
+        return batches
+
+    def _cut(self, leads: list[Lead], measured: int = 0) -> Batch:
+        self.count += 1
+        self.largest_measured = max(self.largest_measured, measured)
+        return Batch(self.count, leads)
+
+    def split(self, batch: Batch) -> list[Batch]:
+        """`batch` as two halves, numbered after every batch formed so far."""
+        self.count += 2
+        return batch.halves(self.count - 1)
 
     def extend_run(self, run: HandleRun) -> list[Batch]:
         """Add a run of unique handles; batches stay compact where the run allows."""
-        if self._current or (self._run is not None and not run.follows(self._run)):
+        if (
+            self._current
+            or not self._count_is_enough
+            or (self._run is not None and not run.follows(self._run))
+        ):
             return self.extend(run.leads())
         if self._run is not None:
             run = HandleRun(run.source, self._run.first_line, self._run.values + run.values)
@@ -206,9 +299,9 @@ class Batcher:
             return batch
         if not self._current:
             return None
-        self.count += 1
-        batch = Batch(self.count, self._current)
+        batch = self._cut(self._current, self._current_bytes or 0)
         self._current = []
+        self._current_bytes = None
         return batch
 
     @property
@@ -217,13 +310,13 @@ class Batcher:
         return len(self._current) + (len(self._run) if self._run is not None else 0)
 
 
-def batches(leads: Iterable[Lead], size: int = MAX_BATCH) -> Iterator[Batch]:
+def batches(
+    leads: Iterable[Lead], size: int = MAX_BATCH, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+) -> Iterator[Batch]:
     """Batch an iterable of leads (already unique)."""
-    batcher = Batcher(size)
+    batcher = Batcher(size, max_bytes)
     for lead in leads:
-        full = batcher.add(lead)
-        if full is not None:
-            yield full
+        yield from batcher.extend([lead])
     last = batcher.flush()
     if last is not None:
         yield last

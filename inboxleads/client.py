@@ -23,6 +23,11 @@ from . import __version__
 
 DEFAULT_BASE_URL = "https://inboxapp.com/api/v1"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# A connection that ends while a body this large was being sent is taken for a
+# server (or proxy) that would not read it, not for a flaky network.
+LARGE_BODY_BYTES = 1024 * 1024
+# Transport errors that end a connection after the request began to be written.
+_CUT_OFF = (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError)
 REFUSE_STATUSES = frozenset({401, 403, 404})
 
 
@@ -33,6 +38,9 @@ class Outcome(Enum):
     RETRY = "retry"
     REJECTED = "rejected"
     REFUSED = "refused"
+    # The body was too large for the server (413, or a connection it closed while a
+    # large body was being sent): the engine sends the batch in halves.
+    TOO_LARGE = "too large"
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,8 @@ def classify(status: int, headers: httpx.Headers, body: bytes, now: float) -> An
         added, skipped, failed = counts
         return Answer(Outcome.OK, status, "", added, skipped, failed, rate=rate)
     message = f"{status}: {error_message(body)}" if body else f"HTTP {status}"
+    if status == 413:
+        return Answer(Outcome.TOO_LARGE, status, message, rate=rate)
     if status in RETRY_STATUSES:
         return Answer(Outcome.RETRY, status, message, retry_after=retry_after, rate=rate)
     if status in REFUSE_STATUSES:
@@ -149,6 +159,22 @@ def classify(status: int, headers: httpx.Headers, body: bytes, now: float) -> An
     return Answer(Outcome.REJECTED, status, message, rate=rate)
 
 
+class _OneShot:
+    """A request body that is given out once and then forgotten."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __aiter__(self) -> _OneShot:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data, self._data = self._data, None
+        if data is None:
+            raise StopAsyncIteration
+        return data
+
+
 class InboxClient:
     """Posts batches to one campaign's Add leads endpoint over a shared client."""
 
@@ -156,6 +182,7 @@ class InboxClient:
         self._http = http
         self._base = base_url.rstrip("/")
         self._token = token
+        self._token_bytes = token.encode()
         self._headers = {
             "Authorization": f"Bearer {token}",
             "Content-Type": "application/json",
@@ -172,22 +199,38 @@ class InboxClient:
     ) -> Answer:
         """One attempt: POST the payload, never raising for network trouble."""
         content = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        size = len(content)
+        # The body goes out through a one-shot stream, which lets go of it once sent: an
+        # httpx response keeps its request, and a response lives until the cyclic
+        # garbage collector runs, so `content=bytes` kept every large body alive for
+        # a while (memory grew with the file, not with the requests in flight).
+        headers = {**self._headers, "Content-Length": str(size)}
+        stream = _OneShot(content)
+        del content
         try:
             async with asyncio.timeout(timeout_s):
                 response = await self._http.post(
-                    self.url(campaign), content=content, headers=self._headers
+                    self.url(campaign), content=stream, headers=headers
                 )
         except TimeoutError:
             return Answer(Outcome.RETRY, None, f"no answer within {timeout_s:g} s")
         except httpx.TimeoutException:
             return Answer(Outcome.RETRY, None, f"no answer within {timeout_s:g} s")
+        except _CUT_OFF as exc:
+            what = f"connection error: {type(exc).__name__}"
+            if size >= LARGE_BODY_BYTES:
+                sent = f"{size / 1e6:.1f} MB"
+                return Answer(Outcome.TOO_LARGE, None, f"{what} while sending {sent}")
+            return Answer(Outcome.RETRY, None, what)
         except httpx.TransportError as exc:
             # The message of a transport error names the host at most, never headers.
             return Answer(Outcome.RETRY, None, f"connection error: {type(exc).__name__}")
         except httpx.HTTPError as exc:
             return Answer(Outcome.REJECTED, None, f"request failed: {type(exc).__name__}")
-        answer = classify(response.status_code, response.headers, response.content, now)
+        # A server may echo what it was sent: the token is masked before anything is
+        # read from the answer, so that no cut to length can leave a piece of it.
+        body = response.content.replace(self._token_bytes, b"***")
+        answer = classify(response.status_code, response.headers, body, now)
         if self._token in answer.message:
-            # A server may echo what it was sent; the token must not travel on from here.
             answer = dataclasses.replace(answer, message=answer.message.replace(self._token, "***"))
         return answer

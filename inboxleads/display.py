@@ -136,6 +136,13 @@ def details(summary: Summary) -> list[str]:
             )
         if t.kinds:
             lines.append("kinds: " + ", ".join(f"{k} {n:,}" for k, n in t.kinds.items()))
+        if summary.extra.get("batches_cut_by_size"):
+            extra = summary.extra
+            lines.append(
+                f"request size: {extra['batches_cut_by_size']:,} batches cut at "
+                f"--max-request-bytes {extra['max_request_bytes']:,} (largest body "
+                f"{extra['largest_request_bytes'] or 0:,} bytes)"
+            )
         for reason, info in t.report()["rejections"].items():
             lines.append(f"rejected {info['count']:,}x: {reason}")
             lines.extend(f"    e.g. {example}" for example in info["examples"])

@@ -39,6 +39,7 @@ runner turns that into exit 70 (or the error's status) with the summary.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import traceback
 from collections import Counter
@@ -47,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from . import events as ev
-from .batching import Batch, Batcher, Deduper
+from .batching import DEFAULT_MAX_REQUEST_BYTES, Batch, Batcher, Deduper
 from .client import Answer, InboxClient, Outcome
 from .errors import ApiRefused, InboxLeadsError, InputError, http_status_to_refusal
 from .identifiers import HandleRun, Kind, Lead
@@ -71,6 +72,7 @@ class EngineConfig:
     campaign: str
     read: ReadOptions = field(default_factory=ReadOptions)
     batch_size: int = 2000
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     concurrency: int = 4
     timeout_s: float = 300.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -117,7 +119,7 @@ class Engine:
         self.ledger = Ledger(emit, self.reports)
         self.reader = Reader(inputs, config.read, batch_hint=config.batch_size)
         self.deduper = Deduper()
-        self.batcher = Batcher(config.batch_size)
+        self.batcher = Batcher(config.batch_size, config.max_request_bytes)
         self.pacer = Pacer(clock, sleep, self._on_pause)
         self.limit = AdaptiveLimit(config.concurrency, clock)
         self._slots = asyncio.Semaphore(config.concurrency)
@@ -137,6 +139,8 @@ class Engine:
         self.finished = False
         self._group: asyncio.TaskGroup | None = None
         self._last_pause_end = 0.0
+        # Warnings said once a run (a split batch, a wait the server asked for capped).
+        self._said: set[str] = set()
         # Regular files are finite and never trickle: they are read to the end on a
         # stop and never cut early, so their batches are the same on every run.
         self._regular_only = all(i.is_regular for i in inputs)
@@ -282,7 +286,7 @@ class Engine:
             if self.bug is None:
                 self.bug = exc
                 self.bug_trace = "".join(traceback.format_exception(exc))
-        self.emit(ev.InputFinished(self.batcher.count))
+        self.emit(ev.InputFinished(self.ledger.counts.batches))
 
     def _end_now(self, batches: list[Batch], cause: str) -> None:
         """Batches formed once the run has ended are not sent."""
@@ -337,7 +341,7 @@ class Engine:
                 waits.append(timer)
             await first(*waits)
         await self._start(self._flush())
-        self.emit(ev.InputFinished(self.batcher.count))
+        self.emit(ev.InputFinished(self.ledger.counts.batches))
 
     def _flush(self) -> list[Batch]:
         batch = self.batcher.flush()
@@ -485,6 +489,12 @@ class Engine:
                     ledger.undelivered(batch, f"refused by the API: {answer.message}", attempt)
                 self._refuse(answer)
                 return Delivery(False, answer, attempt)
+            if answer.outcome is Outcome.TOO_LARGE and len(batch) > 1:
+                if upload:
+                    await self._in_halves(batch, answer, attempt)
+                return Delivery(False, answer, attempt)
+            if answer.outcome is Outcome.TOO_LARGE and answer.status is not None:
+                answer = dataclasses.replace(answer, outcome=Outcome.REJECTED)
             if answer.outcome is Outcome.REJECTED:
                 if upload:
                     ledger.undelivered(batch, f"rejected by the server: {answer.message}", attempt)
@@ -493,7 +503,7 @@ class Engine:
                 self.limit.overload()
             if answer.status == 429:
                 # Retry-After is the floor, but an absurd one must not hold the run for days.
-                hold = min(answer.retry_after or 1.0, self.config.retry.max_wait_s)
+                hold = self._capped(answer.retry_after or 1.0, "Retry-After")
                 self.pacer.block(hold, f"rate limit: {answer.message}")
             if attempt >= self.config.retry.max_attempts:
                 if upload:
@@ -511,6 +521,48 @@ class Engine:
         if upload:
             ledger.stopped(batch, self.cause or "the run was stopped")
         return Delivery(False, None, sent)
+
+    async def _in_halves(self, batch: Batch, answer: Answer, attempts: int) -> None:
+        """The server would not take `batch` whole: send it as two halves, each ending
+        on its own (and split again as needed, down to one lead)."""
+        halves = self.batcher.split(batch)
+        self.ledger.split(batch, halves, answer.message)
+        self.say_once(
+            "split",
+            f"batch {batch.seq} ({len(batch):,} leads) was too large for the server "
+            f"({answer.message}): sending it in halves (see --max-request-bytes)",
+        )
+        for half in halves:
+            if not self._resume(half):
+                await self.deliver(half, "upload")
+
+    def say_once(self, topic: str, text: str) -> None:
+        """A warning line, the first time only: a log must not fill with repeats."""
+        if topic not in self._said:
+            self._said.add(topic)
+            self.emit(ev.Note(text))
+
+    def _capped(self, wait_s: float, what: str) -> float:
+        """A wait the server asked for, no longer than the policy allows (said once)."""
+        longest = self.config.retry.max_wait_s
+        if wait_s <= longest:
+            return wait_s
+        self.say_once(
+            f"cap-{what}",
+            f"the server asked to wait {wait_s:,.0f} s ({what}); waiting "
+            f"{longest / 60:g} minutes at most",
+        )
+        return longest
+
+    def _observe(self, answer: Answer, start_seq: int) -> None:
+        """Pace by the answer's rate-limit headers, a reset too far away capped."""
+        rate = answer.rate
+        if rate is not None and rate.reset is not None:
+            wait = rate.reset - self.clock()
+            if wait > self.config.retry.max_wait_s:
+                capped = self._capped(wait, "X-RateLimit-Reset")
+                rate = dataclasses.replace(rate, reset=self.clock() + capped)
+        self.pacer.observe(rate, start_seq)
 
     async def _attempt(self, batch: Batch, attempt: int, phase: str) -> Answer | None:
         """One request, holding a concurrency slot; None when a stop came before it went out."""
@@ -531,7 +583,7 @@ class Engine:
                     self.config.campaign, batch.payload(), self.config.timeout_s, self.clock()
                 )
                 status = answer.status
-                self.pacer.observe(answer.rate, start_seq)
+                self._observe(answer, start_seq)
                 return answer
             finally:
                 self.emit(ev.RequestEnded(batch.seq, status, phase))

@@ -91,6 +91,17 @@ class BatchUndelivered:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchSplit:
+    """The server found a batch too large (413, or it closed the connection while a
+    large body was sent): it is sent as the batches `into`, each ending on its own."""
+
+    seq: int
+    size: int
+    into: tuple[int, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RetryScheduled:
     """A transient failure: the batch is sent again after `wait_s`."""
 
@@ -152,6 +163,7 @@ Event = (
     | BatchDelivered
     | BatchResumed
     | BatchUndelivered
+    | BatchSplit
     | RetryScheduled
     | RatePaused
     | Stopping

@@ -94,6 +94,20 @@ class Ledger:
         self._open[batch.seq] = (batch, Waiting.SLOT, "")
         self._emit(ev.BatchQueued(batch.seq, len(batch)))
 
+    def split(self, batch: Batch, parts: list[Batch], reason: str) -> None:
+        """An open batch is sent as `parts` instead (the server found it too large):
+        the parts are open, each to end on its own; the batch itself never ends."""
+        self._close(batch)
+        if sum(map(len, parts)) != len(batch):
+            raise LedgerError(f"batch {batch.seq} was split into parts of another size")
+        self.counts.batches += len(parts) - 1
+        for part in parts:
+            if part.seq in self._open:
+                raise LedgerError(f"batch {part.seq} formed twice")
+            self._open[part.seq] = (part, Waiting.SLOT, "")
+        into = tuple(part.seq for part in parts)
+        self._emit(ev.BatchSplit(batch.seq, len(batch), into, reason))
+
     def planned(self, batch: Batch) -> None:
         """A dry run formed a batch: counted, never opened."""
         self.counts.batches += 1

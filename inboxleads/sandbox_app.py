@@ -54,6 +54,9 @@ class SandboxConfig:
     token: str = DEFAULT_TOKEN
     faults: Faults = field(default_factory=Faults)
     max_total: int = 2000
+    # Bodies larger than this are answered 413 (0: no limit), as a server or a proxy
+    # in front of it may do; the API documents no limit of its own.
+    max_body_bytes: int = 0
 
 
 def _error(
@@ -190,8 +193,15 @@ class _Endpoint:
             allowed, rate_headers = limiter.acquire()
             if not allowed:
                 return _error(429, "RATE_LIMITED", "too many requests", rate_headers)
+        too_large = self._too_large(request.headers.get("content-length"), rate_headers)
+        if too_large is not None:
+            return too_large
+        raw = await request.body()
+        too_large = self._too_large(str(len(raw)), rate_headers)
+        if too_large is not None:
+            return too_large
         try:
-            parsed = json.loads(await request.body())
+            parsed = json.loads(raw)
         except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
             return _error(400, "VALIDATION_ERROR", "body: not valid JSON", rate_headers)
         try:
@@ -226,6 +236,15 @@ class _Endpoint:
         if delay > 0 and not await self._pause(delay):
             return _Broken("shutdown")
         return response
+
+    def _too_large(self, length: str | None, headers: dict[str, str] | None) -> Response | None:
+        """413 in the documented error shape for a body over `max_body_bytes` (judged
+        from Content-Length before reading it, as a proxy would, when there is one)."""
+        limit = self.config.max_body_bytes
+        if not limit or length is None or not length.isdigit() or int(length) <= limit:
+            return None
+        message = f"request body of {int(length):,} bytes is over the limit of {limit:,} bytes"
+        return _error(413, "PAYLOAD_TOO_LARGE", message, headers)
 
     async def _hang(self, receive: Receive) -> None:
         await self._pause(HANG_S, receive)

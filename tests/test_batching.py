@@ -301,3 +301,69 @@ def test_all_new_handles_remembers_nothing_when_one_was_seen() -> None:
     assert not dedup.all_new_handles(["sama", "Sama"])
     assert dedup.first_time(Lead(Kind.USERNAME, "paulg", "a", 1))
     assert dedup.first_time(Lead(Kind.USERNAME, "sama", "a", 2))
+
+
+# --- cutting by bytes ------------------------------------------------------------------
+
+
+def body_size(batch: Batch) -> int:
+    """The body as the client encodes it, measured independently of the batcher."""
+    import json
+
+    text = json.dumps(batch.payload(), separators=(",", ":"), ensure_ascii=False)
+    return len(text.encode())
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 3000), min_size=0, max_size=120),
+    cap=st.integers(1024, 20_000),
+    size=st.integers(1, 50),
+    chunk=st.integers(1, 40),
+)
+def test_batches_never_exceed_the_byte_cap_and_keep_every_lead_in_order(
+    sizes: list[int], cap: int, size: int, chunk: int
+) -> None:
+    leads = [lead(f"u{i}", data={"notes": "é" * n} if n else None) for i, n in enumerate(sizes)]
+    batcher = Batcher(size, cap)
+    out: list[Batch] = []
+    for start in range(0, len(leads), chunk):
+        out.extend(batcher.extend(leads[start : start + chunk]))
+    last = batcher.flush()
+    out.extend([last] if last else [])
+    assert [x.value for b in out for x in b.leads] == [x.value for x in leads]
+    for b in out:
+        assert len(b) <= size
+        # Over the cap only as a lead alone that is larger than the cap by itself.
+        assert body_size(b) <= cap or len(b) == 1
+    assert [b.seq for b in out] == list(range(1, len(out) + 1))
+
+
+def test_handles_without_data_are_cut_by_count_only_under_the_default_cap() -> None:
+    batcher = Batcher(2000)
+    run = HandleRun("a.txt", 1, [f"h{i:014d}" for i in range(4500)])
+    full = batcher.extend_run(run)
+    assert [len(b) for b in full] == [2000, 2000] and all(b.compact for b in full)
+    assert batcher.cut_by_size == 0
+
+
+def test_a_small_cap_cuts_a_run_of_handles_by_bytes() -> None:
+    batcher = Batcher(2000, 2000)
+    full = batcher.extend_run(HandleRun("a.txt", 1, [f"h{i:014d}" for i in range(500)]))
+    assert full and all(body_size(b) <= 2000 for b in full)
+    assert batcher.cut_by_size == len(full)
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_a_batch_splits_into_two_halves_in_order(compact: bool) -> None:
+    values = [f"h{i}" for i in range(7)]
+    batch = (
+        Batch(3, run=HandleRun("a.txt", 10, values))
+        if compact
+        else Batch(3, [lead(v) for v in values])
+    )
+    first, second = batch.halves(8)
+    assert (first.seq, second.seq) == (8, 9)
+    assert [x.value for x in first.leads + second.leads] == values
+    assert (len(first), len(second)) == (3, 4)
+    assert [x.line for x in second.leads] == ([13, 14, 15, 16] if compact else [1, 1, 1, 1])

@@ -277,3 +277,46 @@ def test_failure_messages_never_contain_the_token() -> None:
         raise httpx.ConnectError(f"refused {request.headers['authorization']}", request=request)
 
     assert TOKEN not in post(handler, {"usernames": ["jack"]}).message
+
+
+@pytest.mark.parametrize("cut_at", [150, 185, 188])
+def test_a_token_echoed_by_the_server_is_masked_before_the_message_is_cut(cut_at: int) -> None:
+    """A message cut to length must not keep the first half of a token."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        text = "x" * cut_at + request.headers["authorization"] + " and more" + "y" * 300
+        return httpx.Response(400, content=text.encode())
+
+    message = post(handler, {"usernames": ["jack"]}).message
+    # Cut at 200 characters: the token starts at `cut_at + 7`, whole or in part inside.
+    assert TOKEN[:4] not in message
+    assert message.startswith("400: " + "x" * cut_at + "Bearer ***")
+
+
+def test_413_means_the_body_was_too_large() -> None:
+    body = b'{"error": {"code": "PAYLOAD_TOO_LARGE", "message": "too big", "status": 413}}'
+    answer = answer_for(413, body)
+    assert (answer.outcome, answer.message) == (
+        Outcome.TOO_LARGE,
+        "413: PAYLOAD_TOO_LARGE: too big",
+    )
+
+
+@pytest.mark.parametrize("error", [httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError])
+@pytest.mark.parametrize("large", [True, False])
+def test_a_connection_cut_while_sending_a_large_body_means_too_large(
+    error: type[httpx.TransportError], large: bool
+) -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        raise error("connection closed", request=request)
+
+    values = [f"u{i:06d}" * (3 if large else 1) for i in range(50_000 if large else 10)]
+    answer = post(handler, {"usernames": values})
+    if large:
+        assert answer.outcome is Outcome.TOO_LARGE
+        assert answer.message.startswith(f"connection error: {error.__name__} while sending")
+    else:
+        assert (answer.outcome, answer.message) == (
+            Outcome.RETRY,
+            f"connection error: {error.__name__}",
+        )

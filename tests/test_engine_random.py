@@ -162,6 +162,8 @@ class Schedule:
     inject: Injection | None
     journal: bool
     pre_stop: StopPlan | None  # resume: a first run with the same journal, stopped so
+    # The sandbox answers 413 to larger bodies: batches are split, down to one lead.
+    max_body_bytes: int = 0
 
     @property
     def data(self) -> bytes:
@@ -198,6 +200,8 @@ class Schedule:
             f"faults(err {f.error_rate:.2f} drop {f.drop_rate:.2f} lost {f.lost_rate:.2f} "
             f"hang {f.hang_rate:.3f} lat {f.latency_s * 1000:.1f} ms)"
         )
+        if self.max_body_bytes:
+            parts.append(f"413 over {self.max_body_bytes} bytes")
         parts.append("stops=[" + "; ".join(map(str, self.stops)) + "]")
         if self.inject is not None:
             parts.append(f"inject={self.inject}")
@@ -386,6 +390,8 @@ def make_schedule(seed: int) -> Schedule:
         else:
             pre_stop = StopPlan(signum(), None, rng.uniform(0.0, 0.08), "start")
     journal = resume or (inject is not None and inject.where == "journal") or rng.random() < 0.15
+    # Drawn last, so that every earlier draw of a seed stays what it was.
+    max_body_bytes = rng.choice([250, 500, 1000]) if not slow and rng.random() < 0.15 else 0
 
     return Schedule(
         seed=seed,
@@ -407,6 +413,7 @@ def make_schedule(seed: int) -> Schedule:
         inject=inject,
         journal=journal,
         pre_stop=pre_stop,
+        max_body_bytes=max_body_bytes,
     )
 
 
@@ -1132,7 +1139,9 @@ def run_schedule(seed: int, root: Path, monkeypatch: pytest.MonkeyPatch) -> Fail
     where.mkdir(parents=True)
     input_path = where / "leads.txt"
     input_path.write_bytes(schedule.data)
-    app = create_app(SandboxConfig(token=SECRET, faults=schedule.faults))
+    app = create_app(
+        SandboxConfig(token=SECRET, faults=schedule.faults, max_body_bytes=schedule.max_body_bytes)
+    )
     journal_path = where / "run.journal" if schedule.journal else None
     common: dict[str, Any] = {
         "app": app,
