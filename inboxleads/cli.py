@@ -12,8 +12,9 @@ import hashlib
 import io
 import json
 import os
+import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn, ParamSpec, TypeVar
@@ -183,6 +184,23 @@ def add(
     batch_size: Annotated[
         int, typer.Option("--batch-size", help="Identifiers per request, 1-2000.")
     ] = 2000,
+    max_request_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-request-bytes",
+            help="Cut batches by JSON body size too (rows with long data); a request the "
+            "server finds too large (413) is sent again in halves.",
+        ),
+    ] = 4_000_000,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            "--encoding",
+            help="Text encoding of the inputs (any Python codec: cp1252 for a Windows "
+            "Excel export, latin-1, utf-16); default UTF-8. A BOM decides by itself.",
+            show_default=False,
+        ),
+    ] = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="Requests in flight at most.")
     ] = 4,
@@ -319,8 +337,7 @@ def add(
     try:
         paths = list(inputs or [])
         if not paths:
-            if env.stdin_isatty or sys.stdin is None:
-                raise UsageError("no input: give a file, or pipe values into stdin (see --help)")
+            _check_stdin_is_input()
             paths = ["-"]
         if sum(1 for p in paths if p == "-") > 1:
             raise UsageError("stdin (-) can be read only once")
@@ -349,8 +366,10 @@ def add(
                 if data_columns
                 else None,
                 no_data=no_data,
+                encoding=encoding,
             ),
             batch_size=batch_size,
+            max_request_bytes=max_request_bytes,
             concurrency=concurrency,
             timeout_s=timeout,
             max_attempts=max_attempts,
@@ -362,6 +381,7 @@ def add(
             json_summary=json_summary,
             sandbox=sandbox,
             journal=journal_path,
+            resume=resume,
             rejects=rejects,
             undelivered=undelivered,
             wait_lock=wait_lock,
@@ -377,10 +397,12 @@ def add(
             reason = exc.stop_reason if isinstance(exc, Interrupted) else None
             print_summary(empty_summary(stub, exc.exit_status, reason), env)
         raise
-    if token is not None and token != "-" and env.stderr_isatty and not quiet:
-        env.stderr.write(
-            "inboxleads: warning: a token on the command line shows in `ps` and shell "
-            f"history; prefer ${TOKEN_ENV}, .env or --token-file\n"
+    if token is not None and token != "-" and not quiet:
+        # Whatever stderr is: a cron log is where a leaked token is found later.
+        _warn(
+            "a token on the command line shows in `ps` and shell history; prefer "
+            f"${TOKEN_ENV}, .env or --token-file",
+            as_event=progress == Progress.JSONL,
         )
     result = run_add(job, env)
     if result.error is not None:
@@ -389,6 +411,43 @@ def add(
         result.error.exit_status = result.status
         raise result.error
     raise typer.Exit(int(result.status))
+
+
+def _check_stdin_is_input() -> None:
+    """With no INPUT, stdin is read when it is a pipe or a file; a terminal (nothing
+    was piped) or a device such as /dev/null (cron) is a usage error, not an empty run."""
+    why = "stdin is closed"
+    if sys.stdin is not None:
+        try:
+            mode = os.fstat(sys.stdin.fileno()).st_mode
+        except (OSError, ValueError, io.UnsupportedOperation):
+            mode = None
+        if mode is None:
+            return  # not a real descriptor (embedded use): read what it gives
+        if stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode):
+            return
+        why = "stdin is a terminal" if _isatty_fd(sys.stdin) else "stdin is not a pipe or a file"
+    raise UsageError(
+        f"no input: {why}; name a file (or - for stdin), or pipe values in (see --help)"
+    )
+
+
+def _isatty_fd(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _warn(text: str, as_event: bool) -> None:
+    """A warning line on stderr (a JSON `note` event in jsonl mode)."""
+    if as_event:
+        line = json.dumps({"event": "note", "text": f"warning: {text}"})
+    else:
+        line = f"inboxleads: warning: {text}"
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 def _dotenv() -> dict[str, str]:
@@ -424,7 +483,8 @@ def _resolve_token(
     if token == "-":
         if stdin_used:
             raise UsageError("--token - reads stdin, which already carries the leads")
-        token = _while_stoppable(_first_line_of_stdin, "--token -", max_time)
+        with _no_echo():
+            token = _while_stoppable(_first_line_of_stdin, "--token -", max_time)
     if token_file is not None:
         path = token_file
         try:
@@ -442,6 +502,36 @@ def _resolve_token(
     if not token:
         raise UsageError("the token given is empty")
     return token
+
+
+@contextlib.contextmanager
+def _no_echo() -> Iterator[None]:
+    """On a terminal, ask for the token and read it without showing it; the terminal
+    is put back by this thread, whatever ends the read (a signal included)."""
+    try:
+        import termios
+
+        fd = sys.stdin.fileno() if sys.stdin is not None else -1
+        saved = termios.tcgetattr(fd) if fd >= 0 and os.isatty(fd) else None
+    except (ImportError, OSError, ValueError, io.UnsupportedOperation):
+        saved = None
+    if saved is None:
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stderr.write("API token (not shown): ")
+        sys.stderr.flush()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 def _first_line_of(path: Path) -> bytes:
@@ -514,7 +604,8 @@ def state_dir() -> Path:
 
 
 def default_journal(campaign: str, paths: list[str]) -> Path:
-    """The --resume journal: one per campaign and set of inputs."""
+    """The --resume journal: one per campaign and set of inputs, named by the paths as
+    given (a symlink rotated to a new export keeps its journal)."""
     from .journal import input_names  # the journal module pulls in httpx: not at start-up
 
     names = "\n".join(input_names(paths))
@@ -561,6 +652,13 @@ def sandbox(
     seed: Annotated[
         int | None, typer.Option("--seed", help="Seed for the fault draws.", show_default=False)
     ] = None,
+    max_body_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-body-bytes",
+            help="Answer 413 Payload Too Large to bodies over this size (0: no limit).",
+        ),
+    ] = 0,
 ) -> None:
     """Run the built-in stand-in of the Add leads endpoint on a loopback port.
 
@@ -571,8 +669,11 @@ def sandbox(
     """
     from .sandbox import DEFAULT_TOKEN, Faults, SandboxConfig, serve
 
+    if max_body_bytes < 0:
+        raise UsageError("--max-body-bytes must be 0 (no limit) or more")
     config = SandboxConfig(
         token=token or DEFAULT_TOKEN,
+        max_body_bytes=max_body_bytes,
         faults=Faults(
             latency_s=latency,
             username_latency_s=username_latency,

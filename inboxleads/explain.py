@@ -25,7 +25,7 @@ from . import events as ev
 from .batching import Batch, batch_digest
 from .engine import Engine
 from .identifiers import Lead, readable
-from .reports import open_private
+from .reports import replacing
 
 
 @dataclass
@@ -123,7 +123,7 @@ def write_failed(path: Path, explanation: Explanation) -> int:
     for lead, _ in rows:
         if lead.data:
             columns.update(dict.fromkeys(lead.data))
-    with open_private(path) as out:
+    with replacing(path) as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["identifier", "kind", "status", "source", "line", *columns])
         for lead, status in rows:

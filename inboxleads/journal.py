@@ -27,32 +27,87 @@ from .client import Answer
 from .errors import Interrupted, JournalError, LockHeld
 from .reports import open_private
 
-VERSION = 1
+VERSION = 2
+# Journals of version 1 also named the resolved input paths and the read options:
+# they are still read, and those fields are not compared any more.
+READABLE_VERSIONS = (1, 2)
 LOCK_POLL_S = 0.1
+# A header line is short; a file whose first line is longer is not a journal.
+HEADER_MAX = 64 * 1024
 
 
 def input_names(paths: list[str]) -> tuple[str, ...]:
-    """The inputs of a run as a journal names them: absolute paths, `-` for stdin."""
-    return tuple(str(Path(p).resolve()) if p != "-" else "-" for p in paths)
+    """The inputs of a run as the user named them (absolute, links not followed), `-`
+    for stdin: what the journal's header shows, and what names a --resume journal."""
+    return tuple(os.path.abspath(p) if p != "-" else "-" for p in paths)
 
 
 @dataclass(frozen=True)
 class RunKey:
-    """What makes two runs the same run, for resuming."""
+    """What makes two runs the same run, for resuming: the campaign and how the leads
+    are cut into batches. Not the input file names: a rotated symlink or a renamed
+    export resumes normally, and batches are recognised by their content digest."""
 
     campaign: str
-    inputs: tuple[str, ...]
     batch_size: int
-    read: str
+    max_request_bytes: int
+    # Shown in the header for whoever reads the file; never compared.
+    inputs: tuple[str, ...] = ()
 
     def header(self) -> dict[str, Any]:
         return {
             "journal": VERSION,
             "campaign": self.campaign,
-            "inputs": list(self.inputs),
             "batch_size": self.batch_size,
-            "read": self.read,
+            "max_request_bytes": self.max_request_bytes,
+            "inputs": list(self.inputs),
         }
+
+    def check(self, path: Path, header: Any) -> None:
+        """Raise `JournalError` unless `header` is the first line of this run's journal."""
+        if not isinstance(header, dict) or header.get("journal") not in READABLE_VERSIONS:
+            raise JournalError(
+                f"journal {path}: not an inboxleads journal (left unchanged); "
+                "name a new file for --journal"
+            )
+        expected = self.header()
+        fields = ["campaign", "batch_size"]
+        if header.get("journal") == VERSION:
+            fields.append("max_request_bytes")
+        for name in fields:
+            if header.get(name) != expected[name]:
+                raise JournalError(
+                    f"journal {path} belongs to another run ({name}: "
+                    f"{header.get(name)!r}, this run: {expected[name]!r}); "
+                    "use another --journal file, or delete this one to start over"
+                )
+
+
+def check_journal(path: Path, key: RunKey) -> None:
+    """Before anything is written anywhere: refuse a file that is not a journal, or the
+    journal of another run, leaving it unchanged. An absent or empty file is new."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.readline(HEADER_MAX)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise JournalError(f"journal {path}: {exc.strerror or exc}") from exc
+    if head and not _torn_header(head):
+        key.check(path, _header_of(head))
+
+
+def _torn_header(head: bytes) -> bool:
+    """The start of a header a crash (or a run writing it now) has not finished: a
+    journal that recorded nothing yet."""
+    return b"\n" not in head and head.startswith(b'{"journal"')
+
+
+def _header_of(line: bytes) -> Any:
+    try:
+        return json.loads(line.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError included
+        return None
 
 
 class Journal:
@@ -70,19 +125,24 @@ class Journal:
         """Read an existing journal (refusing one of another run) and open it for appending."""
         journal = cls(path, key)
         try:
-            existing = path.exists() and path.stat().st_size > 0
-            if existing:
-                journal._load()
+            existing = path.exists() and path.stat().st_size > 0 and journal._load()
             path.parent.mkdir(parents=True, exist_ok=True)
-            journal._out = open_private(path, "a")
+            journal._out = open_private(path, "a" if existing else "w")
             if not existing:
                 journal._write(key.header())
         except OSError as exc:
             raise JournalError(f"journal {path}: {exc.strerror or exc}") from exc
         return journal
 
-    def _load(self) -> None:
+    def _load(self) -> bool:
+        """Read the journal's records; False when it holds no header yet."""
         raw = self.path.read_bytes()
+        if _torn_header(raw[:HEADER_MAX]):
+            return False  # nothing was recorded: it starts again
+        first = raw[: raw.find(b"\n") + 1] if b"\n" in raw else raw
+        # The header is checked before anything is changed: a file that is not this
+        # run's journal is refused as it is.
+        self.key.check(self.path, _header_of(first[:HEADER_MAX]))
         if not raw.endswith(b"\n"):
             # A crash tore the last record: cut it off, or the next record
             # would be glued to it and lost on the following run.
@@ -91,20 +151,6 @@ class Journal:
                 fh.truncate(keep)
             raw = raw[:keep]
         lines = raw.decode("utf-8", "replace").split("\n")
-        try:
-            header = json.loads(lines[0])
-        except ValueError:
-            raise JournalError(f"journal {self.path}: not an inboxleads journal") from None
-        if not isinstance(header, dict) or header.get("journal") != VERSION:
-            raise JournalError(f"journal {self.path}: not an inboxleads journal")
-        expected = self.key.header()
-        for field in ("campaign", "inputs", "batch_size", "read"):
-            if header.get(field) != expected[field]:
-                raise JournalError(
-                    f"journal {self.path} belongs to another run ({field}: "
-                    f"{header.get(field)!r}, this run: {expected[field]!r}); "
-                    "use another --journal file, or delete this one to start over"
-                )
         for line in lines[1:]:
             try:
                 record = json.loads(line)
@@ -113,6 +159,7 @@ class Journal:
             if isinstance(record, dict) and isinstance(record.get("batch"), str):
                 failed = record.get("failed")
                 self._done[record["batch"]] = failed if isinstance(failed, int) else 0
+        return True
 
     def _write(self, record: dict[str, Any]) -> None:
         assert self._out is not None

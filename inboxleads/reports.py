@@ -19,7 +19,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,6 +66,8 @@ class Reports:
         self.rejects_path = rejects
         self.undelivered_path = undelivered
         self._target = undelivered  # where the final list goes (a symlink's file)
+        self._rejects_target: Path | None = None
+        self._rejects_path: Path | None = None  # the file being built
         self._rejects: IO[str] | None = None
         self._rejects_csv: Any = None
         self._plain: IO[str] | None = None
@@ -83,14 +85,18 @@ class Reports:
         try:
             self._open(rejects, undelivered)
         except BaseException:
-            self.close()
+            self.discard()
             raise
 
     def _open(self, rejects: Path | None, undelivered: Path | None) -> None:
         name, path = "--rejects", rejects
         try:
             if rejects is not None:
-                self._rejects = open_private(rejects)
+                # Built beside its target and moved into place by `close`, like every
+                # report: the file named is replaced whole or not at all.
+                self._rejects_target = Path(os.path.realpath(rejects))
+                self._rejects_path = _temporary(self._rejects_target)
+                self._rejects = open_private(self._rejects_path)
                 self._rejects_csv = csv.writer(self._rejects, lineterminator="\n")
                 self._rejects_csv.writerow(["source", "line", "reason", "text"])
             name, path = "--undelivered", undelivered
@@ -169,7 +175,7 @@ class Reports:
         self.failures[name] = exc
         self.unlisted[name] = count
         if name == "--rejects":
-            files, path = [self._rejects], self.rejects_path
+            files, path = [self._rejects], self._rejects_path
             self._rejects = self._rejects_csv = None
         else:
             files, path = [self._plain, self._spool], self._plain_path
@@ -226,6 +232,12 @@ class Reports:
             except OSError as exc:
                 self._broke("--rejects", exc, 0)
             self._rejects = self._rejects_csv = None
+        if self._rejects_path is not None and self._rejects_target is not None:
+            try:
+                put_in_place(self._rejects_path, self._rejects_target)
+            except OSError as exc:
+                self.failures.setdefault("--rejects", exc)
+            self._rejects_path = None
         target = self._target
         try:
             if self._plain is not None:
@@ -242,9 +254,25 @@ class Reports:
             with contextlib.suppress(OSError):
                 self._spool_path.unlink(missing_ok=True)  # the entries, not a list to use
         if self._plain_path is not None and target is not None:
-            with contextlib.suppress(OSError):
+            try:
                 if self._plain_path.exists():
-                    os.replace(self._plain_path, target)
+                    put_in_place(self._plain_path, target)
+            except OSError as exc:
+                self.failures.setdefault("--undelivered", exc)
+
+    def discard(self) -> None:
+        """Close and remove the files being built, leaving the targets as they were
+        (a run that never began leaves the user's earlier reports alone)."""
+        for fh in (self._rejects, self._plain, self._spool):
+            if fh is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    fh.close()
+        self._rejects = self._rejects_csv = self._plain = self._spool = None
+        for built in (self._rejects_path, self._plain_path, self._spool_path):
+            if built is not None:
+                with contextlib.suppress(OSError):
+                    built.unlink(missing_ok=True)
+        self._rejects_path = self._plain_path = self._spool_path = None
 
     def problems(self) -> list[str]:
         """One line per report that could not be written in full."""
@@ -258,14 +286,38 @@ class Reports:
         return lines
 
 
-def check_output(name: str, path: Path, *, folder_may_be_made: bool = False) -> None:
-    """Refuse an output path that is not a regular file (or a new one in an existing
-    folder), before anything is sent: a report is built beside its path and moved into
-    place, the journal gets a lock file beside it, and opening a pipe could wait forever."""
+FileId = tuple[int, int]
+
+
+def file_id(path: Path | str) -> FileId | None:
+    """The identity of an existing file (device and inode, symlinks followed), else None."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def check_output(
+    name: str,
+    path: Path,
+    *,
+    folder_may_be_made: bool = False,
+    inputs: dict[FileId, str] | None = None,
+) -> None:
+    """Refuse an output path that is not a regular file (or a new one in an existing,
+    writable folder), or that is one of the run's `inputs` (by identity: a link or
+    another spelling of an input is the input), before anything is read or sent: a
+    report is built beside its path and moved into place, the journal gets a lock
+    file beside it, and opening a pipe could wait forever."""
     if not path.name or path.name in (".", ".."):
         raise UsageError(f"{name} {str(path)!r}: is a folder, not a file")
-    if not folder_may_be_made and not path.parent.is_dir():
-        raise UsageError(f"{name} {path}: the folder {path.parent} does not exist")
+    folder = Path(os.path.realpath(path)).parent
+    if not folder_may_be_made:
+        if not folder.is_dir():
+            raise UsageError(f"{name} {path}: the folder {path.parent} does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"{name} {path}: the folder {path.parent} is not writable")
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -278,6 +330,34 @@ def check_output(name: str, path: Path, *, folder_may_be_made: bool = False) -> 
     if special or str(path).startswith(("/dev/", "/proc/")):
         # /dev/stdout redirected to a file is a regular file too: still not ours to replace.
         raise UsageError(f"{name} {path}: is a device, not a file")
+    same = (inputs or {}).get(file_id(path) or (-1, -1))
+    if same is not None:
+        shown = "stdin" if same == "-" else repr(same)
+        raise UsageError(
+            f"{name} {path}: is an input of this run ({shown}); inputs are never "
+            "overwritten: name another file"
+        )
+
+
+def put_in_place(built: Path, target: Path) -> None:
+    """Move a file built by `_temporary` onto `target` (private, as every report: a
+    file it replaces does not keep a public mode)."""
+    os.replace(built, target)
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[IO[str]]:
+    """A private text file to write `path` whole: built beside it, moved into place
+    when the block ends without error, removed otherwise."""
+    target = Path(os.path.realpath(path))
+    built = _temporary(target)
+    try:
+        with open_private(built) as out:
+            yield out
+        put_in_place(built, target)
+    finally:
+        with contextlib.suppress(OSError):
+            built.unlink(missing_ok=True)
 
 
 def _temporary(beside: Path) -> Path:
@@ -330,7 +410,7 @@ def write_undelivered(spool: Path, target: Path) -> str:
     if suffix in (".csv", ".tsv") or not plain:
         delimiter = "\t" if suffix == ".tsv" else ","
         return _write_table(spool, target, columns, delimiter, all_external)
-    with open_private(target) as out:
+    with replacing(target) as out:
         for entry in _entries(spool):
             out.write(_as_line(entry) + "\n")
     return "lines"
@@ -345,7 +425,7 @@ def _write_table(
     IDs can only be written this way when every entry is one (`external_id`).
     """
     first = "external_id" if all_external else "username"
-    with open_private(target) as out:
+    with replacing(target) as out:
         writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
         writer.writerow([first, *columns])
         for entry in _entries(spool):
@@ -363,7 +443,7 @@ def _write_table(
 
 def _write_objects(spool: Path, target: Path, array: bool) -> str:
     """JSONL (or a JSON array) of lead objects with the API's field names."""
-    with open_private(target) as out:
+    with replacing(target) as out:
         out.write("[\n" if array else "")
         for i, entry in enumerate(_entries(spool)):
             obj: dict[str, Any] = {entry["kind"]: entry["value"]}

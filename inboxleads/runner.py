@@ -20,6 +20,7 @@ import os
 import random
 import re
 import ssl
+import stat
 import sys
 import time
 import traceback
@@ -34,19 +35,28 @@ import httpx
 from . import events as ev
 from . import stops
 from .accounting import Summary, Tally
-from .batching import MAX_BATCH
+from .batching import DEFAULT_MAX_REQUEST_BYTES, MAX_BATCH, MIN_REQUEST_BYTES
 from .client import InboxClient
 from .display import Display, SafeDisplay, make_display
 from .engine import Companion, Engine, EngineConfig
-from .errors import Bug, ExitStatus, InboxLeadsError, Interrupted, ReportError, UsageError
+from .errors import (
+    Bug,
+    ExitStatus,
+    InboxLeadsError,
+    InputError,
+    Interrupted,
+    ReportError,
+    UsageError,
+)
 from .explain import Explainer, Explanation, write_failed
 from .inputs import OpenInput, ReadOptions, open_inputs
-from .journal import Journal, RunKey, RunLock, input_names
+from .journal import Journal, RunKey, RunLock, check_journal, input_names
 from .ledger import Counts
 from .pacing import RetryPolicy
-from .reports import Reports, check_output
+from .reports import FileId, Reports, check_output, file_id
 
 CAMPAIGN_RE = re.compile(r"[0-9a-z]+")
+MAX_ATTEMPTS = 100
 # The in-process sandbox is reached through its transport: this host never resolves.
 SANDBOX_HOST = "http://sandbox.invalid"
 
@@ -91,6 +101,7 @@ class AddJob:
     base_url: str = "https://inboxapp.com/api/v1"
     read: ReadOptions = field(default_factory=ReadOptions)
     batch_size: int = MAX_BATCH
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     concurrency: int = 4
     timeout_s: float = 300.0
     max_attempts: int = 6
@@ -102,6 +113,8 @@ class AddJob:
     json_summary: bool = False
     sandbox: bool = False
     journal: Path | None = None
+    # The journal is --resume's own (in the state directory, whose folder is made).
+    resume: bool = False
     rejects: Path | None = None
     undelivered: Path | None = None
     wait_lock: bool = False
@@ -150,18 +163,21 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def check_job(job: AddJob) -> None:
-    """Everything that is a usage error, checked before any input is read."""
+def check_job(job: AddJob, stdin: IO[bytes] | None = None) -> None:
+    """Everything that is a usage error, checked before any input is read: the
+    options, then every file the run would write (never one of its inputs)."""
     if not CAMPAIGN_RE.fullmatch(job.campaign):
         raise UsageError(
             f"campaign id {job.campaign!r} is not valid: lowercase letters and digits only"
         )
     if not 1 <= job.batch_size <= MAX_BATCH:
         raise UsageError(f"--batch-size must be between 1 and {MAX_BATCH}")
+    if job.max_request_bytes < MIN_REQUEST_BYTES:
+        raise UsageError(f"--max-request-bytes must be at least {MIN_REQUEST_BYTES}")
     if job.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
-    if job.max_attempts < 1:
-        raise UsageError("--max-attempts must be at least 1")
+    if not 1 <= job.max_attempts <= MAX_ATTEMPTS:
+        raise UsageError(f"--max-attempts must be between 1 and {MAX_ATTEMPTS}")
     seconds = [
         ("--timeout", job.timeout_s),
         ("--flush-after", job.flush_after_s),
@@ -173,16 +189,10 @@ def check_job(job: AddJob) -> None:
             raise UsageError(f"{option} must be a positive number of seconds, not {value:g}")
     if job.explain_budget is not None and job.explain_budget < 1:
         raise UsageError("--explain-budget must be at least 1 request")
-    outputs = [
-        ("--rejects", job.rejects),
-        ("--undelivered", job.undelivered),
-        ("--explain-failures", job.explain_failures),
-    ]
-    for option, path in outputs:
-        if path is not None:
-            check_output(option, path)
-    if job.journal is not None:
-        check_output("--journal", job.journal, folder_may_be_made=True)
+    check_encoding(job.read.encoding)
+    if job.ca_bundle is not None:
+        ca_context(job.ca_bundle)
+    check_files(job, stdin)
     if job.token is not None and not job.sandbox:
         check_token(job.token)
     if not job.sandbox and not job.dry_run:
@@ -192,6 +202,82 @@ def check_job(job: AddJob) -> None:
                 "no API token: set INBOX_API_TOKEN (or put it in .env), or pass "
                 "--token-file; try --sandbox or --dry-run to run without one"
             )
+
+
+def check_encoding(name: str | None) -> None:
+    """`--encoding` must name a Python text codec."""
+    if name is None:
+        return
+    import codecs
+
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        raise UsageError(
+            f"--encoding {name!r}: unknown encoding (try utf-8, cp1252, latin-1, utf-16)"
+        ) from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise UsageError(f"--encoding {name!r}: not a text encoding")
+
+
+def ca_context(path: Path) -> ssl.SSLContext:
+    """The TLS context trusting `--ca-bundle`; a usage error naming the file otherwise."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise UsageError(f"--ca-bundle {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"--ca-bundle {path}: not a file of certificates")
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except OSError as exc:  # ssl.SSLError included
+        detail = exc.strerror or getattr(exc, "reason", None) or exc
+        raise UsageError(
+            f"--ca-bundle {path}: cannot be read as PEM certificates ({detail})"
+        ) from None
+
+
+def input_ids(paths: list[str], stdin: IO[bytes] | None) -> dict[FileId, str]:
+    """The identity of every input that is a file (stdin's too), by file id."""
+    ids: dict[FileId, str] = {}
+    for path in paths:
+        found: FileId | None = None
+        if path == "-":
+            with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+                if stdin is not None:
+                    st = os.fstat(stdin.fileno())
+                    found = (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+        else:
+            found = file_id(path)
+        if found is not None:
+            ids.setdefault(found, path)
+    return ids
+
+
+def check_files(job: AddJob, stdin: IO[bytes] | None) -> None:
+    """Every file the run writes: a file of its own (no folder, device, pipe, nor an
+    input), in an existing folder, and no two options naming the same file. A journal
+    that exists must be this run's (checked before anything is written to it)."""
+    inputs = input_ids(job.inputs, stdin)
+    outputs = [
+        ("--rejects", job.rejects),
+        ("--undelivered", job.undelivered),
+        ("--explain-failures", job.explain_failures),
+    ]
+    if job.journal is not None and not job.dry_run:
+        outputs.append(("--journal", job.journal))
+    named: dict[str, str] = {}
+    for option, path in outputs:
+        if path is None:
+            continue
+        made = option == "--journal" and job.resume
+        check_output(option, path, folder_may_be_made=made, inputs=inputs)
+        where = os.path.normcase(os.path.realpath(path))
+        if where in named:
+            raise UsageError(f"{option} and {named[where]} name the same file ({path})")
+        named[where] = option
+    if job.journal is not None and not job.dry_run:
+        check_journal(job.journal, _run_key(job))
 
 
 def check_token(token: str) -> None:
@@ -239,7 +325,7 @@ def print_summary(summary: Summary, env: Environment) -> None:
 def run_add(job: AddJob, env: Environment) -> AddResult:
     """Run `inboxleads add` from start to summary."""
     try:
-        check_job(job)
+        check_job(job, env.stdin)
         inputs = open_inputs(job.inputs, job.read.fmt, env.stdin, job.read)
     except InboxLeadsError as exc:
         summary = empty_summary(job, exc.exit_status)
@@ -401,6 +487,12 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
             ticker: list[Companion] = [lambda: _tick(display)]
             try:
                 await engine.run(ticker)
+                if job.dry_run:
+                    extra = {
+                        "max_request_bytes": job.max_request_bytes,
+                        "batches_cut_by_size": engine.batcher.cut_by_size,
+                        "largest_request_bytes": engine.batcher.largest_measured or None,
+                    }
                 if job.explain_failures is not None and not job.dry_run:
                     extra = await _explain(job, job.explain_failures, engine, ticker, tally)
             finally:
@@ -408,10 +500,17 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
     except InboxLeadsError as exc:
         error = exc
     except OSError as exc:
-        error = UsageError(f"{exc.filename or 'file'}: {exc.strerror or exc}")
+        # A file of the run's own that failed outside the reports (which say so
+        # themselves): one line naming it; exit 2 before sending, 1 once some was.
+        error = ReportError(f"{exc.filename or 'a file'}: {exc.strerror or exc}")
+        if engine is not None:
+            engine.error = engine.error or error
     finally:
         control.end()
-        reports.close()
+        if engine is None:
+            reports.discard()  # nothing was read: the user's earlier reports stay
+        else:
+            reports.close()
         if engine is None:
             # The engine's reader owns the inputs once it exists; before, nobody does.
             for source in inputs:
@@ -429,6 +528,8 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
         error = Bug("the counts do not add up: " + "; ".join(problems))
     elif engine is not None:
         error = error or engine.refused or engine.error or engine.input_error
+        if error is None and engine.cause is None:
+            error = _all_rejected(engine.ledger.counts, tally)
     unwritten = reports.problems()
     if unwritten and engine is not None and not isinstance(error, Bug):
         # A report that could not be written in full (a full disk): said in its own
@@ -461,6 +562,21 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
     if job.json_summary:
         print_summary(summary, env)
     return AddResult(status, summary, error)
+
+
+def _all_rejected(counts: Counts, tally: Tally) -> InputError | None:
+    """A run in which every record read was rejected is an input error (exit 2): a
+    column of emails, or handles run together on one line, is not success."""
+    if not counts.read or counts.rejected != counts.read:
+        return None
+    reasons = "; ".join(
+        f"{reason} ({count:,}), e.g. {examples[0]}" if examples else reason
+        for reason, (count, examples) in sorted(tally.reasons.items(), key=lambda r: -r[1][0])[:3]
+    )
+    sources = ", ".join(tally.sources) or "input"
+    return InputError(
+        sources, f"every record read was rejected ({counts.read:,}); nothing was sent: {reasons}"
+    )
 
 
 def _bug(exc: BaseException, trace: str) -> Bug:
@@ -539,11 +655,7 @@ async def _explain(
 
 
 def _run_key(job: AddJob) -> RunKey:
-    names = input_names(job.inputs)
-    read = f"{job.read.fmt.value}/{job.read.read_as.value}/{job.read.column}/" + (
-        "no-data" if job.read.no_data else ",".join(job.read.data_columns or ())
-    )
-    return RunKey(job.campaign, names, job.batch_size, read)
+    return RunKey(job.campaign, job.batch_size, job.max_request_bytes, input_names(job.inputs))
 
 
 def _engine_config(job: AddJob) -> EngineConfig:
@@ -551,6 +663,7 @@ def _engine_config(job: AddJob) -> EngineConfig:
         campaign=job.campaign,
         read=job.read,
         batch_size=job.batch_size,
+        max_request_bytes=job.max_request_bytes,
         concurrency=job.concurrency,
         timeout_s=job.timeout_s,
         retry=RetryPolicy(max_attempts=job.max_attempts),
@@ -569,7 +682,7 @@ def _http_client(job: AddJob, env: Environment) -> httpx.AsyncClient:
         transport = sandbox_transport(create_app())
     verify: ssl.SSLContext | bool = True
     if job.ca_bundle is not None:
-        verify = ssl.create_default_context(cafile=str(job.ca_bundle))
+        verify = ca_context(job.ca_bundle)
     return httpx.AsyncClient(
         transport=transport,
         limits=httpx.Limits(

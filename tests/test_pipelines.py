@@ -8,6 +8,7 @@ the shell niceties (help, version, the sandbox command).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -533,14 +534,22 @@ def test_token_dash_with_leads_on_stdin_is_a_usage_error(
     assert sandbox_server.state.total_requests() == 0
 
 
-def test_token_on_the_command_line_prints_no_warning_when_stderr_is_not_a_terminal(
+def test_token_on_the_command_line_warns_in_a_log_file_too(
     run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
+    """A cron log is where a token in `ps` matters: the warning does not need a terminal
+    (and is an event of its own with --progress jsonl)."""
     path = write_lines(tmp_path / "a.txt", ["jack"])
     env = cli_env(INBOX_BASE_URL=sandbox_server.base_url)
     result = run_cli("add", "tw1", str(path), "--token", SECRET, env=env)
     assert result.code == 0
-    assert "warning" not in result.stderr.lower()
+    assert "warning: a token on the command line shows in `ps`" in result.stderr
+    assert SECRET not in result.stderr
+    jsonl = run_cli("add", "tw1", str(path), "--token", SECRET, "--progress", "jsonl", env=env)
+    events = [json.loads(line) for line in jsonl.stderr.splitlines()]
+    assert any("shows in `ps`" in e.get("text", "") for e in events)
+    quiet = run_cli("add", "tw1", str(path), "--token", SECRET, "--quiet", env=env)
+    assert quiet.stderr == ""
 
 
 def test_token_on_the_command_line_warns_on_a_terminal(
@@ -772,3 +781,44 @@ def test_sandbox_command_prints_its_url_serves_and_exits_0_on_sigterm(tmp_path: 
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err.decode()
     assert b"Traceback" not in err
+
+
+def test_token_dash_on_a_terminal_is_read_without_echo(
+    sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    """`--token -` typed at a terminal: a prompt, no echo, and the terminal put back."""
+    path = write_lines(tmp_path / "a.txt", ["jack"])
+    master, slave = pty.openpty()
+    env = cli_env(INBOX_BASE_URL=sandbox_server.base_url, TERM="dumb")
+    args = [sys.executable, "-m", "inboxleads", "add", "tty1", str(path), "--token", "-"]
+    proc = subprocess.Popen(
+        [*args, "--progress", "none", "--json"],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=env,
+        cwd=tmp_path,
+    )
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while b"API token (not shown): " not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 4096)
+        os.write(master, SECRET.encode() + b"\n")
+        out, _ = proc.communicate(timeout=60)
+        with contextlib.suppress(OSError):
+            while select.select([master], [], [], 0.2)[0]:
+                chunk = os.read(master, 4096)
+                if not chunk:
+                    break
+                seen += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert proc.returncode == 0, seen
+    assert SECRET.encode() not in seen
+    assert json.loads(out.splitlines()[-1])["delivered"] == 1

@@ -14,7 +14,7 @@ from inboxleads.client import Answer, Outcome
 from inboxleads.errors import JournalError, LockHeld
 from inboxleads.identifiers import Kind, Lead
 from inboxleads.inputs import Format, ReadOptions, Rejection, open_inputs, read_records
-from inboxleads.journal import Journal, RunKey, RunLock
+from inboxleads.journal import Journal, RunKey, RunLock, check_journal
 from inboxleads.reports import Reports
 
 U, P, E = Kind.USERNAME, Kind.PLATFORM_ID, Kind.EXTERNAL_ID
@@ -219,7 +219,7 @@ def test_undelivered_19_digit_user_id_reads_back(tmp_path: Path) -> None:
 
 # --- journal -----------------------------------------------------------------------------
 
-KEY = RunKey(campaign="camp1", inputs=("leads.txt",), batch_size=2000, read="auto")
+KEY = RunKey(campaign="camp1", batch_size=2000, max_request_bytes=4_000_000, inputs=("leads.txt",))
 OK = Answer(Outcome.OK, 200, added=3, skipped=1, failed=0)
 
 
@@ -269,25 +269,62 @@ def test_journal_directory_is_created(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("other", "field"),
     [
-        (RunKey("camp2", ("leads.txt",), 2000, "auto"), "campaign"),
-        (RunKey("camp1", ("other.txt",), 2000, "auto"), "inputs"),
-        (RunKey("camp1", ("leads.txt",), 500, "auto"), "batch_size"),
-        (RunKey("camp1", ("leads.txt",), 2000, "username"), "read"),
+        (RunKey("camp2", 2000, 4_000_000, ("leads.txt",)), "campaign"),
+        (RunKey("camp1", 500, 4_000_000, ("leads.txt",)), "batch_size"),
+        (RunKey("camp1", 2000, 1_000_000, ("leads.txt",)), "max_request_bytes"),
     ],
 )
 def test_journal_of_another_run_is_refused(tmp_path: Path, other: RunKey, field: str) -> None:
     path = tmp_path / "run.journal"
     Journal.open(path, KEY).close()
+    before = path.read_bytes()
+    with pytest.raises(JournalError, match=f"belongs to another run \\({field}"):
+        check_journal(path, other)
     with pytest.raises(JournalError, match=f"belongs to another run \\({field}"):
         Journal.open(path, other)
+    assert path.read_bytes() == before
 
 
-def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "leads.txt"
-    path.write_text("jack\nbiz\n")
-    with pytest.raises(JournalError, match="not an inboxleads journal"):
-        Journal.open(path, KEY)
-    assert path.read_text() == "jack\nbiz\n"
+def test_a_journal_of_the_same_run_over_other_input_names_is_the_same_journal(
+    tmp_path: Path,
+) -> None:
+    """Input names are shown, never compared: a rotated symlink or a renamed export
+    resumes (its batches are recognised by content)."""
+    path = tmp_path / "run.journal"
+    journal = Journal.open(path, KEY)
+    journal.record("d1", 1, 4, OK)
+    journal.close()
+    renamed = RunKey("camp1", 2000, 4_000_000, ("export-day2.txt",))
+    check_journal(path, renamed)
+    again = Journal.open(path, renamed)
+    assert again.has("d1")
+    again.close()
+
+
+def test_a_version_1_journal_is_still_read(tmp_path: Path) -> None:
+    path = tmp_path / "run.journal"
+    header = {"journal": 1, "campaign": "camp1", "inputs": ["/x"], "batch_size": 2000}
+    line = {"batch": "d1", "seq": 1, "size": 4, "added": 4, "skipped": 0, "failed": 0}
+    path.write_text(json.dumps({**header, "read": "auto"}) + "\n" + json.dumps(line) + "\n")
+    journal = Journal.open(path, KEY)
+    assert journal.has("d1")
+    journal.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["jack\nbiz\nlast line without a newline", "", "\n", '{"journal": 9}\n', "\xff\xfe\n"],
+)
+def test_a_file_that_is_not_a_journal_is_refused_unchanged(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(text.encode("latin-1"))
+    if not text:
+        check_journal(path, KEY)  # empty: a new journal
+        return
+    for attempt in (lambda: check_journal(path, KEY), lambda: Journal.open(path, KEY)):
+        with pytest.raises(JournalError, match="not an inboxleads journal"):
+            attempt()
+        assert path.read_bytes() == text.encode("latin-1")
 
 
 def test_a_journal_path_that_is_a_directory_is_a_journal_error(tmp_path: Path) -> None:
@@ -354,3 +391,16 @@ def test_the_lock_file_names_the_process_holding_it(tmp_path: Path) -> None:
         assert path.read_text() == f"{os.getpid()}\n"
     finally:
         lock.release()
+
+
+def test_a_header_torn_by_a_crash_starts_the_journal_again(tmp_path: Path) -> None:
+    path = tmp_path / "run.journal"
+    path.write_bytes(b'{"journal": 2, "campa')
+    check_journal(path, KEY)
+    journal = Journal.open(path, KEY)
+    journal.record("d1", 1, 4, OK)
+    journal.close()
+    header = json.loads(path.read_text().splitlines()[0])
+    again = Journal.open(path, KEY)
+    assert header["campaign"] == "camp1" and again.has("d1")
+    again.close()

@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from inboxleads.errors import ExitStatus
 from inboxleads.runner import AddJob, AddResult, run_add
 from inboxleads.sandbox import RunningSandbox, SandboxConfig
@@ -204,8 +206,85 @@ def test_journal_of_another_campaign_is_refused(
     )
     other = run_cli("add", "two2", str(path), "--journal", journal, env=api_env(sandbox_server))
     assert other.code == 2 and "another run" in other.stderr
+    # Keyed by campaign and batching, not by input names: another file of the same
+    # campaign goes on with the same journal, another batch size does not.
     other_input = write_lines(tmp_path / "b.txt", ["naval"])
     again = run_cli(
         "add", "one1", str(other_input), "--journal", journal, env=api_env(sandbox_server)
     )
-    assert again.code == 2 and "inputs" in again.stderr
+    assert again.code == 0, again.stderr
+    resized = run_cli(
+        "add",
+        "one1",
+        str(path),
+        "--journal",
+        journal,
+        "--batch-size",
+        "10",
+        env=api_env(sandbox_server),
+    )
+    assert resized.code == 2 and "(batch_size: 2000, this run: 10)" in resized.stderr
+
+
+def _capped_run(
+    tmp_path: Path, answers: list[httpx.Response]
+) -> tuple[AddResult, FakeTime, list[str]]:
+    """Run one batch against a transport that gives `answers` in turn, then 200s."""
+    fake = FakeTime()
+    given = iter(answers)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(given, httpx.Response(200, json={"added": 1, "skipped": 0, "failed": 0}))
+
+    path = write_lines(tmp_path / "a.txt", ["jack"])
+    job = AddJob(
+        campaign="cap1",
+        inputs=[str(path)],
+        token=SECRET,
+        base_url="http://127.0.0.1:9/api/v1",
+        progress="plain",
+    )
+    err = io.StringIO()
+    env = quiet_env(fake, stderr=err, transport=httpx.MockTransport(handler))
+    result = run_add(job, env)
+    return result, fake, [line for line in err.getvalue().splitlines() if "warning" in line]
+
+
+def test_a_retry_after_of_an_hour_waits_15_minutes_and_says_so(tmp_path: Path) -> None:
+    hour = httpx.Response(429, headers={"Retry-After": "3600"}, json={"error": "slow down"})
+    result, fake, warnings = _capped_run(tmp_path, [hour, hour])
+    assert result.status == ExitStatus.OK
+    assert max(fake.slept) == 900.0 and sum(fake.slept) < 2 * 900 + 10
+    assert warnings == [
+        "warning: the server asked to wait 3,600 s (Retry-After); waiting 15 minutes at most"
+    ]
+
+
+def test_a_rate_limit_reset_a_day_away_waits_15_minutes_and_says_so(tmp_path: Path) -> None:
+    fake_now = FakeTime().now
+    spent = httpx.Response(
+        200,
+        headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(fake_now) + 86_400)},
+        json={"added": 1, "skipped": 0, "failed": 0},
+    )
+    path = write_lines(tmp_path / "b.txt", ["jack", "naval"])
+    fake = FakeTime()
+    answers = iter([spent])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers, httpx.Response(200, json={"added": 1, "skipped": 0, "failed": 0}))
+
+    job = AddJob(
+        campaign="cap2",
+        inputs=[str(path)],
+        token=SECRET,
+        base_url="http://127.0.0.1:9/api/v1",
+        progress="plain",
+        batch_size=1,
+        concurrency=1,
+    )
+    err = io.StringIO()
+    result = run_add(job, quiet_env(fake, stderr=err, transport=httpx.MockTransport(handler)))
+    assert result.status == ExitStatus.OK
+    assert 890 <= sum(fake.slept) <= 901
+    assert "(X-RateLimit-Reset); waiting 15 minutes at most" in err.getvalue()

@@ -1,0 +1,557 @@
+"""The user's files and inputs, end to end: nothing overwritten, nothing too big, nothing
+misread.
+
+Every case runs the real command in a subprocess against a sandbox served from this
+test process over loopback, and checks the exit code, that the inputs are byte for
+byte unchanged, and what the server received (counted by the server, not taken
+from the summary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from inboxleads.sandbox import RunningSandbox, SandboxConfig
+
+from .conftest import SECRET, CliResult, Run, api_env, cli_env, write_lines
+
+
+@contextmanager
+def sandbox(**config: int) -> Iterator[RunningSandbox]:
+    with RunningSandbox(SandboxConfig(token=SECRET, **config)) as server:
+        yield server
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` and its bytes (inputs must not change)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def nothing_sent(result: CliResult, server: RunningSandbox) -> None:
+    assert server.state.total_requests() == 0
+    summary = result.summary
+    assert (summary["requests"], summary["delivered"], summary["exit_code"]) == (0, 0, 2)
+
+
+def usernames_received(server: RunningSandbox, campaign: str) -> list[str]:
+    return [value.lower() for kind, value in server.state.received(campaign)]
+
+
+# -- 1. an output that is an input --------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["--rejects", "--undelivered", "--explain-failures"])
+@pytest.mark.parametrize("spelling", ["same", "dot", "symlink", "hardlink"])
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(
+    run_cli: Run, tmp_path: Path, option: str, spelling: str
+) -> None:
+    data = write_lines(tmp_path / "in.txt", ["jack", "not a handle!", "naval"])
+    os.symlink("in.txt", tmp_path / "link.txt")
+    os.link(data, tmp_path / "hard.txt")
+    target = {"same": "in.txt", "dot": "./in.txt", "symlink": "link.txt", "hardlink": "hard.txt"}
+    before = snapshot(tmp_path)
+    with sandbox() as server:
+        result = run_cli(
+            "add", "inout1", "in.txt", option, target[spelling], "--json", env=api_env(server)
+        )
+        assert result.code == 2, result.stderr
+        assert f"{option} {Path(target[spelling])}: is an input of this run" in result.stderr
+        nothing_sent(result, server)
+    assert snapshot(tmp_path) == before
+
+
+def test_an_output_that_is_the_file_on_stdin_is_refused(tmp_path: Path) -> None:
+    """`inboxleads add c - --rejects in.txt < in.txt`: stdin is that file."""
+    data = write_lines(tmp_path / "in.txt", ["jack", "not a handle!"])
+    before = snapshot(tmp_path)
+    with sandbox() as server, data.open("rb") as stdin:
+        proc = subprocess.run(
+            [sys.executable, "-m", "inboxleads", "add", "inout5", "--rejects", "in.txt"],
+            stdin=stdin,
+            capture_output=True,
+            env=api_env(server),
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert server.state.total_requests() == 0
+    assert proc.returncode == 2
+    assert b"--rejects in.txt: is an input of this run (stdin)" in proc.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_two_options_naming_one_file_are_refused(run_cli: Run, tmp_path: Path) -> None:
+    write_lines(tmp_path / "in.txt", ["jack"])
+    with sandbox() as server:
+        result = run_cli(
+            "add",
+            "inout2",
+            "in.txt",
+            "--rejects",
+            "out.csv",
+            "--undelivered",
+            "./out.csv",
+            "--json",
+            env=api_env(server),
+        )
+        assert result.code == 2
+        assert "--undelivered and --rejects name the same file" in result.stderr
+        nothing_sent(result, server)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_report_replaces_its_file_only_when_complete(run_cli: Run, tmp_path: Path) -> None:
+    """The old rejects file stays whole until the new one is moved into place."""
+    write_lines(tmp_path / "in.txt", ["jack", "bad one!"])
+    (tmp_path / "rejects.csv").write_text("yesterday's rejects\n")
+    with sandbox() as server:
+        result = run_cli("add", "inout3", "in.txt", "--rejects", "rejects.csv", env=api_env(server))
+    assert result.code == 0, result.stderr
+    rows = list(csv.reader(io.StringIO((tmp_path / "rejects.csv").read_text())))
+    assert rows[0] == ["source", "line", "reason", "text"] and rows[1][1:4:2] == ["2", "bad one!"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt", "rejects.csv"]
+
+
+def test_a_run_that_never_began_leaves_earlier_reports_alone(run_cli: Run, tmp_path: Path) -> None:
+    write_lines(tmp_path / "in.txt", ["jack"])
+    (tmp_path / "left.txt").write_text("naval\n")
+    (tmp_path / "sync.journal").write_text("not a journal\n")
+    result = run_cli(
+        "add",
+        "inout4",
+        "in.txt",
+        "--sandbox",
+        "--undelivered",
+        "left.txt",
+        "--journal",
+        "sync.journal",
+    )
+    assert result.code == 2
+    assert (tmp_path / "left.txt").read_text() == "naval\n"
+
+
+# -- 2. a journal that is not one -----------------------------------------------------------
+
+
+def test_a_text_file_named_as_journal_is_refused_unchanged(run_cli: Run, tmp_path: Path) -> None:
+    write_lines(tmp_path / "in.txt", ["jack"])
+    (tmp_path / "notes.txt").write_bytes(b"meeting notes\nlast line without newline")
+    before = snapshot(tmp_path)
+    with sandbox() as server:
+        result = run_cli(
+            "add", "jn1", "in.txt", "--journal", "notes.txt", "--json", env=api_env(server)
+        )
+        assert result.code == 2
+        assert "notes.txt: not an inboxleads journal (left unchanged)" in result.stderr
+        nothing_sent(result, server)
+    assert snapshot(tmp_path) == before  # no lock file either
+
+
+def test_an_explicit_journal_in_a_missing_folder_is_refused(run_cli: Run, tmp_path: Path) -> None:
+    write_lines(tmp_path / "in.txt", ["jack"])
+    with sandbox() as server:
+        result = run_cli(
+            "add", "jn2", "in.txt", "--journal", "nowhere/x.journal", "--json", env=api_env(server)
+        )
+        assert result.code == 2
+        assert "--journal nowhere/x.journal: the folder nowhere does not exist" in result.stderr
+        nothing_sent(result, server)
+
+
+# -- 3. every file problem has a clear ending -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rejects", "missing_dir/x.csv"], "--rejects missing_dir/x.csv: the folder"),
+        (["--explain-failures", "missing/f.csv"], "--explain-failures missing/f.csv: the folder"),
+        (["--ca-bundle", "nonexistent.pem"], "--ca-bundle nonexistent.pem: No such file"),
+        (["--ca-bundle", "in.txt"], "--ca-bundle in.txt: cannot be read as PEM certificates"),
+        (["--ca-bundle", "."], "--ca-bundle .: not a file of certificates"),
+        (["--encoding", "klingon"], "--encoding 'klingon': unknown encoding"),
+        (["--max-attempts", "101"], "--max-attempts must be between 1 and 100"),
+        (["--max-request-bytes", "10"], "--max-request-bytes must be at least 1024"),
+    ],
+)
+def test_a_bad_file_option_is_one_line_and_a_summary(
+    run_cli: Run, tmp_path: Path, args: list[str], message: str
+) -> None:
+    write_lines(tmp_path / "in.txt", ["jack"])
+    with sandbox() as server:
+        result = run_cli("add", "ose1", "in.txt", *args, "--json", env=api_env(server))
+        assert result.code == 2, result.stderr
+        assert message in result.stderr
+        assert "internal error" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        nothing_sent(result, server)
+
+
+def test_a_missing_input_still_prints_the_json_summary(run_cli: Run, tmp_path: Path) -> None:
+    result = run_cli("add", "ose2", "missing.txt", "--sandbox", "--json")
+    assert result.code == 2
+    assert "missing.txt: no such file" in result.stderr
+    assert result.summary["exit_code"] == 2
+
+
+# -- 4. request size ------------------------------------------------------------------------
+
+
+def big_rows_csv(path: Path, rows: int, text_bytes: int, start: int = 0) -> Path:
+    """A CSV of `rows` leads, each with about `text_bytes` of notes."""
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["username", "notes"])
+        for i in range(start, start + rows):
+            writer.writerow([f"big{i:05d}", f"{i:05d}" + "x" * (text_bytes - 5)])
+    return path
+
+
+def test_a_413_splits_the_batch_until_the_server_takes_it(run_cli: Run, tmp_path: Path) -> None:
+    big_rows_csv(tmp_path / "big.csv", rows=300, text_bytes=12_000)
+    before = snapshot(tmp_path)
+    with sandbox(max_body_bytes=1_000_000) as server:
+        result = run_cli("add", "size1", "big.csv", "--json", env=api_env(server))
+        statuses = server.state.requests_by_status()
+        received = usernames_received(server, "size1")
+        bodies = server.state.bodies("size1")
+    assert result.code == 0, result.stderr
+    assert sorted(received) == [f"big{i:05d}" for i in range(300)]  # each once
+    assert statuses[413] >= 1 and statuses[200] == len(bodies)
+    summary = result.summary
+    assert (summary["delivered"], summary["undelivered"], summary["added"]) == (300, 0, 300)
+    assert summary["batches"] == len(bodies)
+    assert summary["requests"] == statuses[200] + statuses[413]
+    assert "too large for the server" in result.stderr and "sending it in halves" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_batches_are_cut_by_bytes_so_no_413_comes(run_cli: Run, tmp_path: Path) -> None:
+    big_rows_csv(tmp_path / "big.csv", rows=200, text_bytes=12_000)
+    with sandbox(max_body_bytes=1_000_000) as server:
+        dry = run_cli(
+            "add", "size2", "big.csv", "--dry-run", "--max-request-bytes", "900000", "--json"
+        )
+        result = run_cli(
+            "add", "size2", "big.csv", "--max-request-bytes", "900000", env=api_env(server)
+        )
+        statuses = server.state.requests_by_status()
+        received = usernames_received(server, "size2")
+        bodies = server.state.bodies("size2")
+    assert result.code == 0, result.stderr
+    assert statuses == {200: len(bodies)}
+    assert sorted(received) == [f"big{i:05d}" for i in range(200)]
+    report = dry.summary
+    assert report["max_request_bytes"] == 900_000
+    assert report["batches"] == statuses[200] and report["batches_cut_by_size"] >= 2
+    assert 800_000 < report["largest_request_bytes"] <= 900_000
+    assert "batches cut at --max-request-bytes 900,000" in dry.stderr
+
+
+def test_one_lead_too_large_alone_is_undelivered_with_the_servers_reason(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    path = tmp_path / "leads.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["username", "notes"])
+        writer.writerows([["small1", "hi"], ["huge1", "y" * 300_000], ["small2", "yo"]])
+    with sandbox(max_body_bytes=100_000) as server:
+        result = run_cli(
+            "add", "size3", "leads.csv", "--undelivered", "left.csv", "--json", env=api_env(server)
+        )
+        received = usernames_received(server, "size3")
+    assert result.code == 1
+    assert sorted(received) == ["small1", "small2"]
+    summary = result.summary
+    assert (summary["delivered"], summary["undelivered"]) == (2, 1)
+    [reason] = summary["undelivered_reasons"]
+    assert reason.startswith("rejected by the server: 413: PAYLOAD_TOO_LARGE")
+    left = list(csv.DictReader(io.StringIO((tmp_path / "left.csv").read_text())))
+    assert [row["username"] for row in left] == ["huge1"]
+
+
+class CuttingProxy:
+    """A server that closes the connection, unanswered, on a body over `limit` bytes (as
+    some proxies do) and answers smaller ones as the API would; it counts what it took."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.cut = 0
+        self.received: list[str] = []
+        self._loop = asyncio.new_event_loop()
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/api/v1"
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                if length > self.limit:
+                    self.cut += 1
+                    return  # closed without reading the body
+                body = json.loads(await reader.readexactly(length))
+                names = body.get("usernames", []) + [x["username"] for x in body.get("leads", [])]
+                self.received.extend(names)
+                answer = json.dumps({"added": len(names), "skipped": 0, "failed": 0}).encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(answer)}\r\n\r\n".encode()
+                    + answer
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def __enter__(self) -> CuttingProxy:
+        self._thread.start()
+        started = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, sock=self._sock), self._loop
+        )
+        self._server = started.result(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def close() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+        self._sock.close()
+
+
+def test_a_connection_cut_while_sending_a_large_body_splits_it(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    big_rows_csv(tmp_path / "big.csv", rows=240, text_bytes=12_000)
+    with CuttingProxy(limit=1_200_000) as proxy:
+        env = cli_env(INBOX_BASE_URL=proxy.base_url, INBOX_API_TOKEN=SECRET)
+        result = run_cli("add", "size4", "big.csv", "--json", env=env)
+    assert result.code == 0, result.stderr
+    assert proxy.cut >= 1
+    assert sorted(proxy.received) == [f"big{i:05d}" for i in range(240)]
+    summary = result.summary
+    assert (summary["delivered"], summary["retries"]) == (240, 0)
+
+
+# -- 5. journals follow what was sent, not file names ----------------------------------------
+
+
+def test_a_rotated_symlink_resumes_its_journal(run_cli: Run, tmp_path: Path) -> None:
+    write_lines(tmp_path / "export-day1.txt", ["a1", "b1", "c1", "d1"])
+    write_lines(tmp_path / "export-day2.txt", ["a1", "b1", "c1", "d1", "e1", "f1"])
+    latest = tmp_path / "latest.txt"
+    common = ["--batch-size", "2", "--json"]
+    with sandbox() as server:
+        latest.symlink_to("export-day1.txt")
+        day1 = run_cli(
+            "add", "rot1", "latest.txt", "--journal", "sync.journal", *common, env=api_env(server)
+        )
+        latest.unlink()
+        latest.symlink_to("export-day2.txt")
+        day2 = run_cli(
+            "add", "rot1", "latest.txt", "--journal", "sync.journal", *common, env=api_env(server)
+        )
+        received = usernames_received(server, "rot1")
+    assert (day1.code, day2.code) == (0, 0), day2.stderr
+    assert (day2.summary["resumed"], day2.summary["delivered"]) == (4, 2)
+    assert received == ["a1", "b1", "c1", "d1", "e1", "f1"]  # nothing sent twice
+
+
+def test_resume_keeps_one_journal_for_a_rotated_symlink(run_cli: Run, tmp_path: Path) -> None:
+    write_lines(tmp_path / "export-day1.txt", ["a2", "b2"])
+    write_lines(tmp_path / "export-day2.txt", ["a2", "b2", "c2", "d2"])
+    latest = tmp_path / "latest.txt"
+    state = tmp_path / "state"
+    with sandbox() as server:
+        env = api_env(server, XDG_STATE_HOME=str(state))
+        latest.symlink_to("export-day1.txt")
+        run_cli("add", "rot2", "latest.txt", "--resume", "--batch-size", "2", env=env)
+        latest.unlink()
+        latest.symlink_to("export-day2.txt")
+        day2 = run_cli(
+            "add", "rot2", "latest.txt", "--resume", "--batch-size", "2", "--json", env=env
+        )
+        received = usernames_received(server, "rot2")
+    assert day2.code == 0
+    assert (day2.summary["resumed"], day2.summary["delivered"]) == (2, 2)
+    assert received == ["a2", "b2", "c2", "d2"]
+    journals = [p for p in state.rglob("*.journal")]
+    assert len(journals) == 1
+
+
+# -- 6. nothing read is not success ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [["jack@example.com", "naval@example.com"], ["jack, naval, biz"]],
+    ids=["emails", "handles-on-one-line"],
+)
+def test_a_run_where_every_record_is_rejected_exits_2(
+    run_cli: Run, tmp_path: Path, lines: list[str]
+) -> None:
+    write_lines(tmp_path / "in.txt", lines)
+    with sandbox() as server:
+        result = run_cli("add", "rej1", "in.txt", "--json", env=api_env(server))
+        assert result.code == 2
+        assert "every record read was rejected" in result.stderr
+        summary = result.summary
+        assert (summary["read"], summary["rejected"], summary["requests"]) == (
+            len(lines),
+            len(lines),
+            0,
+        )
+        assert server.state.total_requests() == 0
+
+
+def test_an_empty_file_is_an_empty_run(run_cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_bytes(b"")
+    result = run_cli("add", "rej2", "empty.txt", "--sandbox", "--json")
+    assert result.code == 0
+    assert result.summary["read"] == 0
+
+
+def test_no_input_and_stdin_from_dev_null_is_a_usage_error(tmp_path: Path) -> None:
+    """As under cron with an empty $EXPORT: stdin is /dev/null, not a list of leads."""
+    with open(os.devnull, "rb") as null:
+        proc = subprocess.run(
+            [sys.executable, "-m", "inboxleads", "add", "rej3", "--sandbox", "--json"],
+            stdin=null,
+            capture_output=True,
+            env=cli_env(),
+            cwd=tmp_path,
+            timeout=60,
+        )
+    assert proc.returncode == 2
+    assert b"no input: stdin is not a pipe or a file" in proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["exit_code"] == 2
+
+
+@pytest.mark.parametrize("kind", ["lines", "csv"])
+def test_classic_mac_line_endings_are_line_endings(run_cli: Run, tmp_path: Path, kind: str) -> None:
+    name, text = {
+        "lines": ("in.txt", "jack\rnaval\r@biz\r"),
+        "csv": ("in.csv", "username,company\rjack,Acme\rnaval,Angel\r"),
+    }[kind]
+    (tmp_path / name).write_bytes(text.encode())
+    with sandbox() as server:
+        result = run_cli("add", "cr1", name, "--json", env=api_env(server))
+        received = usernames_received(server, "cr1")
+    assert result.code == 0, result.stderr
+    assert sorted(received) == sorted(
+        {"lines": ["jack", "naval", "biz"]}.get(kind, ["jack", "naval"])
+    )
+
+
+# -- 7. encodings ---------------------------------------------------------------------------
+
+
+def test_a_windows_excel_export_reads_with_encoding_cp1252(run_cli: Run, tmp_path: Path) -> None:
+    text = "sep=;\r\nusername;name\r\njack;José\r\nnaval;Zoë\r\nbiz;Bob\r\n"
+    (tmp_path / "export.csv").write_bytes(text.encode("cp1252"))
+    before = snapshot(tmp_path)
+    with sandbox() as server:
+        plain = run_cli("add", "enc1", "export.csv", "--json", env=api_env(server))
+        assert plain.code == 1 or plain.code == 0
+        assert plain.summary["rejected"] == 2
+        assert plain.stderr.count("try --encoding cp1252") == 1
+        result = run_cli(
+            "add", "enc2", "export.csv", "--encoding", "cp1252", "--json", env=api_env(server)
+        )
+        bodies = server.state.bodies("enc2")
+    assert result.code == 0, result.stderr
+    names = {lead["username"]: lead["data"]["name"] for b in bodies for lead in b["leads"]}
+    assert names == {"jack": "José", "naval": "Zoë", "biz": "Bob"}
+    assert snapshot(tmp_path) == before
+
+
+# -- 8. binary means binary -----------------------------------------------------------------
+
+
+def test_one_line_with_a_nul_is_one_rejection(run_cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_bytes(b"jack\nna\x00val\nbiz\n")
+    with sandbox() as server:
+        result = run_cli("add", "nul1", "in.txt", "--json", env=api_env(server))
+        received = usernames_received(server, "nul1")
+    assert result.code == 0, result.stderr
+    assert sorted(received) == ["biz", "jack"]
+    assert result.summary["rejected"] == 1
+
+
+def test_a_real_binary_is_still_refused(run_cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    with sandbox() as server:
+        result = run_cli("add", "nul2", "photo.png", "--json", env=api_env(server))
+        assert result.code == 2
+        assert "binary" in result.stderr
+        nothing_sent(result, server)
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+# Runs the command given and prints its exit status and peak RSS (KiB). A child's peak
+# counts the memory of the process it was started from, so the command is started
+# from this small launcher, not from the test process.
+LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
+def peak_rss_mb(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, float]:
+    proc = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "inboxleads", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    code, kib = proc.stdout.split()
+    return int(code), int(kib) / 1024
+
+
+def test_memory_is_bounded_by_the_batches_in_flight_not_by_the_file(tmp_path: Path) -> None:
+    """A 60 MB CSV of 15 KB rows: the peak is that of a tiny file plus what is in flight."""
+    big_rows_csv(tmp_path / "small.csv", rows=40, text_bytes=15_000)
+    big = big_rows_csv(tmp_path / "big.csv", rows=4000, text_bytes=15_000)
+    with CuttingProxy(limit=10**12) as server:
+        env = cli_env(INBOX_BASE_URL=server.base_url, INBOX_API_TOKEN=SECRET)
+        options = ["--quiet", "--max-request-bytes", "2000000", "--concurrency", "2"]
+        small_code, small_mb = peak_rss_mb(["add", "mem1", "small.csv", *options], env, tmp_path)
+        big_code, big_mb = peak_rss_mb(["add", "mem1", "big.csv", *options], env, tmp_path)
+    assert (small_code, big_code) == (0, 0)
+    assert len(server.received) == 4040
+    file_mb = big.stat().st_size / 2**20
+    # In flight: 2 requests of 2 MB, each as leads, JSON text and bytes; plus the chunks
+    # the reader holds. Far less than the file.
+    assert big_mb - small_mb < 30, (small_mb, big_mb, file_mb)
