@@ -379,6 +379,7 @@ def test_a_rotated_symlink_resumes_its_journal(run_cli: Run, tmp_path: Path) -> 
         )
         received = usernames_received(server, "rot1")
     assert (day1.code, day2.code) == (0, 0), day2.stderr
+    assert (tmp_path / "export-day1.txt").read_text() == "a1\nb1\nc1\nd1\n"
     assert (day2.summary["resumed"], day2.summary["delivered"]) == (4, 2)
     assert received == ["a1", "b1", "c1", "d1", "e1", "f1"]  # nothing sent twice
 
@@ -417,6 +418,7 @@ def test_a_run_where_every_record_is_rejected_exits_2(
     run_cli: Run, tmp_path: Path, lines: list[str]
 ) -> None:
     write_lines(tmp_path / "in.txt", lines)
+    before = snapshot(tmp_path)
     with sandbox() as server:
         result = run_cli("add", "rej1", "in.txt", "--json", env=api_env(server))
         assert result.code == 2
@@ -428,6 +430,7 @@ def test_a_run_where_every_record_is_rejected_exits_2(
             0,
         )
         assert server.state.total_requests() == 0
+    assert snapshot(tmp_path) == before
 
 
 def test_an_empty_file_is_an_empty_run(run_cli: Run, tmp_path: Path) -> None:
@@ -460,10 +463,12 @@ def test_classic_mac_line_endings_are_line_endings(run_cli: Run, tmp_path: Path,
         "csv": ("in.csv", "username,company\rjack,Acme\rnaval,Angel\r"),
     }[kind]
     (tmp_path / name).write_bytes(text.encode())
+    before = snapshot(tmp_path)
     with sandbox() as server:
         result = run_cli("add", "cr1", name, "--json", env=api_env(server))
         received = usernames_received(server, "cr1")
     assert result.code == 0, result.stderr
+    assert snapshot(tmp_path) == before
     assert sorted(received) == sorted(
         {"lines": ["jack", "naval", "biz"]}.get(kind, ["jack", "naval"])
     )
@@ -496,12 +501,14 @@ def test_a_windows_excel_export_reads_with_encoding_cp1252(run_cli: Run, tmp_pat
 
 def test_one_line_with_a_nul_is_one_rejection(run_cli: Run, tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_bytes(b"jack\nna\x00val\nbiz\n")
+    before = snapshot(tmp_path)
     with sandbox() as server:
         result = run_cli("add", "nul1", "in.txt", "--json", env=api_env(server))
         received = usernames_received(server, "nul1")
     assert result.code == 0, result.stderr
     assert sorted(received) == ["biz", "jack"]
     assert result.summary["rejected"] == 1
+    assert snapshot(tmp_path) == before
 
 
 def test_a_real_binary_is_still_refused(run_cli: Run, tmp_path: Path) -> None:
