@@ -146,29 +146,28 @@ def test_a_run_that_never_began_leaves_earlier_reports_alone(run_cli: Run, tmp_p
 # -- 2. a journal that is not one -----------------------------------------------------------
 
 
-def test_a_text_file_named_as_journal_is_refused_unchanged(run_cli: Run, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("journal", "message"),
+    [
+        ("notes.txt", "notes.txt: not an inboxleads journal (left unchanged)"),
+        ("nowhere/x.journal", "--journal nowhere/x.journal: the folder nowhere does not exist"),
+        ("in.txt", "--journal in.txt: is an input of this run"),
+    ],
+)
+def test_a_journal_that_cannot_be_this_runs_is_refused_and_nothing_changes(
+    run_cli: Run, tmp_path: Path, journal: str, message: str
+) -> None:
     write_lines(tmp_path / "in.txt", ["jack"])
     (tmp_path / "notes.txt").write_bytes(b"meeting notes\nlast line without newline")
     before = snapshot(tmp_path)
     with sandbox() as server:
         result = run_cli(
-            "add", "jn1", "in.txt", "--journal", "notes.txt", "--json", env=api_env(server)
+            "add", "jn1", "in.txt", "--journal", journal, "--json", env=api_env(server)
         )
         assert result.code == 2
-        assert "notes.txt: not an inboxleads journal (left unchanged)" in result.stderr
+        assert message in result.stderr
         nothing_sent(result, server)
     assert snapshot(tmp_path) == before  # no lock file either
-
-
-def test_an_explicit_journal_in_a_missing_folder_is_refused(run_cli: Run, tmp_path: Path) -> None:
-    write_lines(tmp_path / "in.txt", ["jack"])
-    with sandbox() as server:
-        result = run_cli(
-            "add", "jn2", "in.txt", "--journal", "nowhere/x.journal", "--json", env=api_env(server)
-        )
-        assert result.code == 2
-        assert "--journal nowhere/x.journal: the folder nowhere does not exist" in result.stderr
-        nothing_sent(result, server)
 
 
 # -- 3. every file problem has a clear ending -----------------------------------------------
