@@ -25,7 +25,7 @@ DEFAULT_BASE_URL = "https://inboxapp.com/api/v1"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # A connection that ends while a body this large was being sent is taken for a
 # server (or proxy) that would not read it, not for a flaky network.
-LARGE_BODY_BYTES = 1024 * 1024
+LARGE_BODY_BYTES = 1_000_000
 # Transport errors that end a connection after the request began to be written.
 _CUT_OFF = (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError)
 REFUSE_STATUSES = frozenset({401, 403, 404})

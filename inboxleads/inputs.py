@@ -39,8 +39,11 @@ from .identifiers import FAST_HANDLE_RE, HandleRun, Kind, Lead, ReadAs, parse_va
 
 CHUNK_SIZE = 256 * 1024
 MAX_LINE_BYTES = 1024 * 1024
+# A CSV record may span lines (a quoted cell with line breaks); one over 1 MiB in all
+# is rejected, but the csv module must read it whole to know where it ends.
+MAX_RECORD_BYTES = 64 * MAX_LINE_BYTES
 # A cell may be as long as a line; past that the csv module raises, and the row is rejected.
-csv.field_size_limit(MAX_LINE_BYTES)
+csv.field_size_limit(MAX_RECORD_BYTES)
 SNIFF_BYTES = 8192
 STDIN_NAME = "<stdin>"
 
@@ -409,7 +412,7 @@ def _looks_like_utf16(head: bytes) -> bool:
 # Stands for bytes the input's codec cannot decode: a lone surrogate, which makes
 # its line invalid UTF-8 once re-encoded, so that this line alone is rejected.
 _UNREADABLE = "\udcff"
-_MARK_UNREADABLE = "inboxleads.unreadable"
+_MARK_UNREADABLE = UNREADABLE_ERRORS = "inboxleads.unreadable"
 
 
 def _mark_unreadable(exc: UnicodeError) -> tuple[str, int]:
@@ -438,6 +441,13 @@ def _unreadable_text(raw: bytes) -> str:
         return raw.decode("utf-8", "surrogatepass").replace(_UNREADABLE, "\ufffd")
     except UnicodeDecodeError:
         return raw.decode("utf-8", "replace")
+
+
+def _stub(quotes: int) -> str:
+    """What stands for a line dropped for its length: nothing, or one quote when it
+    held an odd number of them, so that a CSV reader keeps track of quoted cells
+    (the record it is part of is rejected)."""
+    return '"' if quotes % 2 else ""
 
 
 class _LineBreaks:
@@ -533,20 +543,24 @@ class _Lines:
         """(number of the first line, lines without their newline) per read."""
         pending = b""
         too_long = False  # the line being read is already over the limit: drop it
+        dropped = 0  # quotes in the dropped part of that line (see `_stub`)
         for chunk in self._chunks():
             data = pending + chunk if pending else chunk
             cut = data.rfind(b"\n")
             if cut < 0:
                 too_long = too_long or len(data) > MAX_LINE_BYTES
+                if too_long:
+                    dropped += data.count(b'"')
                 pending = b"" if too_long else data
                 continue
-            yield self._block(data[:cut], too_long)
+            yield self._block(data[:cut], too_long, dropped)
             pending = data[cut + 1 :]
             too_long = len(pending) > MAX_LINE_BYTES
+            dropped = pending.count(b'"') if too_long else 0
             if too_long:
                 pending = b""
         if too_long or pending:
-            yield self._block(pending, too_long)
+            yield self._block(pending, too_long, dropped)
 
     def _reads(self) -> Iterator[bytes]:
         """The bytes of the input, a read at a time, as they arrive."""
@@ -592,7 +606,7 @@ class _Lines:
         self._may_hint = decoding.hint
         return decoding
 
-    def _block(self, raw: bytes, first_too_long: bool) -> tuple[int, list[str]]:
+    def _block(self, raw: bytes, first_too_long: bool, dropped: int = 0) -> tuple[int, list[str]]:
         first = self.number + 1
         lines: list[str] | None = None
         if b"\x00" not in raw:
@@ -602,19 +616,21 @@ class _Lines:
             lines = [self._decode(first + i, part) for i, part in enumerate(raw.split(b"\n"))]
         if first_too_long:
             self.bad[first] = "line longer than 1 MiB"
-            lines[0] = ""
+            lines[0] = _stub(dropped + lines[0].count('"'))
         if len(raw) > MAX_LINE_BYTES:
             for i, text in enumerate(lines):
                 if len(text) > MAX_LINE_BYTES // 4 and len(text.encode()) > MAX_LINE_BYTES:
                     self.bad[first + i] = "line longer than 1 MiB"
-                    lines[i] = ""
+                    lines[i] = _stub(text.count('"'))
         self.number = first + len(lines) - 1
         return first, lines
 
     def _decode(self, number: int, raw: bytes) -> str:
         if b"\x00" in raw:
+            # Kept as text (quotes and all): in a CSV the line may be inside a quoted
+            # cell, and the record it belongs to is rejected whole.
             self.bad[number] = "contains NUL bytes"
-            return ""
+            return raw.replace(b"\x00", b"\xef\xbf\xbd").decode("utf-8", "replace")
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -705,6 +721,13 @@ def read_chunks(
     return ([record] for record in records)
 
 
+def reads_as_header(value: str) -> bool:
+    """Whether a line holding just `value` would be taken for the header of a
+    one-column export (see `sniff`): a username such as `x` or `id` is then
+    written `@x` in a list meant to be read back."""
+    return _normalise_header(value) in _COLUMN_READ_AS
+
+
 def sniff(first: str, options: ReadOptions) -> Format:
     """Guess the format of an input from its first meaningful line."""
     if _declared_delimiter(first) is not None:
@@ -739,6 +762,14 @@ def _values(lines: _Lines, first: int, block: list[str], out: Chunk) -> Iterator
         if bad and number in bad:
             out.extend(lines.unreadable(number, value))
         elif value and value[0] != "#":
+            if "\r" in value:
+                # A lone CR inside an LF (or CRLF) file breaks the line too: no value
+                # holds one, and pasted lists mix line endings.
+                for part in value.split("\r"):
+                    part = part.strip()
+                    if part and part[0] != "#":
+                        yield number, part
+                continue
             yield number, value
 
 
@@ -858,8 +889,10 @@ def _read_table(
     index, column_read_as = _find_column(name, header, options.column, lines.explained)
     read_as = options.read_as if options.read_as is not ReadAs.AUTO else column_read_as
     keep = _data_columns(header, index, options)
-    for number, raw, row in _csv_records(it, lines, delimiter):
-        bad = [n for n in lines.bad if n <= number]
+    for number, last, raw, row in _csv_records(it, lines, delimiter):
+        # Unreadable lines of this record (a NUL inside a quoted cell), and of blank
+        # records before it, reject it whole.
+        bad = [n for n in lines.bad if n <= last]
         if bad:
             yield from (lines.notices.pop(n) for n in bad if n in lines.notices)
             reasons = [lines.bad.pop(n) for n in bad]
@@ -871,6 +904,9 @@ def _read_table(
             yield Rejection(name, number, raw, row)
             continue
         if not any(cell.strip() for cell in row):
+            continue
+        if len(raw) > MAX_LINE_BYTES // 4 and len(raw.encode()) > MAX_LINE_BYTES:
+            yield Rejection(name, number, raw[:1000], "record longer than 1 MiB")
             continue
         if len(row) > len(header):
             yield Rejection(name, number, raw, f"{len(row)} fields, header has {len(header)}")
@@ -913,9 +949,9 @@ class _Feed:
 
 def _csv_records(
     it: Iterator[str], lines: _Lines, delimiter: str
-) -> Iterator[tuple[int, str, list[str] | str | None]]:
-    """(first line number, raw text, cells) per CSV record; cells is an error
-    message for a malformed record, None at the end of a blank record.
+) -> Iterator[tuple[int, int, str, list[str] | str | None]]:
+    """(first and last line number, raw text, cells) per CSV record; cells is an
+    error message for a malformed record, None at the end of a blank record.
 
     A malformed record (a quote never closed swallows the rest of the file) is
     rejected at the line where it starts, and the lines after that are read
@@ -937,7 +973,7 @@ def _csv_records(
         if not record:
             return
         raw = "".join(text for _, text in record).rstrip("\r\n")
-        yield record[0][0], raw, row
+        yield record[0][0], record[-1][0], raw, row
 
 
 def _find_column(

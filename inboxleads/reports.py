@@ -26,7 +26,7 @@ from typing import IO, Any
 from .batching import Batch
 from .errors import UsageError
 from .identifiers import Kind, Lead, readable
-from .inputs import Rejection
+from .inputs import Rejection, reads_as_header
 
 
 def open_private(path: Path | str, mode: str = "w") -> IO[str]:
@@ -135,7 +135,7 @@ class Reports:
         if self._plain is not None and batch.run is not None and batch.compact:
             values = batch.run.values
             self._undelivered_count += len(values)
-            lines = (readable(Kind.USERNAME, v) for v in values)
+            lines = (_plain(Kind.USERNAME, v) for v in values)
             try:
                 self._plain.write("\n".join(lines) + "\n")
                 self._flushed("--undelivered", self._plain)
@@ -195,7 +195,7 @@ class Reports:
             self._undelivered_count += 1
             if self._plain is not None:
                 if lead.kind in _PLAIN_KINDS and not lead.data:
-                    self._plain.write(readable(lead.kind, lead.value) + "\n")
+                    self._plain.write(_plain(lead.kind, lead.value) + "\n")
                     continue
                 self._to_spool()
             assert self._spool is not None
@@ -362,7 +362,8 @@ def replacing(path: Path) -> Iterator[IO[str]]:
 
 def _temporary(beside: Path) -> Path:
     """A new, private file next to `beside` (`.NAME.XXXX.part`), for building it."""
-    fd, name = tempfile.mkstemp(prefix=f".{beside.name}.", suffix=".part", dir=beside.parent)
+    # The name is cut so that a name the folder allows still allows its temporary file.
+    fd, name = tempfile.mkstemp(prefix=f".{beside.name[:100]}.", suffix=".part", dir=beside.parent)
     os.close(fd)
     return Path(name)
 
@@ -457,4 +458,13 @@ def _write_objects(spool: Path, target: Path, array: bool) -> str:
 
 def _as_line(entry: dict[str, Any]) -> str:
     """A username or platform ID as a value that reads back as the same kind."""
-    return readable(Kind(entry["kind"]), str(entry["value"]))
+    return _plain(Kind(entry["kind"]), str(entry["value"]))
+
+
+def _plain(kind: Kind, value: str) -> str:
+    """A line of a plain list that reads back as this identifier: `@` before a
+    username that looks like a number or like a column name (`@x`, `@id`)."""
+    text = readable(kind, value)
+    if kind is Kind.USERNAME and text is value and reads_as_header(value):
+        return "@" + value
+    return text

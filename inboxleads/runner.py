@@ -10,6 +10,7 @@ transport, so tests swap any of them.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import gc
 import io
@@ -37,7 +38,7 @@ from . import stops
 from .accounting import Summary, Tally
 from .batching import DEFAULT_MAX_REQUEST_BYTES, MAX_BATCH, MIN_REQUEST_BYTES
 from .client import InboxClient
-from .display import Display, SafeDisplay, make_display
+from .display import Display, JsonlDisplay, SafeDisplay, make_display
 from .engine import Companion, Engine, EngineConfig
 from .errors import (
     Bug,
@@ -49,7 +50,7 @@ from .errors import (
     UsageError,
 )
 from .explain import Explainer, Explanation, write_failed
-from .inputs import OpenInput, ReadOptions, open_inputs
+from .inputs import UNREADABLE_ERRORS, OpenInput, ReadOptions, open_inputs
 from .journal import Journal, RunKey, RunLock, check_journal, input_names
 from .ledger import Counts
 from .pacing import RetryPolicy
@@ -208,7 +209,6 @@ def check_encoding(name: str | None) -> None:
     """`--encoding` must name a Python text codec."""
     if name is None:
         return
-    import codecs
 
     try:
         info = codecs.lookup(name)
@@ -218,6 +218,17 @@ def check_encoding(name: str | None) -> None:
         ) from None
     if not getattr(info, "_is_text_encoding", True):
         raise UsageError(f"--encoding {name!r}: not a text encoding")
+    # Some text codecs cannot read lines at all (idna, punycode, undefined), or not
+    # with the error handlers reading uses.
+    decoded: set[str | None] = set()
+    for errors in ("strict", "replace", UNREADABLE_ERRORS):
+        try:
+            sample = "jack\n".encode(name)
+            decoded.add(codecs.getincrementaldecoder(name)(errors).decode(sample, True))
+        except (UnicodeError, ValueError, LookupError, TypeError):
+            decoded.add(None)
+    if decoded != {"jack\n"}:
+        raise UsageError(f"--encoding {name!r}: cannot read lines of text (try utf-8, cp1252)")
 
 
 def ca_context(path: Path) -> ssl.SSLContext:
@@ -266,16 +277,19 @@ def check_files(job: AddJob, stdin: IO[bytes] | None) -> None:
     ]
     if job.journal is not None and not job.dry_run:
         outputs.append(("--journal", job.journal))
-    named: dict[str, str] = {}
+    named: dict[str | FileId, str] = {}
     for option, path in outputs:
         if path is None:
             continue
         made = option == "--journal" and job.resume
         check_output(option, path, folder_may_be_made=made, inputs=inputs)
-        where = os.path.normcase(os.path.realpath(path))
-        if where in named:
-            raise UsageError(f"{option} and {named[where]} name the same file ({path})")
-        named[where] = option
+        # The same file by name (it may not exist yet), or by identity (a hard link).
+        for where in (os.path.normcase(os.path.realpath(path)), file_id(path)):
+            if where is None:
+                continue
+            if where in named:
+                raise UsageError(f"{option} and {named[where]} name the same file ({path})")
+            named[where] = option
     if job.journal is not None and not job.dry_run:
         check_journal(job.journal, _run_key(job))
 
@@ -327,11 +341,11 @@ def run_add(job: AddJob, env: Environment) -> AddResult:
     try:
         check_job(job, env.stdin)
         inputs = open_inputs(job.inputs, job.read.fmt, env.stdin, job.read)
-    except InboxLeadsError as exc:
-        summary = empty_summary(job, exc.exit_status)
-        if job.json_summary:
-            print_summary(summary, env)
-        return AddResult(exc.exit_status, summary, exc)
+    except Exception as exc:  # a bug ends here too, with its summary
+        error = exc if isinstance(exc, InboxLeadsError) else _bug(exc, "")
+        summary = empty_summary(job, error.exit_status)
+        _early_summary(job, env, summary)
+        return AddResult(error.exit_status, summary, error)
     thresholds = gc.get_threshold()
     # A large import allocates a million small objects that live until their
     # batch is sent: collecting every 700 allocations spent a quarter of the
@@ -341,6 +355,16 @@ def run_add(job: AddJob, env: Environment) -> AddResult:
         return asyncio.run(_run(job, env, inputs))
     finally:
         gc.set_threshold(*thresholds)
+
+
+def _early_summary(job: AddJob, env: Environment, summary: Summary) -> None:
+    """The summary of a run refused before it began: on stdout with --json, and as the
+    last event of a --progress jsonl stream (whose readers wait for it)."""
+    if job.json_summary:
+        print_summary(summary, env)
+    if job.progress == "jsonl" and not job.quiet:
+        with contextlib.suppress(Exception):
+            JsonlDisplay(env.stderr).stop(summary)
 
 
 class _Stops:
@@ -531,15 +555,26 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
         if error is None and engine.cause is None:
             error = _all_rejected(engine.ledger.counts, tally)
     unwritten = reports.problems()
+    failure: ReportError | None = None
     if unwritten and engine is not None and not isinstance(error, Bug):
         # A report that could not be written in full (a full disk): said in its own
         # words, and the run's status as for any of the tool's own errors in mid-run.
         failure = ReportError("; ".join(unwritten))
         engine.error = engine.error or failure
-        if error is None:
-            error = failure
-        else:
-            display.note(f"error: {failure.message}")
+        error = error or failure
+    others: list[str] = []
+    if engine is not None:
+        # The error the run ends with is printed by the CLI; every other one (a
+        # report or the journal that failed as well) is said here, --quiet or not.
+        candidates = (engine.refused, engine.error, engine.input_error)
+        others = [e.message for e in candidates if e is not None and e is not error]
+        if unwritten and error is not failure:
+            others += [line for line in unwritten if line not in others]
+        others = list(dict.fromkeys(others))
+        for message in others:
+            _say_error(job, env, display, message)
+        if others:
+            extra = {**extra, "other_errors": others}
     status = _exit_status(engine, error, control)
     counts = engine.ledger.counts if engine is not None else Counts()
     summary = Summary(
@@ -562,6 +597,17 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
     if job.json_summary:
         print_summary(summary, env)
     return AddResult(status, summary, error)
+
+
+def _say_error(job: AddJob, env: Environment, display: Display, message: str) -> None:
+    """An error line besides the one the run ends with: through the display, or
+    straight to stderr when there is none (--quiet keeps errors)."""
+    if job.quiet or job.progress == "none":
+        with contextlib.suppress(OSError, ValueError):
+            env.stderr.write(f"inboxleads: error: {message}\n")
+            env.stderr.flush()
+    else:
+        display.note(f"error: {message}")
 
 
 def _all_rejected(counts: Counts, tally: Tally) -> InputError | None:

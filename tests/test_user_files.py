@@ -182,6 +182,9 @@ def test_a_journal_that_cannot_be_this_runs_is_refused_and_nothing_changes(
         (["--ca-bundle", "in.txt"], "--ca-bundle in.txt: cannot be read as PEM certificates"),
         (["--ca-bundle", "."], "--ca-bundle .: not a file of certificates"),
         (["--encoding", "klingon"], "--encoding 'klingon': unknown encoding"),
+        (["--encoding", "rot13"], "--encoding 'rot13': not a text encoding"),
+        (["--encoding", "idna"], "--encoding 'idna': cannot read lines of text"),
+        (["--encoding", "undefined"], "--encoding 'undefined': cannot read lines of text"),
         (["--max-attempts", "101"], "--max-attempts must be between 1 and 100"),
         (["--max-request-bytes", "10"], "--max-request-bytes must be at least 1024"),
     ],
@@ -561,3 +564,117 @@ def test_memory_is_bounded_by_the_batches_in_flight_not_by_the_file(tmp_path: Pa
     # In flight: 2 requests of 2 MB, each as leads, JSON text and bytes; plus the chunks
     # the reader holds. Far less than the file.
     assert big_mb - small_mb < 30, (small_mb, big_mb, file_mb)
+
+
+# -- found by trying to break it ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'username,note\nalice,"see attachment\x00\ninnocent3\n"\nbob,ok\n',
+        'username,note\nalice,"' + ("x" * 1000 + "\n") * 1100 + 'innocent3\n"\nbob,ok\n',
+        'username,note\nalice,"' + "x" * (1024 * 1024 + 5) + '\ninnocent3\n"\nbob,ok\n',
+    ],
+    ids=["nul-in-a-quoted-cell", "record-over-1-mib", "line-over-1-mib-in-a-quoted-cell"],
+)
+def test_text_inside_a_quoted_cell_is_never_sent_as_leads(
+    run_cli: Run, tmp_path: Path, text: str
+) -> None:
+    (tmp_path / "notes.csv").write_text(text)
+    with sandbox() as server:
+        result = run_cli("add", "inj1", "notes.csv", "--json", env=api_env(server))
+        received = usernames_received(server, "inj1")
+    assert result.code == 0, result.stderr
+    assert received == ["bob"]
+    assert (result.summary["read"], result.summary["rejected"]) == (2, 1)
+
+
+@pytest.mark.parametrize("first", ["external_id", "x", "id", "username", "12345"])
+def test_a_plain_undelivered_list_reads_back_whatever_its_first_name(
+    run_cli: Run, tmp_path: Path, first: str
+) -> None:
+    """A username that looks like a column name (or a number) is written `@name`, so the
+    list is not read back as a CSV whose header it is."""
+    write_lines(tmp_path / "in.txt", [f"@{first}", "alice", "bob"])
+    with sandbox() as server:
+        refused = run_cli(
+            "add", "missing1", "in.txt", "--undelivered", "left.txt", env=api_env(server)
+        )
+        assert refused.code == 3
+        again = run_cli("add", "back1", "left.txt", "--json", env=api_env(server))
+        received = server.state.received("back1")
+    assert again.code == 0, again.stderr
+    assert sorted(received) == sorted(
+        [("username", first), ("username", "alice"), ("username", "bob")]
+    )
+
+
+def test_mixed_line_endings_are_all_line_endings(run_cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "mix.txt").write_bytes(b"alice\nbob\rcarol\r\ndave\rerin\n")
+    with sandbox() as server:
+        result = run_cli("add", "mix1", "mix.txt", "--json", env=api_env(server))
+        received = usernames_received(server, "mix1")
+    assert result.code == 0, result.stderr
+    assert sorted(received) == ["alice", "bob", "carol", "dave", "erin"]
+
+
+def test_hard_linked_outputs_are_one_file(run_cli: Run, tmp_path: Path) -> None:
+    write_lines(tmp_path / "in.txt", ["jack"])
+    (tmp_path / "h1.csv").write_text("old\n")
+    os.link(tmp_path / "h1.csv", tmp_path / "h2.csv")
+    with sandbox() as server:
+        result = run_cli(
+            "add",
+            "hl1",
+            "in.txt",
+            "--rejects",
+            "h1.csv",
+            "--undelivered",
+            "h2.csv",
+            "--json",
+            env=api_env(server),
+        )
+        nothing_sent(result, server)
+    assert "--undelivered and --rejects name the same file (h2.csv)" in result.stderr
+    assert (tmp_path / "h2.csv").read_text() == "old\n"
+
+
+def test_a_report_name_as_long_as_the_folder_allows_is_written(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    name = "r" * 250 + ".csv"
+    write_lines(tmp_path / "in.txt", ["jack", "bad one!"])
+    result = run_cli("add", "long1", "in.txt", "--sandbox", "--rejects", name)
+    assert result.code == 0, result.stderr
+    assert "bad one!" in (tmp_path / name).read_text()
+
+
+def test_quiet_still_says_every_error(run_cli: Run, tmp_path: Path) -> None:
+    """The run ends on the API's refusal; the --undelivered file that hit a file size
+    limit is said too, --quiet or not, and named in the summary."""
+    write_lines(tmp_path / "in.txt", [f"u{i}" for i in range(5000)])
+    argv = ["add", "missing2", "in.txt", "--sandbox", "-q", "--json", "--undelivered", "u.txt"]
+    script = f"ulimit -f 8; exec {sys.executable} -m inboxleads " + " ".join(argv)
+    proc = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        env=cli_env(),
+    )
+    assert proc.returncode == 3
+    assert "--undelivered u.txt: cannot write: File too large" in proc.stderr
+    assert "was not found (404)" in proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["other_errors"][0].startswith("--undelivered u.txt: cannot write")
+
+
+def test_a_refused_run_ends_its_jsonl_stream_with_the_summary(run_cli: Run, tmp_path: Path) -> None:
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    result = run_cli("add", "js1", "photo.png", "--sandbox", "--progress", "jsonl")
+    assert result.code == 2
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [e["event"] for e in events] == ["summary", "error"]
+    assert events[0]["exit_code"] == 2
