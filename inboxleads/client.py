@@ -64,6 +64,8 @@ class Answer:
     failed: int = 0
     retry_after: float | None = None
     rate: RateInfo | None = None
+    # The size of the body that was refused as too large (0: not known, or not refused).
+    sent_bytes: int = 0
 
 
 def _int_header(headers: httpx.Headers, name: str) -> int | None:
@@ -220,7 +222,9 @@ class InboxClient:
             what = f"connection error: {type(exc).__name__}"
             if size >= LARGE_BODY_BYTES:
                 sent = f"{size / 1e6:.1f} MB"
-                return Answer(Outcome.TOO_LARGE, None, f"{what} while sending {sent}")
+                return Answer(
+                    Outcome.TOO_LARGE, None, f"{what} while sending {sent}", sent_bytes=size
+                )
             return Answer(Outcome.RETRY, None, what)
         except httpx.TransportError as exc:
             # The message of a transport error names the host at most, never headers.
@@ -231,6 +235,8 @@ class InboxClient:
         # read from the answer, so that no cut to length can leave a piece of it.
         body = response.content.replace(self._token_bytes, b"***")
         answer = classify(response.status_code, response.headers, body, now)
+        if answer.outcome is Outcome.TOO_LARGE:
+            answer = dataclasses.replace(answer, sent_bytes=size)
         if self._token in answer.message:
             answer = dataclasses.replace(answer, message=answer.message.replace(self._token, "***"))
         return answer

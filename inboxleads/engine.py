@@ -141,6 +141,9 @@ class Engine:
         self._last_pause_end = 0.0
         # Warnings said once a run (a split batch, a wait the server asked for capped).
         self._said: set[str] = set()
+        # Requests the server found too large, and the smallest body among them.
+        self.too_large = 0
+        self.smallest_too_large = 0
         # Regular files are finite and never trickle: they are read to the end on a
         # stop and never cut early, so their batches are the same on every run.
         self._regular_only = all(i.is_regular for i in inputs)
@@ -279,6 +282,15 @@ class Engine:
             for chunk in self.reader.drain(DRAIN_S):
                 self._end_now(self._take_chunk(chunk), cause)
             self._end_now(self._flush(), cause)
+            if self.too_large:
+                smallest = self.smallest_too_large
+                size = f" (the smallest {smallest:,} bytes)" if smallest else ""
+                self.emit(
+                    ev.Note(
+                        f"{self.too_large:,} requests were too large for the server{size}; "
+                        "a smaller --max-request-bytes saves sending them twice"
+                    )
+                )
             left = self.ledger.close_all(cause)
             if left and self.cause is None and self.bug is None:
                 self.bug = RuntimeError(f"{left} batches were still open when the run ended")
@@ -527,6 +539,11 @@ class Engine:
         on its own (and split again as needed, down to one lead)."""
         halves = self.batcher.split(batch)
         self.ledger.split(batch, halves, answer.message)
+        self.too_large += 1
+        if answer.sent_bytes:
+            self.smallest_too_large = min(
+                self.smallest_too_large or answer.sent_bytes, answer.sent_bytes
+            )
         self.say_once(
             "split",
             f"batch {batch.seq} ({len(batch):,} leads) was too large for the server "

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -238,6 +239,11 @@ def test_a_413_splits_the_batch_until_the_server_takes_it(run_cli: Run, tmp_path
     assert summary["batches"] == len(bodies)
     assert summary["requests"] == statuses[200] + statuses[413]
     assert "too large for the server" in result.stderr and "sending it in halves" in result.stderr
+    said = re.search(
+        r"([\d,]+) requests were too large for the server \(the smallest ([\d,]+)", result.stderr
+    )
+    assert said and int(said.group(1).replace(",", "")) == statuses[413]
+    assert int(said.group(2).replace(",", "")) > 1_000_000
     assert snapshot(tmp_path) == before
 
 
