@@ -189,6 +189,8 @@ class Batcher:
         # Batches cut short by the byte cap, and the largest body measured (dry-run report).
         self.cut_by_size = 0
         self.largest_measured = 0
+        # Leads larger than the cap on their own (each goes in a request of its own).
+        self.oversize = 0
         self._current: list[Lead] = []
         # The body size of `_current` when it was measured (None: it holds only
         # leads without data, which were counted, not measured).
@@ -245,6 +247,8 @@ class Batcher:
         batches = []
         for lead in leads:
             cost = lead_bytes(lead)
+            if cost + BODY_OVERHEAD > cap:
+                self.oversize += 1
             if current and used + cost > cap:
                 self.cut_by_size += 1
                 batches.append(self._cut(current, used))

@@ -389,6 +389,9 @@ def add(
             explain_failures=explain_failures,
             explain_budget=explain_budget,
             max_time_s=max_time,
+            also_read=tuple(
+                p for p in (token_file, Path.cwd() / ".env") if p is not None and p.exists()
+            ),
         )
     except InboxLeadsError as exc:
         if json_summary:
@@ -609,7 +612,7 @@ def default_journal(campaign: str, paths: list[str]) -> Path:
     from .journal import input_names  # the journal module pulls in httpx: not at start-up
 
     names = "\n".join(input_names(paths))
-    digest = hashlib.sha256(names.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     return state_dir() / "journals" / f"{campaign}-{digest}.journal"
 
 

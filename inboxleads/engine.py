@@ -282,6 +282,14 @@ class Engine:
             for chunk in self.reader.drain(DRAIN_S):
                 self._end_now(self._take_chunk(chunk), cause)
             self._end_now(self._flush(), cause)
+            if self.batcher.oversize:
+                self.emit(
+                    ev.Note(
+                        f"{self.batcher.oversize:,} leads are larger than --max-request-bytes "
+                        f"({self.config.max_request_bytes:,}) on their own: each is sent "
+                        "in a request of its own"
+                    )
+                )
             if self.too_large:
                 smallest = self.smallest_too_large
                 size = f" (the smallest {smallest:,} bytes)" if smallest else ""

@@ -17,7 +17,6 @@ recorded, so an interrupted explanation resumes without asking again.
 from __future__ import annotations
 
 import asyncio
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from . import events as ev
 from .batching import Batch, batch_digest
 from .engine import Engine
 from .identifiers import Lead, readable
-from .reports import replacing
+from .reports import CsvOut, replacing
 
 
 @dataclass
@@ -124,7 +123,7 @@ def write_failed(path: Path, explanation: Explanation) -> int:
         if lead.data:
             columns.update(dict.fromkeys(lead.data))
     with replacing(path) as out:
-        writer = csv.writer(out, lineterminator="\n")
+        writer = CsvOut(out)
         writer.writerow(["identifier", "kind", "status", "source", "line", *columns])
         for lead, status in rows:
             data = lead.data or {}

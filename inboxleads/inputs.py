@@ -42,6 +42,9 @@ MAX_LINE_BYTES = 1024 * 1024
 # A CSV record may span lines (a quoted cell with line breaks); one over 1 MiB in all
 # is rejected, but the csv module must read it whole to know where it ends.
 MAX_RECORD_BYTES = 64 * MAX_LINE_BYTES
+# A .json array is parsed whole, and is often written on one line (json.dump,
+# JSON.stringify, jq -c): its lines are not held to MAX_LINE_BYTES, only to this.
+MAX_JSON_BYTES = 256 * MAX_LINE_BYTES
 # A cell may be as long as a line; past that the csv module raises, and the row is rejected.
 csv.field_size_limit(MAX_RECORD_BYTES)
 SNIFF_BYTES = 8192
@@ -435,12 +438,27 @@ def _transcoder(codec: str) -> Callable[[bytes, bool], bytes]:
     return transcode
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _not_text(value: str) -> str | None:
+    """What keeps a JSON string from being sent and written back as text, if anything:
+    a NUL, or half of a character (a lone surrogate, as a cut emoji leaves)."""
+    if "\x00" in value:
+        return "holds a NUL character"
+    if _SURROGATES.search(value):
+        return "holds half of a character (an unpaired surrogate)"
+    return None
+
+
 def _unreadable_text(raw: bytes) -> str:
     """A line that is not valid in its encoding, as text for its rejection."""
     try:
-        return raw.decode("utf-8", "surrogatepass").replace(_UNREADABLE, "\ufffd")
+        text = raw.decode("utf-8", "surrogatepass")
     except UnicodeDecodeError:
         return raw.decode("utf-8", "replace")
+    # Surrogates encoded as UTF-8 (CESU-8) decode too: none may reach a report.
+    return _SURROGATES.sub("\ufffd", text)
 
 
 def _stub(quotes: int) -> str:
@@ -448,6 +466,9 @@ def _stub(quotes: int) -> str:
     held an odd number of them, so that a CSV reader keeps track of quoted cells
     (the record it is part of is rejected)."""
     return '"' if quotes % 2 else ""
+
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 class _LineBreaks:
@@ -470,12 +491,21 @@ class _LineBreaks:
             if data.endswith(b"\r"):
                 data, self._held = data[:-1], b"\r"
             self.cr_only = _cr_only(data)
-        return data.replace(b"\r", b"\n") if self.cr_only else data
+        if self.cr_only:
+            return data.replace(b"\r", b"\n")
+        if b"\r" in data and _LONE_CR.search(data):
+            # A lone CR in an LF or CRLF file (pasted lists, exports that switch
+            # style) breaks the line too, as editors show it; a CR ending this read
+            # waits for the next one, which may begin with the LF of a CRLF.
+            if data.endswith(b"\r"):
+                data, self._held = data[:-1], b"\r"
+            data = _LONE_CR.sub(b"\n", data)
+        return data
 
     def rest(self) -> bytes:
-        """What is still held at the end of the input."""
+        """What is still held at the end of the input (a CR: a line break)."""
         held, self._held = self._held, b""
-        return held.replace(b"\r", b"\n") if self.cr_only else held
+        return held.replace(b"\r", b"\n")
 
 
 def _cr_only(data: bytes) -> bool | None:
@@ -536,6 +566,8 @@ class _Lines:
         # The first notice, kept to explain an error that stops the input.
         self.hint: Notice | None = None
         self.number = 0
+        self.max_line = MAX_LINE_BYTES
+        self.too_long = "line longer than 1 MiB"
         self._invalid = "not valid UTF-8"
         self._may_hint = False
 
@@ -548,14 +580,14 @@ class _Lines:
             data = pending + chunk if pending else chunk
             cut = data.rfind(b"\n")
             if cut < 0:
-                too_long = too_long or len(data) > MAX_LINE_BYTES
+                too_long = too_long or len(data) > self.max_line
                 if too_long:
                     dropped += data.count(b'"')
                 pending = b"" if too_long else data
                 continue
             yield self._block(data[:cut], too_long, dropped)
             pending = data[cut + 1 :]
-            too_long = len(pending) > MAX_LINE_BYTES
+            too_long = len(pending) > self.max_line
             dropped = pending.count(b'"') if too_long else 0
             if too_long:
                 pending = b""
@@ -615,12 +647,13 @@ class _Lines:
         if lines is None:
             lines = [self._decode(first + i, part) for i, part in enumerate(raw.split(b"\n"))]
         if first_too_long:
-            self.bad[first] = "line longer than 1 MiB"
+            self.bad[first] = self.too_long
             lines[0] = _stub(dropped + lines[0].count('"'))
-        if len(raw) > MAX_LINE_BYTES:
+        limit = self.max_line
+        if len(raw) > limit:
             for i, text in enumerate(lines):
-                if len(text) > MAX_LINE_BYTES // 4 and len(text.encode()) > MAX_LINE_BYTES:
-                    self.bad[first + i] = "line longer than 1 MiB"
+                if len(text) > limit // 4 and len(text.encode()) > limit:
+                    self.bad[first + i] = self.too_long
                     lines[i] = _stub(text.count('"'))
         self.number = first + len(lines) - 1
         return first, lines
@@ -689,8 +722,11 @@ def read_chunks(
     """The records of one input in order, in lists (a block of lines at a time
     where the format allows, which is what makes large files fast)."""
     lines = _Lines(source, on_wait, options.encoding)
-    blocks: Iterator[tuple[int, list[str]]] = lines.blocks()
     fmt = source.fmt if options.fmt is Format.AUTO else options.fmt
+    if fmt is Format.JSON:
+        lines.max_line = MAX_JSON_BYTES
+        lines.too_long = f"a .json input over {MAX_JSON_BYTES // MAX_LINE_BYTES} MiB (use JSONL)"
+    blocks: Iterator[tuple[int, list[str]]] = lines.blocks()
     if fmt is Format.AUTO:
         held: list[tuple[int, list[str]]] = []
         first = ""
@@ -762,14 +798,6 @@ def _values(lines: _Lines, first: int, block: list[str], out: Chunk) -> Iterator
         if bad and number in bad:
             out.extend(lines.unreadable(number, value))
         elif value and value[0] != "#":
-            if "\r" in value:
-                # A lone CR inside an LF (or CRLF) file breaks the line too: no value
-                # holds one, and pasted lists mix line endings.
-                for part in value.split("\r"):
-                    part = part.strip()
-                    if part and part[0] != "#":
-                        yield number, part
-                continue
             yield number, value
 
 
@@ -818,8 +846,16 @@ def _read_jsonl(
             except ValueError:
                 out.append(Rejection(name, number, value, "not a JSON object"))
                 continue
+            except RecursionError:
+                out.append(Rejection(name, number, value[:1000], "JSON nested too deeply"))
+                continue
             out.append(lead_from_object(obj, name, number, value, options))
         yield out
+
+
+def _shown(text: str, most: int = 300) -> str:
+    """`text` cut for a one-line message."""
+    return text if len(text) <= most else text[:most] + "..."
 
 
 def _normalise_header(name: str) -> str:
@@ -827,6 +863,8 @@ def _normalise_header(name: str) -> str:
 
 
 def _pick_delimiter(header_line: str) -> str:
+    """The delimiter a header line uses most, outside quoted names."""
+    header_line = re.sub(r'"[^"]*"', "", header_line)
     counts = {d: header_line.count(d) for d in (",", ";", "\t")}
     return max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
 
@@ -869,6 +907,12 @@ def _table_header(
                 declared = _declared_delimiter(text)
                 if declared is not None:
                     continue
+            while text.count('"') % 2:
+                # A quoted name with a line break in it: the header goes on.
+                more = next(it, None)
+                if more is None:
+                    break
+                text += more
             return text, declared or delimiter or _pick_delimiter(text)
     return None
 
@@ -996,7 +1040,7 @@ def _find_column(
             return normalised.index(key), read_as
     problem = (
         "no identifier column found in the header; name it with --column "
-        f"(columns: {', '.join(header)})"
+        f"(columns: {_shown(', '.join(header))})"
     )
     raise InputError(source, explained(problem), 1)
 
@@ -1013,15 +1057,17 @@ def _data_columns(header: list[str], index: int, options: ReadOptions) -> list[i
 def _read_json_array(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Iterator[Record]:
     name = lines.source.name
     text = "".join(it)
-    if not text.strip():
-        return  # an empty file is an empty run, as for every other format
     if lines.bad:
         number, reason = next(iter(lines.bad.items()))
         raise InputError(name, lines.explained(reason), number)
+    if not text.strip():
+        return  # an empty file is an empty run, as for every other format
     try:
         items = json.loads(text)
     except ValueError as exc:
         raise InputError(name, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(name, "not valid JSON: nested too deeply") from None
     if not isinstance(items, list):
         raise InputError(name, "a .json input must hold an array of lead objects")
     for position, obj in enumerate(items, start=1):
@@ -1063,7 +1109,13 @@ def lead_from_object(obj: Any, source: str, number: int, text: str, options: Rea
                 return Rejection(source, number, text, f"data.{key} must be a plain value")
             if value is None:
                 continue
-            clean[str(key)] = value if isinstance(value, str) else json.dumps(value)
+            key, value = str(key), value if isinstance(value, str) else json.dumps(value)
+            problem = _not_text(key) or _not_text(value)
+            if problem:
+                return Rejection(
+                    source, number, text, f"data.{_SURROGATES.sub('?', key)} {problem}"
+                )
+            clean[key] = value
         if options.data_columns is not None:
             wanted = {_normalise_header(c) for c in options.data_columns}
             clean = {k: v for k, v in clean.items() if _normalise_header(k) in wanted}

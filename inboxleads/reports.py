@@ -30,14 +30,34 @@ from .inputs import Rejection, reads_as_header
 
 
 def open_private(path: Path | str, mode: str = "w") -> IO[str]:
-    """Open a text file for writing, created with mode 0600 whatever the umask."""
+    """Open a text file for writing, created with mode 0600 whatever the umask.
+
+    Text that came from a file name that is not UTF-8 (Python holds its bytes as
+    surrogates) is written back as those bytes."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
     fd = os.open(path, flags, 0o600)
     # An existing file keeps its mode otherwise; devices and pipes are left alone.
     if stat.S_ISREG(os.fstat(fd).st_mode):
         with contextlib.suppress(OSError):
             os.fchmod(fd, 0o600)
-    return open(fd, mode, encoding="utf-8", newline="")
+    return open(fd, mode, encoding="utf-8", newline="", errors="surrogateescape")
+
+
+class CsvOut:
+    """A CSV writer whose rows read back as written: a cell holding a CR is quoted
+    too (the csv module's minimal quoting only quotes the line terminator, LF)."""
+
+    def __init__(self, out: IO[str], delimiter: str = ",") -> None:
+        self._minimal = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+        self._quoted = csv.writer(
+            out, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL
+        )
+
+    def writerow(self, row: list[Any]) -> None:
+        if any(isinstance(cell, str) and "\r" in cell for cell in row):
+            self._quoted.writerow(row)
+        else:
+            self._minimal.writerow(row)
 
 
 # Report rows written between two flushes: what a failed write can cost at most.
@@ -80,6 +100,8 @@ class Reports:
         self._good: dict[str, int] = {"--rejects": 0, "--undelivered": 0}
         # Per report ("--rejects", "--undelivered"): the error that stopped it.
         self.failures: dict[str, OSError] = {}
+        # Warnings about a report that was written (see `write_undelivered`).
+        self.notes: list[str] = []
         self.unlisted: dict[str, int] = {}
         # The paths were checked with `check_output` before the run began.
         try:
@@ -97,7 +119,7 @@ class Reports:
                 self._rejects_target = Path(os.path.realpath(rejects))
                 self._rejects_path = _temporary(self._rejects_target)
                 self._rejects = open_private(self._rejects_path)
-                self._rejects_csv = csv.writer(self._rejects, lineterminator="\n")
+                self._rejects_csv = CsvOut(self._rejects)
                 self._rejects_csv.writerow(["source", "line", "reason", "text"])
             name, path = "--undelivered", undelivered
             self._open_undelivered(undelivered)
@@ -247,7 +269,7 @@ class Reports:
                 self._spool.close()
                 self._spool = None
                 if target is not None and self._spool_path is not None:
-                    write_undelivered(self._spool_path, target)
+                    write_undelivered(self._spool_path, target, self.notes)
         except OSError as exc:
             self._broke("--undelivered", exc, 0)
         if self._spool_path is not None and self._plain_path is None:
@@ -287,6 +309,8 @@ class Reports:
 
 
 FileId = tuple[int, int]
+# How files the run reads besides its inputs are named in `check_output`'s `inputs`.
+READ_BY_THE_RUN = "the file "
 
 
 def file_id(path: Path | str) -> FileId | None:
@@ -304,6 +328,7 @@ def check_output(
     *,
     folder_may_be_made: bool = False,
     inputs: dict[FileId, str] | None = None,
+    sibling: str = "",
 ) -> None:
     """Refuse an output path that is not a regular file (or a new one in an existing,
     writable folder), or that is one of the run's `inputs` (by identity: a link or
@@ -312,12 +337,10 @@ def check_output(
     file beside it, and opening a pipe could wait forever."""
     if not path.name or path.name in (".", ".."):
         raise UsageError(f"{name} {str(path)!r}: is a folder, not a file")
-    folder = Path(os.path.realpath(path)).parent
-    if not folder_may_be_made:
-        if not folder.is_dir():
-            raise UsageError(f"{name} {path}: the folder {path.parent} does not exist")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise UsageError(f"{name} {path}: the folder {path.parent} is not writable")
+    try:
+        _check_place(name, path, folder_may_be_made, sibling)
+    except OSError as exc:  # a name too long for the system, a loop of links...
+        raise UsageError(f"{name} {path}: {exc.strerror or exc}") from None
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -331,12 +354,31 @@ def check_output(
         # /dev/stdout redirected to a file is a regular file too: still not ours to replace.
         raise UsageError(f"{name} {path}: is a device, not a file")
     same = (inputs or {}).get(file_id(path) or (-1, -1))
+    if same is not None and same.startswith(READ_BY_THE_RUN):
+        # The token file, .env, the CA bundle: read by the run, never written.
+        raise UsageError(f"{name} {path}: is {same}, which this run reads: name another file")
     if same is not None:
         shown = "stdin" if same == "-" else repr(same)
         raise UsageError(
             f"{name} {path}: is an input of this run ({shown}); inputs are never "
             "overwritten: name another file"
         )
+
+
+def _check_place(name: str, path: Path, folder_may_be_made: bool, sibling: str) -> None:
+    """The folder exists and is writable (unless the run makes it), and the name fits
+    in it, with the `sibling` suffix of a file kept beside it (the journal's lock)."""
+    folder = Path(os.path.realpath(path)).parent
+    if not folder_may_be_made:
+        if not folder.is_dir():
+            raise UsageError(f"{name} {path}: the folder {path.parent} does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"{name} {path}: the folder {path.parent} is not writable")
+    longest = 255
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        longest = os.pathconf(folder if folder.is_dir() else "/", "PC_NAME_MAX")
+    if len(os.fsencode(path.name + sibling)) > longest:
+        raise UsageError(f"{name} {path}: the file name is too long for its folder")
 
 
 def put_in_place(built: Path, target: Path) -> None:
@@ -383,7 +425,7 @@ def _entries(spool: Path) -> Iterable[dict[str, Any]]:
             yield json.loads(line)
 
 
-def write_undelivered(spool: Path, target: Path) -> str:
+def write_undelivered(spool: Path, target: Path, notes: list[str] | None = None) -> str:
     """Write the final undelivered file from the spool; return the form chosen.
 
     The form follows the target's extension where it names one (.csv, .tsv,
@@ -393,8 +435,10 @@ def write_undelivered(spool: Path, target: Path) -> str:
     plain = True
     external = False
     all_external = True
+    entries = 0
     columns: dict[str, None] = {}
     for entry in _entries(spool):
+        entries += 1
         if entry["kind"] == Kind.EXTERNAL_ID.value:
             external = True
             plain = False
@@ -410,6 +454,14 @@ def write_undelivered(spool: Path, target: Path) -> str:
         return _write_objects(spool, target, array=False)
     if suffix in (".csv", ".tsv") or not plain:
         delimiter = "\t" if suffix == ".tsv" else ","
+        all_external = all_external and entries > 0
+        named = [c for c in columns if reads_as_header(c)]
+        if all_external and named and notes is not None:
+            # Its `external_id` column would lose to that one when read back.
+            notes.append(
+                f"{target.name}: external IDs beside a data column named {named[0]!r}: "
+                "read it back with --column external_id (or name it .jsonl)"
+            )
         return _write_table(spool, target, columns, delimiter, all_external)
     with replacing(target) as out:
         for entry in _entries(spool):
@@ -427,7 +479,7 @@ def _write_table(
     """
     first = "external_id" if all_external else "username"
     with replacing(target) as out:
-        writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+        writer = CsvOut(out, delimiter)
         writer.writerow([first, *columns])
         for entry in _entries(spool):
             kind, value = entry["kind"], str(entry["value"])

@@ -54,9 +54,10 @@ from .inputs import UNREADABLE_ERRORS, OpenInput, ReadOptions, open_inputs
 from .journal import Journal, RunKey, RunLock, check_journal, input_names
 from .ledger import Counts
 from .pacing import RetryPolicy
-from .reports import FileId, Reports, check_output, file_id
+from .reports import READ_BY_THE_RUN, FileId, Reports, check_output, file_id
 
 CAMPAIGN_RE = re.compile(r"[0-9a-z]+")
+LOCK_SUFFIX = ".lock"
 MAX_ATTEMPTS = 100
 # The in-process sandbox is reached through its transport: this host never resolves.
 SANDBOX_HOST = "http://sandbox.invalid"
@@ -124,6 +125,8 @@ class AddJob:
     explain_failures: Path | None = None
     explain_budget: int | None = None
     max_time_s: float | None = None
+    # Other files the run reads (the token file, .env): never an output either.
+    also_read: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -270,6 +273,10 @@ def check_files(job: AddJob, stdin: IO[bytes] | None) -> None:
     input), in an existing folder, and no two options naming the same file. A journal
     that exists must be this run's (checked before anything is written to it)."""
     inputs = input_ids(job.inputs, stdin)
+    for read in (*job.also_read, *([job.ca_bundle] if job.ca_bundle else [])):
+        found = file_id(read)
+        if found is not None:
+            inputs.setdefault(found, f"{READ_BY_THE_RUN}{read}")
     outputs = [
         ("--rejects", job.rejects),
         ("--undelivered", job.undelivered),
@@ -281,8 +288,14 @@ def check_files(job: AddJob, stdin: IO[bytes] | None) -> None:
     for option, path in outputs:
         if path is None:
             continue
-        made = option == "--journal" and job.resume
-        check_output(option, path, folder_may_be_made=made, inputs=inputs)
+        journal = option == "--journal"
+        check_output(
+            option,
+            path,
+            folder_may_be_made=journal and job.resume,
+            inputs=inputs,
+            sibling=LOCK_SUFFIX if journal else "",
+        )
         # The same file by name (it may not exist yet), or by identity (a hard link).
         for where in (os.path.normcase(os.path.realpath(path)), file_id(path)):
             if where is None:
@@ -485,7 +498,7 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
     try:
         reports = Reports(job.rejects, job.undelivered)
         if job.journal is not None and not job.dry_run:
-            lock = RunLock(job.journal.with_name(job.journal.name + ".lock"))
+            lock = RunLock(job.journal.with_name(job.journal.name + LOCK_SUFFIX))
             await lock.acquire_async(job.wait_lock, lambda: control.given_up)
             journal = Journal.open(job.journal, _run_key(job))
         # A dry run makes no request: no client, no TLS set-up.
@@ -535,6 +548,8 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
             reports.discard()  # nothing was read: the user's earlier reports stay
         else:
             reports.close()
+            for note in reports.notes:
+                display.note(f"warning: {note}")
         if engine is None:
             # The engine's reader owns the inputs once it exists; before, nobody does.
             for source in inputs:

@@ -188,6 +188,8 @@ def test_a_journal_that_cannot_be_this_runs_is_refused_and_nothing_changes(
         (["--encoding", "undefined"], "--encoding 'undefined': cannot read lines of text"),
         (["--max-attempts", "101"], "--max-attempts must be between 1 and 100"),
         (["--max-request-bytes", "10"], "--max-request-bytes must be at least 1024"),
+        (["--rejects", "x" * 300 + "/a.csv"], "File name too long"),
+        (["--journal", "j" * 252], "the file name is too long for its folder"),
     ],
 )
 def test_a_bad_file_option_is_one_line_and_a_summary(
@@ -684,3 +686,143 @@ def test_a_refused_run_ends_its_jsonl_stream_with_the_summary(run_cli: Run, tmp_
     events = [json.loads(line) for line in result.stderr.splitlines()]
     assert [e["event"] for e in events] == ["summary", "error"]
     assert events[0]["exit_code"] == 2
+
+
+ONE_LINE_JSON = json.dumps([{"username": f"u{i}"} for i in range(60_000)])
+NESTED = '{"username":"ok"}\n' + "[" * 50_000 + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "expected", "rejected"),
+    [
+        ("export.json", ONE_LINE_JSON.encode(), [f"u{i}" for i in range(60_000)], 0),
+        ("h.csv", b'handle,"Tags; Notes; Misc"\n@jack,vip\n', ["jack"], 0),
+        ("sw.csv", b"handle,note\n@a,x\n@b,y\r@c,z\n@d,w\n", ["a", "b", "c", "d"], 0),
+        ("m.csv", b'handle,"Notes\n(internal)",city\n@jack,n1,SF\n', ["jack"], 0),
+        (
+            "t.jsonl",
+            b'{"username":"jack"}\n{"username":"ev","data":{"name":"Ev \\ud83d"}}\n'
+            b'{"username":"al","data":{"n":"a\\u0000b"}}\n',
+            ["jack"],
+            2,
+        ),
+        ("c.csv", b"handle,name\n@jack,J\n@ev,Ev \xed\xa0\xbd\xed\xb8\x80\n", ["jack"], 1),
+        ("d.jsonl", NESTED.encode(), ["ok"], 1),
+    ],
+    ids=[
+        "json-on-one-line",
+        "delimiter-inside-a-quoted-name",
+        "csv-switching-to-cr",
+        "line-break-in-a-quoted-name",
+        "jsonl-surrogate-and-nul",
+        "cesu-8",
+        "nested-json",
+    ],
+)
+def test_inputs_of_every_shape_are_read_as_meant(
+    run_cli: Run, tmp_path: Path, name: str, data: bytes, expected: list[str], rejected: int
+) -> None:
+    (tmp_path / name).write_bytes(data)
+    with sandbox() as server:
+        result = run_cli(
+            "add",
+            "shape1",
+            name,
+            "--json",
+            "--rejects",
+            "r.csv",
+            "--undelivered",
+            "u.txt",
+            env=api_env(server),
+        )
+        received = usernames_received(server, "shape1")
+    assert result.code == 0, result.stderr
+    assert sorted(received) == sorted(expected)
+    assert result.summary["rejected"] == rejected
+    assert (tmp_path / name).read_bytes() == data
+
+
+def test_an_input_named_in_bytes_that_are_not_utf8_is_reported_by_that_name(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    name = os.fsdecode(b"caf\xe9.txt")
+    (tmp_path / name).write_text("@jack\nnot a handle!\n")
+    env = cli_env(XDG_STATE_HOME=str(tmp_path / "state"))
+    result = run_cli(
+        "add",
+        "fn1",
+        name,
+        "--sandbox",
+        "--json",
+        "--rejects",
+        "r.csv",
+        "--resume",
+        "--progress",
+        "jsonl",
+        env=env,
+    )
+    assert result.code == 0, result.stderr
+    assert (tmp_path / "r.csv").read_bytes().splitlines()[1].startswith(b"caf\xe9.txt,2,")
+    assert all(json.loads(line) for line in result.stderr.splitlines())
+
+
+def test_undelivered_csv_cells_with_a_cr_read_back_whole(run_cli: Run, tmp_path: Path) -> None:
+    """A CR in a cell (from JSON data here) is quoted in the CSV, so the row reads back
+    whole; a lone CR is read as the line break it stands for."""
+    (tmp_path / "in.jsonl").write_text(
+        '{"username":"jack","data":{"note":"a\\rb"}}\n{"username":"ev","data":{"note":"ok"}}\n'
+    )
+    with sandbox() as server:
+        run_cli("add", "missing3", "in.jsonl", "--undelivered", "left.csv", env=api_env(server))
+        assert b'"a\rb"' in (tmp_path / "left.csv").read_bytes()
+        back = run_cli("add", "cr9", "left.csv", "--json", env=api_env(server))
+        bodies = server.state.bodies("cr9")
+    assert back.code == 0, back.stderr
+    notes = {lead["username"]: lead["data"]["note"] for b in bodies for lead in b["leads"]}
+    assert notes == {"jack": "a\nb", "ev": "ok"}
+
+
+def test_external_ids_beside_an_identifier_named_column_warn_how_to_read_back(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    (tmp_path / "crm.csv").write_text("external_id,twitter,name\nabc1,jack,Jack\ndef2,,Ev\n")
+    with sandbox() as server:
+        result = run_cli(
+            "add",
+            "missing4",
+            "crm.csv",
+            "--column",
+            "external_id",
+            "--undelivered",
+            "left.csv",
+            env=api_env(server),
+        )
+        back = run_cli(
+            "add", "ext1", "left.csv", "--column", "external_id", "--json", env=api_env(server)
+        )
+        received = server.state.received("ext1")
+    assert result.code == 3
+    assert "left.csv: external IDs beside a data column named 'twitter'" in result.stderr
+    assert sorted(received) == [("externalId", "abc1"), ("externalId", "def2")]
+    assert back.code == 0
+
+
+@pytest.mark.parametrize("read", ["--token-file", ".env"])
+def test_a_file_the_run_reads_is_never_an_output(run_cli: Run, tmp_path: Path, read: str) -> None:
+    write_lines(tmp_path / "in.txt", ["@a"])
+    (tmp_path / "tok.txt").write_text("sandbox-token\n")
+    (tmp_path / ".env").write_text("INBOX_API_TOKEN=sandbox-token\n")
+    target = "tok.txt" if read == "--token-file" else ".env"
+    extra = ["--token-file", "tok.txt"] if read == "--token-file" else []
+    before = snapshot(tmp_path)
+    result = run_cli("add", "tf1", "in.txt", "--sandbox", *extra, "--undelivered", target)
+    assert result.code == 2
+    assert f"--undelivered {target}: is the file" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_a_lead_larger_than_the_cap_on_its_own_is_said(run_cli: Run, tmp_path: Path) -> None:
+    big_rows_csv(tmp_path / "big.csv", rows=3, text_bytes=5_000)
+    result = run_cli("add", "ov1", "big.csv", "--dry-run", "--max-request-bytes", "1024")
+    assert result.code == 0
+    assert "3 leads are larger than --max-request-bytes (1,024) on their own" in result.stderr
