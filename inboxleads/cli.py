@@ -422,24 +422,16 @@ def _check_stdin_is_input() -> None:
     why = "stdin is closed"
     if sys.stdin is not None:
         try:
-            mode = os.fstat(sys.stdin.fileno()).st_mode
+            fd = sys.stdin.fileno()
+            mode = os.fstat(fd).st_mode
         except (OSError, ValueError, io.UnsupportedOperation):
-            mode = None
-        if mode is None:
             return  # not a real descriptor (embedded use): read what it gives
         if stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode):
             return
-        why = "stdin is a terminal" if _isatty_fd(sys.stdin) else "stdin is not a pipe or a file"
+        why = "stdin is a terminal" if os.isatty(fd) else "stdin is not a pipe or a file"
     raise UsageError(
         f"no input: {why}; name a file (or - for stdin), or pipe values in (see --help)"
     )
-
-
-def _isatty_fd(stream: object) -> bool:
-    try:
-        return bool(stream.isatty())  # type: ignore[attr-defined]
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def _warn(text: str, as_event: bool) -> None:

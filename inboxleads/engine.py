@@ -511,7 +511,7 @@ class Engine:
                 return Delivery(False, answer, attempt)
             if answer.outcome is Outcome.TOO_LARGE and len(batch) > 1:
                 if upload:
-                    await self._in_halves(batch, answer, attempt)
+                    await self._in_halves(batch, answer)
                 return Delivery(False, answer, attempt)
             if answer.outcome is Outcome.TOO_LARGE and answer.status is not None:
                 answer = dataclasses.replace(answer, outcome=Outcome.REJECTED)
@@ -542,7 +542,7 @@ class Engine:
             ledger.stopped(batch, self.cause or "the run was stopped")
         return Delivery(False, None, sent)
 
-    async def _in_halves(self, batch: Batch, answer: Answer, attempts: int) -> None:
+    async def _in_halves(self, batch: Batch, answer: Answer) -> None:
         """The server would not take `batch` whole: send it as two halves, each ending
         on its own (and split again as needed, down to one lead)."""
         halves = self.batcher.split(batch)

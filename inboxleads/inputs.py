@@ -407,15 +407,10 @@ def _utf16_codec(head: bytes) -> str | None:
     return None
 
 
-def _looks_like_utf16(head: bytes) -> bool:
-    """UTF-16 without a BOM (see `_utf16_codec`)."""
-    return _utf16_codec(head) is not None
-
-
 # Stands for bytes the input's codec cannot decode: a lone surrogate, which makes
 # its line invalid UTF-8 once re-encoded, so that this line alone is rejected.
 _UNREADABLE = "\udcff"
-_MARK_UNREADABLE = UNREADABLE_ERRORS = "inboxleads.unreadable"
+UNREADABLE_ERRORS = "inboxleads.unreadable"
 
 
 def _mark_unreadable(exc: UnicodeError) -> tuple[str, int]:
@@ -424,13 +419,13 @@ def _mark_unreadable(exc: UnicodeError) -> tuple[str, int]:
     return _UNREADABLE, exc.end
 
 
-codecs.register_error(_MARK_UNREADABLE, _mark_unreadable)
+codecs.register_error(UNREADABLE_ERRORS, _mark_unreadable)
 
 
 def _transcoder(codec: str) -> Callable[[bytes, bool], bytes]:
     """Bytes in `codec` to UTF-8, a read at a time (a character split between two
     reads is kept for the next); undecodable bytes become `_UNREADABLE`."""
-    decode = codecs.getincrementaldecoder(codec)(_MARK_UNREADABLE).decode
+    decode = codecs.getincrementaldecoder(codec)(UNREADABLE_ERRORS).decode
 
     def transcode(data: bytes, final: bool) -> bytes:
         return decode(data, final).encode("utf-8", "surrogatepass")

@@ -313,8 +313,9 @@ FileId = tuple[int, int]
 READ_BY_THE_RUN = "the file "
 
 
-def file_id(path: Path | str) -> FileId | None:
-    """The identity of an existing file (device and inode, symlinks followed), else None."""
+def file_id(path: Path | str | int) -> FileId | None:
+    """The identity of an existing file (device and inode, symlinks followed), or of an
+    open descriptor, else None."""
     try:
         st = os.stat(path)
     except (OSError, ValueError):

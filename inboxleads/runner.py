@@ -224,9 +224,12 @@ def check_encoding(name: str | None) -> None:
     # Some text codecs cannot read lines at all (idna, punycode, undefined), or not
     # with the error handlers reading uses.
     decoded: set[str | None] = set()
+    try:
+        sample = "jack\n".encode(name)
+    except (UnicodeError, ValueError, LookupError, TypeError):
+        sample = b""
     for errors in ("strict", "replace", UNREADABLE_ERRORS):
         try:
-            sample = "jack\n".encode(name)
             decoded.add(codecs.getincrementaldecoder(name)(errors).decode(sample, True))
         except (UnicodeError, ValueError, LookupError, TypeError):
             decoded.add(None)
@@ -256,13 +259,11 @@ def input_ids(paths: list[str], stdin: IO[bytes] | None) -> dict[FileId, str]:
     ids: dict[FileId, str] = {}
     for path in paths:
         found: FileId | None = None
-        if path == "-":
-            with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
-                if stdin is not None:
-                    st = os.fstat(stdin.fileno())
-                    found = (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
-        else:
+        if path != "-":
             found = file_id(path)
+        elif stdin is not None:
+            with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+                found = file_id(stdin.fileno())
         if found is not None:
             ids.setdefault(found, path)
     return ids
@@ -581,11 +582,10 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
     if engine is not None:
         # The error the run ends with is printed by the CLI; every other one (a
         # report or the journal that failed as well) is said here, --quiet or not.
-        candidates = (engine.refused, engine.error, engine.input_error)
-        others = [e.message for e in candidates if e is not None and e is not error]
-        if unwritten and error is not failure:
-            others += [line for line in unwritten if line not in others]
-        others = list(dict.fromkeys(others))
+        candidates = (engine.refused, engine.error, engine.input_error, failure)
+        others = list(
+            dict.fromkeys(e.message for e in candidates if e is not None and e is not error)
+        )
         for message in others:
             _say_error(job, env, display, message)
         if others:
