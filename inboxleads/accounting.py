@@ -53,6 +53,8 @@ class Tally:
     sources: dict[str, dict[str, int]] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, list[Any]] = field(default_factory=dict)
+    # Per table input: its identifier columns, and each data column with its key.
+    columns: dict[str, ev.ColumnsRead] = field(default_factory=dict)
 
     @property
     def pending(self) -> int:
@@ -110,6 +112,8 @@ class Tally:
             self.abandoning = self.abandoning or event.abandon
         elif isinstance(event, ev.PhaseStarted):
             self.phase = event.name
+        elif isinstance(event, ev.ColumnsRead):
+            self.columns[event.source] = event
         elif isinstance(event, ev.ExplainProgress):
             self.explain_identified = event.identified
             self.explain_unexplained = event.unexplained
@@ -130,6 +134,19 @@ class Tally:
             entry[0] += 1
             if len(entry[1]) < EXAMPLES:
                 entry[1].append(f"{r.source}:{r.line}: {r.text[:80]}")
+
+    def columns_used(self) -> dict[str, Any] | None:
+        """The summary's `columns`: the identifier columns (in order of preference)
+        and each data column with the key it was sent as, over every table input."""
+        if not self.columns:
+            return None
+        identifiers: dict[str, None] = {}
+        data: dict[str, str] = {}
+        for read in self.columns.values():
+            identifiers.update(dict.fromkeys(read.identifiers))
+            for name, key in read.data:
+                data.setdefault(name, key)
+        return {"identifier": list(identifiers), "data": data}
 
     def report(self) -> dict[str, Any]:
         """What was read: per input, per kind, and rejections by reason with examples."""
@@ -186,6 +203,9 @@ class Summary:
             "upload_requests": t.requests,
             "responses": dict(sorted(t.by_status.items())),
         }
+        columns = t.columns_used()
+        if columns is not None:
+            out["columns"] = columns
         if self.dry_run:
             out["report"] = t.report()
         out.update(self.extra)

@@ -169,7 +169,11 @@ def add(
     ] = Format.AUTO,
     column: Annotated[
         str | None,
-        typer.Option("--column", help="The identifier column of a CSV/TSV input."),
+        typer.Option(
+            "--column",
+            help="The identifier column(s) of a CSV/TSV input, comma-separated, in order "
+            "of preference per row (default: found by name; see README).",
+        ),
     ] = None,
     data_columns: Annotated[
         str | None,
@@ -361,10 +365,8 @@ def add(
             read=ReadOptions(
                 fmt=fmt,
                 read_as=read_as,
-                column=column,
-                data_columns=tuple(c.strip() for c in data_columns.split(",") if c.strip())
-                if data_columns
-                else None,
+                columns=_names(column),
+                data_columns=None if data_columns is None else _names(data_columns),
                 no_data=no_data,
                 encoding=encoding,
             ),
@@ -432,6 +434,11 @@ def _check_stdin_is_input() -> None:
     raise UsageError(
         f"no input: {why}; name a file (or - for stdin), or pipe values in (see --help)"
     )
+
+
+def _names(option: str | None) -> tuple[str, ...]:
+    """The column names of a comma-separated option, blanks left out."""
+    return tuple(name.strip() for name in (option or "").split(",") if name.strip())
 
 
 def _warn(text: str, as_event: bool) -> None:

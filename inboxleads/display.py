@@ -134,6 +134,8 @@ def details(summary: Summary) -> list[str]:
                 f"{source}: {c['read']:,} read, {c['unique']:,} unique, "
                 f"{c['duplicates']:,} duplicates, {c['rejected']:,} rejected"
             )
+        for source, read in t.columns.items():
+            lines.append(f"{source}: {columns_line(read)}")
         if t.kinds:
             lines.append("kinds: " + ", ".join(f"{k} {n:,}" for k, n in t.kinds.items()))
         if summary.extra.get("batches_cut_by_size"):
@@ -154,6 +156,20 @@ def details(summary: Summary) -> list[str]:
             f"{extra['explain_requests']:,} extra requests"
         )
     return lines
+
+
+def columns_line(read: ev.ColumnsRead) -> str:
+    """Which columns of a table input were read, and how, in one line."""
+    first, *rest = read.identifiers
+    text = f"identifier column {first!r}"
+    if rest:
+        text += " (else " + ", ".join(repr(n) for n in rest) + ")"
+    if read.data:
+        shown = [repr(n) if n == k else f"{n!r} as {k!r}" for n, k in read.data]
+        text += "; data " + ", ".join(shown)
+    else:
+        text += "; no data columns"
+    return text
 
 
 def verdict(summary: Summary) -> tuple[str, bool]:

@@ -52,7 +52,7 @@ from .batching import DEFAULT_MAX_REQUEST_BYTES, Batch, Batcher, Deduper
 from .client import Answer, InboxClient, Outcome
 from .errors import ApiRefused, InboxLeadsError, InputError, http_status_to_refusal
 from .identifiers import HandleRun, Kind, Lead
-from .inputs import Chunk, Notice, OpenInput, ReadOptions, Rejection
+from .inputs import Chunk, ColumnsUsed, Notice, OpenInput, ReadOptions, Rejection
 from .journal import Journal
 from .ledger import Ledger, Waiting
 from .pacing import AdaptiveLimit, Clock, Pacer, RetryPolicy, Sleep
@@ -400,6 +400,8 @@ class Engine:
                     take_leads()
             elif isinstance(record, Notice):
                 self.emit(ev.Note(f"{record.source}:{record.line}: {record.text}"))
+            elif isinstance(record, ColumnsUsed):
+                self.emit(ev.ColumnsRead(record.source, record.identifiers, record.data))
             else:
                 read += 1
                 if isinstance(record, Rejection):

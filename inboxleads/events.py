@@ -148,6 +148,16 @@ class PhaseStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class ColumnsRead:
+    """A table input's header was read: the identifier columns in order of
+    preference, and each data column with the key it is sent as."""
+
+    source: str
+    identifiers: tuple[str, ...]
+    data: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Note:
     """A warning for the user that is not about one record (shown once, as a line)."""
 
@@ -169,5 +179,6 @@ Event = (
     | Stopping
     | ExplainProgress
     | PhaseStarted
+    | ColumnsRead
     | Note
 )

@@ -34,8 +34,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, cast
 
+from . import columns as cols
 from .errors import InputError
-from .identifiers import FAST_HANDLE_RE, HandleRun, Kind, Lead, ReadAs, parse_value
+from .identifiers import FAST_HANDLE_RE, HandleRun, Kind, Lead, ParseResult, ReadAs, parse_value
 
 CHUNK_SIZE = 256 * 1024
 MAX_LINE_BYTES = 1024 * 1024
@@ -71,26 +72,6 @@ _BY_EXTENSION = {
     ".json": Format.JSON,
 }
 
-# Normalised header names that hold the identifier, best first, with how to read them.
-IDENTIFIER_COLUMNS: tuple[tuple[str, ReadAs], ...] = (
-    ("username", ReadAs.USERNAME),
-    ("handle", ReadAs.USERNAME),
-    ("screenname", ReadAs.USERNAME),
-    ("twitter", ReadAs.AUTO),
-    ("twitterhandle", ReadAs.AUTO),
-    ("x", ReadAs.AUTO),
-    ("xhandle", ReadAs.AUTO),
-    ("profile", ReadAs.AUTO),
-    ("profileurl", ReadAs.AUTO),
-    ("url", ReadAs.AUTO),
-    ("platformid", ReadAs.PLATFORM_ID),
-    ("userid", ReadAs.PLATFORM_ID),
-    ("twitterid", ReadAs.PLATFORM_ID),
-    ("id", ReadAs.PLATFORM_ID),
-    ("externalid", ReadAs.EXTERNAL_ID),
-)
-_COLUMN_READ_AS = dict(IDENTIFIER_COLUMNS)
-
 
 @dataclass(slots=True)
 class Rejection:
@@ -112,7 +93,19 @@ class Notice:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class ColumnsUsed:
+    """The columns a table input is read by: its identifier columns in order of
+    preference, and each data column with the key it is sent as. Not a record."""
+
+    source: str
+    identifiers: tuple[str, ...]
+    data: tuple[tuple[str, str], ...]
+
+
 Record = Lead | Rejection
+# What an input says besides its records.
+Info = Notice | ColumnsUsed
 USERNAME = Kind.USERNAME
 
 
@@ -122,7 +115,8 @@ class ReadOptions:
 
     fmt: Format = Format.AUTO
     read_as: ReadAs = ReadAs.AUTO
-    column: str | None = None
+    # The identifier columns named with --column, in order of preference.
+    columns: tuple[str, ...] = ()
     data_columns: tuple[str, ...] | None = None
     no_data: bool = False
     # A Python codec name (`--encoding`); None: UTF-8. A BOM decides by itself.
@@ -690,7 +684,7 @@ class _Lines:
 
 
 # A run of plain handles stays one object until it is reported (see HandleRun).
-Chunk = list[Lead | Rejection | HandleRun | Notice]
+Chunk = list[Lead | Rejection | HandleRun | Notice | ColumnsUsed]
 
 # A whole block of bare handles, one a line: @name, or a name with a non-digit.
 _BLOCK_OF_HANDLES = re.compile(
@@ -707,7 +701,7 @@ def read_records(
         for record in chunk:
             if isinstance(record, HandleRun):
                 yield from record.leads()
-            elif not isinstance(record, Notice):
+            elif not isinstance(record, Notice | ColumnsUsed):
                 yield record
 
 
@@ -724,21 +718,18 @@ def read_chunks(
     blocks: Iterator[tuple[int, list[str]]] = lines.blocks()
     if fmt is Format.AUTO:
         held: list[tuple[int, list[str]]] = []
-        first = ""
+        meaningful: list[tuple[int, str]] = []
         for number, block in blocks:
             held.append((number, block))
-            first = next(
-                (
-                    t
-                    for i, t in enumerate(block)
-                    if number + i not in lines.bad and t.strip() and not t.startswith("#")
-                ),
-                "",
-            )
-            if first:
+            meaningful.extend(_meaningful(lines, number, block))
+            if meaningful and sniff(meaningful[0][1], options, _next_line(meaningful)):
                 break
-        fmt = sniff(first, options)
+        first = meaningful[0][1] if meaningful else ""
+        second = meaningful[1][1] if len(meaningful) > 1 else None
+        fmt = sniff(first, options, second) or Format.LINES
         blocks = itertools.chain(held, blocks)
+    if options.columns and fmt not in (Format.CSV, Format.TSV):
+        raise InputError(lines.source.name, _not_a_table(fmt, options.columns), 1)
     if fmt is Format.LINES:
         return _read_lines(blocks, lines, options)
     if fmt is Format.JSONL:
@@ -756,11 +747,33 @@ def reads_as_header(value: str) -> bool:
     """Whether a line holding just `value` would be taken for the header of a
     one-column export (see `sniff`): a username such as `x` or `id` is then
     written `@x` in a list meant to be read back."""
-    return _normalise_header(value) in _COLUMN_READ_AS
+    return cols.is_known(cols.normalise(value))
 
 
-def sniff(first: str, options: ReadOptions) -> Format:
-    """Guess the format of an input from its first meaningful line."""
+class _More:
+    """`sniff` needs the next meaningful line to decide."""
+
+
+_MORE = _More()
+
+
+def _meaningful(lines: _Lines, first: int, block: list[str]) -> Iterator[tuple[int, str]]:
+    """The numbered lines of a block that are neither blank, comments nor unreadable."""
+    for number, text in enumerate(block, first):
+        if number not in lines.bad and text.strip() and not text.startswith("#"):
+            yield number, text
+
+
+def _next_line(meaningful: list[tuple[int, str]]) -> str | _More:
+    return meaningful[1][1] if len(meaningful) > 1 else _MORE
+
+
+def sniff(first: str, options: ReadOptions, second: str | _More | None = None) -> Format | None:
+    """Guess the format of an input from its first meaningful line, and the
+    second one where the first may be the header of a table with no column
+    named as an identifier's (None: the second line is needed, `second` is
+    `_MORE`; None given for `second` means there is none).
+    """
     if _declared_delimiter(first) is not None:
         return Format.CSV
     text = first.strip()
@@ -768,19 +781,42 @@ def sniff(first: str, options: ReadOptions) -> Format:
         return Format.JSONL
     if text.startswith("["):
         return Format.JSON
-    wanted = _normalise_header(options.column) if options.column else None
+    wanted = {cols.normalise(c) for c in options.columns}
     if "@" not in text and "/" not in text:
         # A one-column export: its first line is just the column's name. (To
         # send the account of that name first, write it as @name.)
-        name = _normalise_header(text)
-        if name == wanted or (wanted is None and name in _COLUMN_READ_AS):
+        name = cols.normalise(text)
+        if name in wanted or (not wanted and cols.is_known(name)):
             return Format.CSV
-    for delimiter, fmt in (("\t", Format.TSV), (",", Format.CSV), (";", Format.CSV)):
-        if delimiter in text:
-            cells = [_normalise_header(c) for c in text.split(delimiter)]
-            if (wanted and wanted in cells) or any(c in _COLUMN_READ_AS for c in cells):
+    delimiter = _pick_delimiter(text)
+    fmt = Format.TSV if delimiter == "\t" else Format.CSV
+    cells = _cells(text, delimiter)
+    if delimiter in text:
+        names = {cols.normalise(c) for c in cells}
+        if names & wanted or (not wanted and any(cols.is_known(n) for n in names)):
+            return fmt
+        # A header naming no identifier column (`ID,Name,Company`): known by
+        # a next line of as many fields, and refused with the list of columns.
+        if cols.looks_like_header(cells):
+            if isinstance(second, _More):
+                return None
+            if second is not None and len(_cells(second.strip(), delimiter)) == len(cells):
                 return fmt
     return Format.LINES
+
+
+def _cells(line: str, delimiter: str) -> list[str]:
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return line.split(delimiter)
+
+
+def _not_a_table(fmt: Format, columns: tuple[str, ...]) -> str:
+    named = ", ".join(repr(c) for c in columns)
+    if fmt is Format.LINES:
+        return f"--column {named}: this input has no header line naming it (read as a list)"
+    return f"--column {named}: names a CSV/TSV column, and this input is {fmt.value.upper()}"
 
 
 def _values(lines: _Lines, first: int, block: list[str], out: Chunk) -> Iterator[tuple[int, str]]:
@@ -848,15 +884,6 @@ def _read_jsonl(
         yield out
 
 
-def _shown(text: str, most: int = 300) -> str:
-    """`text` cut for a one-line message."""
-    return text if len(text) <= most else text[:most] + "..."
-
-
-def _normalise_header(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalnum())
-
-
 def _pick_delimiter(header_line: str) -> str:
     """The delimiter a header line uses most, outside quoted names."""
     header_line = re.sub(r'"[^"]*"', "", header_line)
@@ -914,7 +941,7 @@ def _table_header(
 
 def _read_table(
     it: Iterator[str], lines: _Lines, options: ReadOptions, delimiter: str | None
-) -> Iterator[Record | Notice]:
+) -> Iterator[Record | Info]:
     name = lines.source.name
     found = yield from _table_header(it, lines, delimiter)
     if found is None:
@@ -925,9 +952,19 @@ def _read_table(
     except csv.Error as exc:
         problem = lines.explained(f"malformed CSV header: {_csv_problem(exc)}")
         raise InputError(name, problem, lines.number) from None
-    index, column_read_as = _find_column(name, header, options.column, lines.explained)
-    read_as = options.read_as if options.read_as is not ReadAs.AUTO else column_read_as
-    keep = _data_columns(header, index, options)
+    try:
+        layout = cols.layout(
+            header, options.columns, options.data_columns, options.no_data, options.read_as
+        )
+    except cols.HeaderError as exc:
+        raise InputError(name, lines.explained(str(exc)), lines.number) from None
+    for warning in layout.warnings:
+        yield Notice(name, lines.number, warning)
+    identifiers = layout.identifiers
+    # A data column is named by its key: the header, or what a repeated or empty one became.
+    yield ColumnsUsed(
+        name, tuple(c.name for c in identifiers), tuple((k, k) for _, k in layout.data)
+    )
     for number, last, raw, row in _csv_records(it, lines, delimiter):
         # Unreadable lines of this record (a NUL inside a quoted cell), and of blank
         # records before it, reject it whole.
@@ -950,16 +987,40 @@ def _read_table(
         if len(row) > len(header):
             yield Rejection(name, number, raw, f"{len(row)} fields, header has {len(header)}")
             continue
-        value = row[index].strip() if index < len(row) else ""
-        if not value:
-            yield Rejection(name, number, raw, f"empty {header[index]!r} cell")
-            continue
-        parsed = parse_value(value, read_as)
+        used, parsed = _identifier_of(row, identifiers)
         if isinstance(parsed, str):
             yield Rejection(name, number, raw, parsed)
             continue
-        data = {header[i]: row[i] for i in keep if i < len(row) and row[i].strip()}
+        data = {
+            key: row[i] for i, key in layout.data if i < len(row) and i != used and row[i].strip()
+        }
         yield Lead(parsed[0], parsed[1], name, number, data or None)
+
+
+def _identifier_of(
+    row: list[str], identifiers: tuple[cols.IdColumn, ...]
+) -> tuple[int, ParseResult]:
+    """The identifier of a row and the column it is in: from the first of its
+    identifier columns that holds one, read as that column says; else why there
+    is none. (The other identifier columns are data, as every other column.)"""
+    reason = ""
+    for column in identifiers:
+        value = row[column.index].strip() if column.index < len(row) else ""
+        if not value:
+            continue
+        parsed = parse_value(value, column.read_as)
+        if not isinstance(parsed, str) and not column.bare_ids and _bare_number(parsed, value):
+            parsed = cols.number_reason(column.name)
+        if not isinstance(parsed, str):
+            return column.index, parsed
+        if not reason:
+            reason = parsed if len(identifiers) == 1 else f"{column.name!r}: {parsed}"
+    return -1, reason or cols.empty_reason([c.name for c in identifiers])
+
+
+def _bare_number(parsed: tuple[Kind, str], value: str) -> bool:
+    """Whether a value read as a user ID without saying so (not in a link)."""
+    return parsed[0] is Kind.PLATFORM_ID and "/" not in value
 
 
 class _Feed:
@@ -1013,40 +1074,6 @@ def _csv_records(
             return
         raw = "".join(text for _, text in record).rstrip("\r\n")
         yield record[0][0], record[-1][0], raw, row
-
-
-def _find_column(
-    source: str,
-    header: list[str],
-    wanted: str | None,
-    explained: Callable[[str], str] = lambda problem: problem,
-) -> tuple[int, ReadAs]:
-    """The index of the identifier column and how to read it; `explained` adds
-    what else is known to the error (a header rejected as not UTF-8 is missed)."""
-    normalised = [_normalise_header(h) for h in header]
-    if wanted is not None:
-        key = _normalise_header(wanted)
-        if key in normalised:
-            return normalised.index(key), _COLUMN_READ_AS.get(key, ReadAs.AUTO)
-        problem = f"no column {wanted!r} in the header ({', '.join(header)})"
-        raise InputError(source, explained(problem), 1)
-    for key, read_as in IDENTIFIER_COLUMNS:
-        if key in normalised:
-            return normalised.index(key), read_as
-    problem = (
-        "no identifier column found in the header; name it with --column "
-        f"(columns: {_shown(', '.join(header))})"
-    )
-    raise InputError(source, explained(problem), 1)
-
-
-def _data_columns(header: list[str], index: int, options: ReadOptions) -> list[int]:
-    if options.no_data:
-        return []
-    if options.data_columns is None:
-        return [i for i, h in enumerate(header) if i != index and h]
-    wanted = {_normalise_header(c) for c in options.data_columns}
-    return [i for i, h in enumerate(header) if i != index and _normalise_header(h) in wanted]
 
 
 def _read_json_array(it: Iterator[str], lines: _Lines, options: ReadOptions) -> Iterator[Record]:
@@ -1112,7 +1139,7 @@ def lead_from_object(obj: Any, source: str, number: int, text: str, options: Rea
                 )
             clean[key] = value
         if options.data_columns is not None:
-            wanted = {_normalise_header(c) for c in options.data_columns}
-            clean = {k: v for k, v in clean.items() if _normalise_header(k) in wanted}
+            wanted = {cols.normalise(c) for c in options.data_columns}
+            clean = {k: v for k, v in clean.items() if cols.normalise(k) in wanted}
         return Lead(parsed[0], parsed[1], source, number, clean or None)
     return Lead(parsed[0], parsed[1], source, number)

@@ -50,7 +50,7 @@ from typing import IO, cast
 
 from .errors import InputError
 from .identifiers import HandleRun
-from .inputs import Chunk, Notice, OpenInput, ReadOptions, read_chunks
+from .inputs import Chunk, Info, OpenInput, ReadOptions, read_chunks
 
 READ_CHUNK = 2048
 # A chunk is also handed over once this many bytes of input went into it: rows with
@@ -74,7 +74,7 @@ END = End()
 def records_in(chunk: Chunk) -> int:
     """How many input records a chunk holds (a run of handles is one per handle)."""
     return sum(
-        len(r) if isinstance(r, HandleRun) else 0 if isinstance(r, Notice) else 1 for r in chunk
+        len(r) if isinstance(r, HandleRun) else 0 if isinstance(r, Info) else 1 for r in chunk
     )
 
 

@@ -50,7 +50,7 @@ from .errors import (
     UsageError,
 )
 from .explain import Explainer, Explanation, write_failed
-from .inputs import UNREADABLE_ERRORS, OpenInput, ReadOptions, open_inputs
+from .inputs import UNREADABLE_ERRORS, Format, OpenInput, ReadOptions, open_inputs
 from .journal import Journal, RunKey, RunLock, check_journal, input_names
 from .ledger import Counts
 from .pacing import RetryPolicy
@@ -194,6 +194,7 @@ def check_job(job: AddJob, stdin: IO[bytes] | None = None) -> None:
     if job.explain_budget is not None and job.explain_budget < 1:
         raise UsageError("--explain-budget must be at least 1 request")
     check_encoding(job.read.encoding)
+    check_columns(job.read)
     if job.ca_bundle is not None:
         ca_context(job.ca_bundle)
     check_files(job, stdin)
@@ -206,6 +207,16 @@ def check_job(job: AddJob, stdin: IO[bytes] | None = None) -> None:
                 "no API token: set INBOX_API_TOKEN (or put it in .env), or pass "
                 "--token-file; try --sandbox or --dry-run to run without one"
             )
+
+
+def check_columns(read: ReadOptions) -> None:
+    """Column options that contradict each other or the format."""
+    if read.data_columns is not None and not read.data_columns:
+        raise UsageError("--data-columns names no column (for no data at all, use --no-data)")
+    if read.data_columns and read.no_data:
+        raise UsageError("--data-columns and --no-data contradict each other: use one")
+    if read.columns and read.fmt not in (Format.AUTO, Format.CSV, Format.TSV):
+        raise UsageError(f"--column names a CSV/TSV column; --format {read.fmt} has none")
 
 
 def check_encoding(name: str | None) -> None:

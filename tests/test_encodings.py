@@ -17,6 +17,7 @@ from inboxleads.inputs import (
     CHUNK_SIZE,
     SNIFF_BYTES,
     Chunk,
+    ColumnsUsed,
     Format,
     Notice,
     ReadOptions,
@@ -36,11 +37,13 @@ Item = Lead | Rejection | Notice
 
 
 def items(chunks: list[Chunk]) -> list[Item]:
-    """Every lead, rejection and notice of the chunks, in order."""
+    """Every lead, rejection and notice of the chunks, in order (which columns a
+    table is read by is left out)."""
     out: list[Item] = []
     for chunk in chunks:
         for item in chunk:
-            out.extend(item.leads() if isinstance(item, HandleRun) else [item])
+            if not isinstance(item, ColumnsUsed):
+                out.extend(item.leads() if isinstance(item, HandleRun) else [item])
     return out
 
 

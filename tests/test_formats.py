@@ -81,9 +81,15 @@ WELL_KNOWN_COLUMNS: list[tuple[str, str, LeadKey]] = [
     ("Profile URL", "https://mobile.twitter.com/balajis/", ("username", "balajis")),
     ("URL", "www.x.com/patio11", ("username", "patio11")),
     ("platform_id", "44196397", ("platformId", "44196397")),
-    ("User ID", "12", ("platformId", "12")),
     ("twitter-id", "813286", ("platformId", "813286")),
-    ("ID", "1582853809", ("platformId", "1582853809")),
+    ("X User ID", "1582853809", ("platformId", "1582853809")),
+    ("Twitter Url", "https://twitter.com/chamath", ("username", "chamath")),  # Apollo
+    ("Twitter Username", "@hubspot", ("username", "hubspot")),  # HubSpot
+    ("X URL", "https://x.com/elonmusk", ("username", "elonmusk")),
+    ("X (Twitter)", "@vitalik", ("username", "vitalik")),
+    ("Twitter Profile", "twitter.com/jason", ("username", "jason")),
+    ("X Handle", "pg", ("username", "pg")),
+    ("twitterProfileUrl", "https://x.com/tobi", ("username", "tobi")),
     ("external_id", "cm3abc123", ("externalId", "cm3abc123")),
     ("External-ID", "zz9", ("externalId", "zz9")),
 ]
@@ -135,12 +141,12 @@ def test_column_option_names_any_identifier_column_case_insensitively(
 def test_csv_without_a_known_identifier_column_exits_2_pointing_at_the_column_option(
     run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
-    # "twitterusername" is not one of the well-known names.
-    write_lines(tmp_path / "crm.csv", ["Name,Twitter Username", "Jack,@jack"])
+    # "Contact" is not one of the well-known names.
+    write_lines(tmp_path / "crm.csv", ["Name,Contact", "Jack,@jack"])
     result = run_cli("add", "nocol", "crm.csv", env=api_env(sandbox_server))
     assert result.code == 2
     assert "crm.csv" in result.stderr and "--column" in result.stderr
-    assert "Twitter Username" in result.stderr
+    assert "'Contact'" in result.stderr
     assert _nothing_sent(sandbox_server)
 
 

@@ -276,7 +276,7 @@ def test_semicolon_separated_header_is_sniffed_as_csv() -> None:
 
 
 def test_tab_separated_header_is_sniffed_as_tsv() -> None:
-    records = read_stdin(b"user_id\tnote\n44196397\tfounder, ceo\n")
+    records = read_stdin(b"twitter_id\tnote\n44196397\tfounder, ceo\n")
     assert records == [Lead(P, "44196397", "<stdin>", 2, {"note": "founder, ceo"})]
 
 
@@ -334,19 +334,19 @@ def test_csv_without_an_identifier_column_is_an_input_error(tmp_path: Path) -> N
 
 def test_column_option_picks_the_identifier_column(tmp_path: Path) -> None:
     path = write(tmp_path, "leads.csv", "Name,Lead\nJack,@jack\n")
-    records = read_path(path, ReadOptions(column="lead"))
+    records = read_path(path, ReadOptions(columns=("lead",)))
     assert records == [Lead(U, "jack", str(path), 2, {"Name": "Jack"})]
 
 
 def test_column_option_sniffs_stdin_as_csv_with_that_column() -> None:
-    records = read_stdin(b"Name,Lead\nJack,@jack\n", ReadOptions(column="Lead"))
+    records = read_stdin(b"Name,Lead\nJack,@jack\n", ReadOptions(columns=("Lead",)))
     assert leads(records) == [(U, "jack")]
 
 
 def test_column_option_naming_a_missing_column_is_an_input_error(tmp_path: Path) -> None:
     path = write(tmp_path, "leads.csv", "username,name\njack,J\n")
     with pytest.raises(InputError, match="no column 'handle'"):
-        read_path(path, ReadOptions(column="handle"))
+        read_path(path, ReadOptions(columns=("handle",)))
 
 
 def test_username_column_wins_over_id_column_and_id_becomes_data(tmp_path: Path) -> None:
@@ -359,9 +359,17 @@ def test_username_column_reads_all_digit_values_as_usernames(tmp_path: Path) -> 
     assert leads(read_path(path)) == [(U, "12345")]
 
 
-def test_id_column_reads_values_as_platform_ids(tmp_path: Path) -> None:
-    path = write(tmp_path, "leads.csv", "User ID\n1234567890123456789\n")
+def test_twitter_id_column_reads_values_as_platform_ids(tmp_path: Path) -> None:
+    path = write(tmp_path, "leads.csv", "Twitter ID\n1234567890123456789\n")
     assert leads(read_path(path)) == [(P, "1234567890123456789")]
+
+
+def test_generic_id_column_is_read_as_user_ids_only_when_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "leads.csv", "User ID\n1234567890123456789\n")
+    with pytest.raises(InputError, match="not read as X user IDs unless you name it"):
+        read_path(path)
+    named = read_path(path, ReadOptions(columns=("user id",)))
+    assert leads(named) == [(P, "1234567890123456789")]
 
 
 def test_profile_url_column_reads_links(tmp_path: Path) -> None:
@@ -371,7 +379,9 @@ def test_profile_url_column_reads_links(tmp_path: Path) -> None:
 
 def test_other_columns_become_data_and_empty_cells_are_left_out(tmp_path: Path) -> None:
     path = write(tmp_path, "leads.csv", "username,first,company,\njack,Jack,,extra\n")
-    assert read_path(path) == [Lead(U, "jack", str(path), 2, {"first": "Jack"})]
+    # A column with no name is kept, under its position.
+    data = {"first": "Jack", "column_4": "extra"}
+    assert read_path(path) == [Lead(U, "jack", str(path), 2, data)]
 
 
 def test_data_columns_option_keeps_only_those_columns(tmp_path: Path) -> None:
@@ -481,7 +491,7 @@ def test_sep_line_sets_the_delimiter_and_the_header_is_the_next_line(
 def test_sep_line_makes_a_txt_input_a_csv_when_the_format_is_auto(tmp_path: Path) -> None:
     # The header alone would be read as a list of values: no known column, and a "|".
     path = write(tmp_path, "export.txt", "# from Excel\nsep=|\nName|Lead\nJack|@jack\n")
-    records = read_path(path, ReadOptions(column="lead"))
+    records = read_path(path, ReadOptions(columns=("lead",)))
     assert records == [Lead(U, "jack", str(path), 4, {"Name": "Jack"})]
 
 
@@ -533,7 +543,7 @@ def test_cr_only_csv_reads_rows_and_a_quoted_multi_line_cell(tmp_path: Path) -> 
 
 
 def test_cr_only_tsv_on_stdin_is_sniffed_and_read() -> None:
-    records = read_stdin(b"user_id\tnote\r44196397\tfounder\r12\t\r")
+    records = read_stdin(b"twitter_id\tnote\r44196397\tfounder\r12\t\r")
     assert records == [
         Lead(P, "44196397", "<stdin>", 2, {"note": "founder"}),
         Lead(P, "12", "<stdin>", 3, None),
@@ -592,7 +602,7 @@ def test_a_lone_cr_in_a_header_ends_it_and_the_error_is_in_plain_words(tmp_path:
     path = write(tmp_path, "leads.csv", b"user\rname,note\njack,J\nbiz,B\n")
     with pytest.raises(InputError) as info:
         read_path(path)
-    assert "no identifier column found in the header" in info.value.message
+    assert "no identifier column in the header" in info.value.message
     assert "universal" not in info.value.message
 
 

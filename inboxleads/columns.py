@@ -1,0 +1,274 @@
+"""CSV/TSV headers: which columns hold the identifier, and the key of each data column.
+
+Pure functions over a header row, no I/O. Header names are compared normalised
+(`normalise`: case, spacing, punctuation and camelCase ignored), so `Twitter
+Profile URL`, `twitter_profile_url` and `twitterProfileUrl` are one name.
+
+A column holds identifiers by default only when its name says X or Twitter
+(`Twitter Handle`, `X URL`, `twitter_id`) or is the tool's own (`username`,
+`handle`, `platform_id`, `external_id`). Generic link columns (`url`,
+`profile`) are used when nothing better is there, and never read a bare
+number as a user ID. Generic ID columns (`id`, `user_id`, `record id`) are
+never taken for X user IDs unless named with `--column`: in a sheet they hold
+row numbers or CRM ids, which are real, unrelated X accounts.
+
+Several identifier columns may qualify: each row uses the first of them
+(best kind first, as ranked here, or as `--column a,b` orders them) that
+holds a value it can read, and the kind follows the column.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .identifiers import ReadAs
+
+# How a name says X: alone (`X`, `Twitter`, `X (Twitter)`) or before what the column holds.
+_X_NAMES = ("twitter", "x", "xtwitter", "twitterx", "xcom", "twittercom", "xformerlytwitter")
+_HANDLES = ("handle", "username", "screenname", "user")
+_LINKS = ("account", "profile", "url", "link", "profileurl", "profilelink", "page", "profilepage")
+_IDS = ("id", "userid", "numericid", "accountid", "idstr", "uid", "platformid")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """How a recognised column is read, and how it ranks against the others."""
+
+    read_as: ReadAs
+    rank: int
+    # False: a bare number in it is not taken for a user ID (a generic link column).
+    bare_ids: bool = True
+
+
+def _rules() -> dict[str, Rule]:
+    handles = Rule(ReadAs.USERNAME, 1)
+    accounts = Rule(ReadAs.AUTO, 2)
+    ids = Rule(ReadAs.PLATFORM_ID, 3)
+    rules: dict[str, Rule] = {}
+    for name in ("username", "handle", "screenname", "userhandle", "twitterscreenname"):
+        rules[name] = handles
+    for x in _X_NAMES:
+        rules[x] = accounts
+        rules.update({x + suffix: handles for suffix in _HANDLES})
+        rules.update({x + suffix: accounts for suffix in _LINKS})
+        rules.update({x + suffix: ids for suffix in _IDS})
+    # A lone `X` may be a coordinate or a mark: it names the account, never a number.
+    rules["x"] = Rule(ReadAs.AUTO, 2, bare_ids=False)
+    rules["platformid"] = ids
+    for name in ("externalid", "inboxexternalid", "leadexternalid"):
+        rules[name] = Rule(ReadAs.EXTERNAL_ID, 4)
+    # Used only when no column above is there.
+    for name in ("url", "profile", "profileurl", "profilelink", "link", "socialprofile"):
+        rules[name] = Rule(ReadAs.AUTO, 5, bare_ids=False)
+    return rules
+
+
+RULES = _rules()
+GENERIC_RANK = 5
+
+# Names of columns that hold some other system's ids: read as X user IDs only when named.
+GENERIC_IDS = frozenset(
+    {
+        "id",
+        "userid",
+        "uid",
+        "recordid",
+        "rowid",
+        "contactid",
+        "leadid",
+        "personid",
+        "accountid",
+        "customerid",
+        "memberid",
+    }
+)
+
+# Shown in messages and the README: the forms real exports use.
+EXAMPLES = (
+    "username",
+    "handle",
+    "Twitter Handle",
+    "Twitter Username",
+    "X Handle",
+    "Twitter",
+    "X (Twitter)",
+    "Twitter Profile",
+    "Twitter URL",
+    "X URL",
+    "X Profile URL",
+    "twitterProfileUrl",
+    "twitter_id",
+    "x_id",
+    "platform_id",
+    "external_id",
+)
+
+
+def normalise(name: str) -> str:
+    """A header name compared as users mean it: case, spacing, punctuation ignored."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", name).casefold() if ch.isalnum())
+
+
+def is_known(name: str) -> bool:
+    """Whether a (normalised) name is one an export uses for an identifier column,
+    recognised or generic: a first line that is only such names is a header."""
+    return name in RULES or name in GENERIC_IDS
+
+
+@dataclass(frozen=True, slots=True)
+class IdColumn:
+    """One identifier column of a header."""
+
+    index: int
+    name: str
+    read_as: ReadAs
+    bare_ids: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What a header means: its identifier columns in order of preference, the
+    data columns with the key each is sent as, and warnings about the header."""
+
+    identifiers: tuple[IdColumn, ...]
+    data: tuple[tuple[int, str], ...]
+    warnings: tuple[str, ...] = ()
+    # Each header cell's key (distinct, never empty): what `--data-columns` may name too.
+    keys: tuple[str, ...] = ()
+
+
+class HeaderError(ValueError):
+    """A header that cannot be read as asked; the message lists its columns."""
+
+
+def layout(
+    header: list[str],
+    columns: tuple[str, ...] = (),
+    data_columns: tuple[str, ...] | None = None,
+    no_data: bool = False,
+    read_as: ReadAs = ReadAs.AUTO,
+) -> Layout:
+    """Read a header row: raises `HeaderError` when no column qualifies or a
+    named one is not there."""
+    keys, warnings = distinct_keys(header)
+    identifiers = [_named(header, keys, n) for n in columns] if columns else _found(header)
+    if read_as is not ReadAs.AUTO:
+        identifiers = [IdColumn(c.index, c.name, read_as) for c in identifiers]
+    if no_data:
+        data: list[tuple[int, str]] = []
+    elif data_columns is None:
+        # A row's own identifier is left out of its data: the other identifier
+        # columns are data, as they were when only one of them was read.
+        main = identifiers[0].index
+        data = [(i, key) for i, key in enumerate(keys) if i != main]
+    else:
+        chosen: set[int] = set()
+        for name in data_columns:
+            chosen.update(_matching(header, keys, name, "--data-columns"))
+        data = [(i, keys[i]) for i in sorted(chosen)]
+    return Layout(tuple(identifiers), tuple(data), tuple(warnings), tuple(keys))
+
+
+def distinct_keys(header: list[str]) -> tuple[list[str], list[str]]:
+    """A key per column, distinct and never empty, and a warning for each one renamed:
+    `Name,Name` gives `Name` and `Name_2`, an empty name `column_N`."""
+    taken = set(header)
+    keys: list[str] = []
+    seen: set[str] = set()
+    warnings: list[str] = []
+    for position, name in enumerate(header, start=1):
+        key = name
+        if not name:
+            key = f"column_{position}"
+            warnings.append(f"column {position} has no name: its values are sent as {key!r}")
+        elif name in seen:
+            copy = 2
+            while f"{name}_{copy}" in taken or f"{name}_{copy}" in seen:
+                copy += 1
+            key = f"{name}_{copy}"
+            warnings.append(
+                f"column {position} repeats the name {name!r}: its values are sent as {key!r}"
+            )
+        seen.add(key)
+        keys.append(key)
+    return keys, warnings
+
+
+def _found(header: list[str]) -> list[IdColumn]:
+    ranked = sorted(
+        (RULES[key].rank, i, RULES[key])
+        for i, key in enumerate(map(normalise, header))
+        if key in RULES
+    )
+    specific = [item for item in ranked if item[0] < GENERIC_RANK]
+    chosen = specific or ranked
+    if not chosen:
+        raise HeaderError(_none_found(header))
+    return [IdColumn(i, header[i], rule.read_as, rule.bare_ids) for _, i, rule in chosen]
+
+
+def _none_found(header: list[str]) -> str:
+    shown = ", ".join(repr(h) for h in header[:30]) + (", ..." if len(header) > 30 else "")
+    text = f"no identifier column in the header (columns: {shown}); name it with --column NAME"
+    generic = [h for h in header if normalise(h) in GENERIC_IDS]
+    if generic:
+        text += (
+            f". A generic id column such as {generic[0]!r} is not read as X user IDs "
+            f"unless you name it: --column {_quoted(generic[0])}"
+        )
+    return text
+
+
+def _quoted(name: str) -> str:
+    return name if re.fullmatch(r"[\w.-]+", name) else f"'{name}'"
+
+
+def _named(header: list[str], keys: list[str], name: str) -> IdColumn:
+    index = _matching(header, keys, name, "--column")[0]
+    key = normalise(header[index])
+    if key in GENERIC_IDS:
+        return IdColumn(index, header[index], ReadAs.PLATFORM_ID)
+    rule = RULES.get(key)
+    # Named by the user: read as its name says, a bare number included.
+    return IdColumn(index, header[index], rule.read_as if rule else ReadAs.AUTO)
+
+
+def _matching(header: list[str], keys: list[str], name: str, option: str) -> list[int]:
+    """The columns `name` names: its exact key, else every column of that normalised name."""
+    if name in keys:
+        return [keys.index(name)]
+    wanted = normalise(name)
+    found = [i for i, h in enumerate(header) if wanted and normalise(h) == wanted]
+    if not found:
+        found = [i for i, k in enumerate(keys) if wanted and normalise(k) == wanted]
+    if not found:
+        shown = ", ".join(repr(k) for k in keys[:30]) + (", ..." if len(keys) > 30 else "")
+        raise HeaderError(f"{option}: no column {name!r} in the header (columns: {shown})")
+    return found
+
+
+def looks_like_header(cells: Iterable[str]) -> bool:
+    """Whether the cells of a first line could be the names of a table's columns
+    (two or more, none of them a handle with @, a link or a number)."""
+    names = [c.strip().strip('"').strip() for c in cells]
+    if len(names) < 2 or not all(names):
+        return False
+    return not any(n.startswith("@") or "/" in n or n.isdigit() or len(n) > 100 for n in names)
+
+
+def empty_reason(names: list[str]) -> str:
+    """Why a row with no identifier at all is rejected."""
+    quoted = [repr(n) for n in names]
+    if len(quoted) == 1:
+        return f"empty {quoted[0]} cell"
+    return f"empty {', '.join(quoted[:-1])} and {quoted[-1]} cells"
+
+
+def number_reason(name: str) -> str:
+    return (
+        f"a bare number in the {name!r} column is not taken for an X user ID "
+        f"(name the column with --column to read it as one)"
+    )

@@ -1,0 +1,398 @@
+"""CSV/TSV columns read as users mean them: which column holds the identifier,
+rows that fall back to the next identifier column, and data columns said exactly.
+
+End-to-end cases run the CLI in a subprocess against the sandbox over loopback
+and check the exact identifiers and `data` the server received; the header
+rules themselves are property-tested on `inboxleads.columns`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from inboxleads import columns as cols
+from inboxleads.identifiers import ReadAs
+from inboxleads.sandbox import RunningSandbox
+
+from .conftest import Run, api_env, write_lines
+
+KINDS = ("username", "platformId", "externalId")
+
+
+def received(server: RunningSandbox, campaign: str) -> dict[tuple[str, str], Any]:
+    """Every lead the server applied to `campaign`, as (kind, value) -> its data."""
+    out: dict[tuple[str, str], Any] = {}
+    arrays = (
+        ("usernames", "username"),
+        ("platformIds", "platformId"),
+        ("externalIds", "externalId"),
+    )
+    for body in server.state.bodies(campaign):
+        for name, kind in arrays:
+            out.update({(kind, value): None for value in body.get(name, ())})
+        for lead in body.get("leads", ()):
+            kind = next(k for k in KINDS if k in lead)
+            out[(kind, lead[kind])] = lead.get("data")
+    return out
+
+
+def unchanged(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# -- which column holds the identifier ------------------------------------------------
+
+
+def test_a_sheet_with_row_numbers_sends_the_profiles_never_the_numbers(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    sheet = write_lines(
+        tmp_path / "sheet.csv",
+        [
+            "ID,Name,Twitter Profile",
+            "1,Jack Dorsey,https://twitter.com/jack",
+            "2,Naval,https://x.com/naval",
+            "3,Nobody,",
+        ],
+    )
+    before = unchanged(sheet)
+    result = run_cli("add", "rows1", "sheet.csv", "--json", env=api_env(sandbox_server))
+    assert result.code == 0, result.stderr
+    assert received(sandbox_server, "rows1") == {
+        ("username", "jack"): {"ID": "1", "Name": "Jack Dorsey"},
+        ("username", "naval"): {"ID": "2", "Name": "Naval"},
+    }
+    summary = result.summary
+    assert (summary["read"], summary["rejected"], summary["delivered"]) == (3, 1, 2)
+    assert summary["columns"] == {
+        "identifier": ["Twitter Profile"],
+        "data": {"ID": "ID", "Name": "Name"},
+    }
+    assert unchanged(sheet) == before
+
+
+@pytest.mark.parametrize("header", ["ID", "id", "user_id", "uid", "Record ID", "UserId"])
+def test_a_generic_id_column_alone_is_refused_and_names_the_column_option(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path, header: str
+) -> None:
+    write_lines(tmp_path / "ids.csv", [f"{header},Name", "1,Alice", "2,Bob"])
+    result = run_cli("add", "gen1", "ids.csv", "--json", env=api_env(sandbox_server))
+    assert result.code == 2
+    assert f"{header!r}" in result.stderr and "--column" in result.stderr
+    assert "not read as X user IDs" in result.stderr
+    assert result.summary["exit_code"] == 2
+    assert sandbox_server.state.total_requests() == 0
+
+
+def test_a_generic_id_column_named_with_column_is_read_as_user_ids(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "ids.csv", ["user_id,Name", "44196397,Elon", "12,Jack"])
+    result = run_cli(
+        "add", "gen2", "ids.csv", "--column", "user_id", "--json", env=api_env(sandbox_server)
+    )
+    assert result.code == 0, result.stderr
+    assert received(sandbox_server, "gen2") == {
+        ("platformId", "44196397"): {"Name": "Elon"},
+        ("platformId", "12"): {"Name": "Jack"},
+    }
+    assert result.summary["columns"]["identifier"] == ["user_id"]
+
+
+def test_a_csv_on_stdin_naming_no_identifier_column_exits_2_listing_its_headers(
+    run_cli: Run, sandbox_server: RunningSandbox
+) -> None:
+    result = run_cli(
+        "add",
+        "stdin1",
+        "-",
+        "--json",
+        stdin="ID,Name,Company\n1,Alice,Acme\n2,Bob,Initech\n",
+        env=api_env(sandbox_server),
+    )
+    assert result.code == 2
+    assert "<stdin>:1" in result.stderr
+    assert "'ID', 'Name', 'Company'" in result.stderr and "--column" in result.stderr
+    assert result.summary["read"] == 0
+    assert sandbox_server.state.total_requests() == 0
+
+
+def test_a_plain_list_whose_first_line_has_a_comma_is_still_a_list(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    # One bad line at the top of a list is one rejection, not a refused run.
+    write_lines(tmp_path / "list.txt", ["alice,bob", "carol", "dave"])
+    result = run_cli("add", "list1", "list.txt", "--json", env=api_env(sandbox_server))
+    assert result.code == 0, result.stderr
+    assert set(received(sandbox_server, "list1")) == {("username", "carol"), ("username", "dave")}
+    assert result.summary["rejected"] == 1
+
+
+# -- rows use every identifier column they have ---------------------------------------
+
+
+def test_a_row_with_an_empty_handle_uses_the_next_identifier_column(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(
+        tmp_path / "two.csv",
+        [
+            "name,twitter_username,twitter_id",
+            "Alice,,44196397",
+            "Bob,alice2,",
+            "Carol,carol3,783214",
+            "Dan,,",
+        ],
+    )
+    result = run_cli(
+        "add",
+        "two1",
+        "two.csv",
+        "--json",
+        "--rejects",
+        "rej.csv",
+        env=api_env(sandbox_server),
+    )
+    assert result.code == 0, result.stderr
+    # The handle column comes first; the kind follows the column a row used.
+    assert received(sandbox_server, "two1") == {
+        ("platformId", "44196397"): {"name": "Alice"},
+        ("username", "alice2"): {"name": "Bob"},
+        ("username", "carol3"): {"name": "Carol", "twitter_id": "783214"},
+    }
+    assert result.summary["columns"]["identifier"] == ["twitter_username", "twitter_id"]
+    rejects = (tmp_path / "rej.csv").read_text()
+    assert "empty 'twitter_username' and 'twitter_id' cells" in rejects
+
+
+def test_column_option_orders_the_identifier_columns_per_row(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "crm.csv", ["username,user_id", "jack,", ",44196397", "naval,745273"])
+    plain = run_cli("add", "ord1", "crm.csv", "--json", env=api_env(sandbox_server))
+    # Without --column, user_id is a generic column: the row with only an ID is rejected.
+    assert plain.summary["rejected"] == 1
+    result = run_cli(
+        "add",
+        "ord2",
+        "crm.csv",
+        "--column",
+        "user_id,username",
+        "--json",
+        env=api_env(sandbox_server),
+    )
+    assert result.code == 0, result.stderr
+    assert received(sandbox_server, "ord2") == {
+        ("username", "jack"): None,
+        ("platformId", "44196397"): None,
+        ("platformId", "745273"): {"username": "naval"},
+    }
+
+
+# -- columns said exactly -------------------------------------------------------------
+
+
+def test_a_misspelt_data_column_is_a_usage_error_listing_the_headers(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "crm.csv", ["username,name,Company", "jack,Jack,Block"])
+    result = run_cli(
+        "add",
+        "typo1",
+        "crm.csv",
+        "--data-columns",
+        "nmae,Company",
+        "--json",
+        env=api_env(sandbox_server),
+    )
+    assert result.code == 2
+    assert "--data-columns: no column 'nmae'" in result.stderr
+    assert "'username', 'name', 'Company'" in result.stderr
+    assert sandbox_server.state.total_requests() == 0
+
+
+def test_a_misspelt_identifier_column_is_a_usage_error_listing_the_headers(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "crm.csv", ["username,name", "jack,Jack"])
+    result = run_cli("add", "typo2", "crm.csv", "--column", "usrname", env=api_env(sandbox_server))
+    assert result.code == 2
+    assert "--column: no column 'usrname'" in result.stderr and "'username'" in result.stderr
+    assert sandbox_server.state.total_requests() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data-columns", "name", "--no-data"], "contradict"),
+        (["--data-columns", ","], "names no column"),
+        (["--column", "username", "--format", "jsonl"], "--column names a CSV/TSV column"),
+    ],
+)
+def test_contradictory_column_options_are_usage_errors(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path, args: list[str], message: str
+) -> None:
+    write_lines(tmp_path / "crm.csv", ["username,name", "jack,Jack"])
+    result = run_cli("add", "opts1", "crm.csv", *args, env=api_env(sandbox_server))
+    assert result.code == 2 and message in result.stderr
+    assert sandbox_server.state.total_requests() == 0
+
+
+def test_column_option_on_a_plain_list_is_an_input_error(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "list.txt", ["jack", "naval"])
+    result = run_cli("add", "plain1", "list.txt", "--column", "handle", env=api_env(sandbox_server))
+    assert result.code == 2
+    assert "list.txt" in result.stderr and "no header line" in result.stderr
+    assert sandbox_server.state.total_requests() == 0
+
+
+def test_repeated_and_empty_headers_keep_every_value_under_distinct_keys(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(
+        tmp_path / "dup.csv",
+        ["username,Name,Name,,Name_2", "jack,Jack,Dorsey,Block,x"],
+    )
+    result = run_cli("add", "dup1", "dup.csv", "--json", env=api_env(sandbox_server))
+    assert result.code == 0, result.stderr
+    assert received(sandbox_server, "dup1") == {
+        ("username", "jack"): {
+            "Name": "Jack",
+            "Name_3": "Dorsey",
+            "column_4": "Block",
+            "Name_2": "x",
+        }
+    }
+    assert "column 3 repeats the name 'Name': its values are sent as 'Name_3'" in result.stderr
+    assert "column 4 has no name: its values are sent as 'column_4'" in result.stderr
+    assert result.summary["columns"]["data"] == {
+        "Name": "Name",
+        "Name_3": "Name_3",
+        "column_4": "column_4",
+        "Name_2": "Name_2",
+    }
+
+
+def test_data_columns_may_name_a_repeated_header_by_its_new_key(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "dup.csv", ["username,Name,Name,Company", "jack,Jack,Dorsey,Block"])
+    result = run_cli(
+        "add", "dup2", "dup.csv", "--data-columns", "Name_2", "--json", env=api_env(sandbox_server)
+    )
+    assert result.code == 0, result.stderr
+    assert received(sandbox_server, "dup2") == {("username", "jack"): {"Name_2": "Dorsey"}}
+
+
+def test_the_dry_run_report_says_which_columns_were_read(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "a.csv", ["Company,X Handle,twitter_id", "Block,jack,", "Acme,,12"])
+    result = run_cli("add", "dry1", "a.csv", "--dry-run", "--progress", "plain")
+    assert result.code == 0, result.stderr
+    assert (
+        "a.csv: identifier column 'X Handle' (else 'twitter_id'); data 'Company', 'twitter_id'"
+        in result.stderr
+    )
+
+
+# -- the header rules, property-tested --------------------------------------------------
+
+RECOGNISED = [
+    ("username", ReadAs.USERNAME),
+    ("handle", ReadAs.USERNAME),
+    ("Screen Name", ReadAs.USERNAME),
+    ("Twitter Handle", ReadAs.USERNAME),
+    ("Twitter Username", ReadAs.USERNAME),
+    ("X Handle", ReadAs.USERNAME),
+    ("Twitter", ReadAs.AUTO),
+    ("X (Twitter)", ReadAs.AUTO),
+    ("Twitter Profile", ReadAs.AUTO),
+    ("Twitter Url", ReadAs.AUTO),
+    ("twitter url", ReadAs.AUTO),
+    ("X URL", ReadAs.AUTO),
+    ("X Profile URL", ReadAs.AUTO),
+    ("twitter Profile Url", ReadAs.AUTO),
+    ("twitter id", ReadAs.PLATFORM_ID),
+    ("x id", ReadAs.PLATFORM_ID),
+    ("platform id", ReadAs.PLATFORM_ID),
+    ("twitter user id", ReadAs.PLATFORM_ID),
+    ("external id", ReadAs.EXTERNAL_ID),
+]
+GENERIC = ["id", "user id", "uid", "record id", "row id", "contact id", "Name", "Email", "Company"]
+SEPARATORS = ["", " ", "_", "-", ".", "  ", " - ", "/"]
+
+
+def spelled(name: str, draw: Any) -> str:
+    """`name` with its words joined by random separators, in random case, perhaps in
+    camelCase and with surrounding spaces or punctuation."""
+    words = name.replace("(", "").replace(")", "").split()
+    style = draw(st.sampled_from(["sep", "camel", "pascal"]))
+    if style == "sep":
+        joined = ""
+        for i, word in enumerate(words):
+            cased = "".join(ch.upper() if draw(st.booleans()) else ch.lower() for ch in word)
+            joined += (draw(st.sampled_from(SEPARATORS)) if i else "") + cased
+    else:
+        first = words[0].lower() if style == "camel" else words[0].capitalize()
+        joined = first + "".join(w.capitalize() for w in words[1:])
+    around = draw(st.sampled_from(["", " ", "  ", "*", "#"]))
+    return around + joined + around.strip(" #")
+
+
+@given(data=st.data(), entry=st.sampled_from(RECOGNISED), position=st.integers(0, 3))
+def test_recognised_names_are_found_in_any_case_spacing_and_punctuation(
+    data: st.DataObject, entry: tuple[str, ReadAs], position: int
+) -> None:
+    name, read_as = entry
+    header = ["Name", "Email", "Company"]
+    header.insert(position, spelled(name, data.draw))
+    layout = cols.layout(header)
+    assert [c.index for c in layout.identifiers] == [position]
+    assert layout.identifiers[0].read_as is read_as
+
+
+@given(data=st.data(), names=st.lists(st.sampled_from(GENERIC), min_size=1, max_size=4))
+def test_generic_names_are_never_taken_for_an_identifier_column(
+    data: st.DataObject, names: list[str]
+) -> None:
+    header = [spelled(name, data.draw) for name in names]
+    with pytest.raises(cols.HeaderError, match="no identifier column"):
+        cols.layout(header)
+
+
+@given(data=st.data(), name=st.sampled_from(GENERIC[:6]))
+def test_a_generic_id_column_named_by_the_user_reads_user_ids(
+    data: st.DataObject, name: str
+) -> None:
+    header = ["Name", name]
+    layout = cols.layout(header, columns=(spelled(name, data.draw),))
+    assert [(c.index, c.read_as) for c in layout.identifiers] == [(1, ReadAs.PLATFORM_ID)]
+
+
+def test_identifier_columns_rank_handles_before_links_before_ids_before_external() -> None:
+    header = ["external_id", "twitter_id", "Twitter URL", "Company", "Twitter Handle", "url"]
+    rng = random.Random(7)
+    for _ in range(20):
+        shuffled = header[:]
+        rng.shuffle(shuffled)
+        names = [c.name for c in cols.layout(shuffled).identifiers]
+        # A generic url column is left out while an X-specific one is there.
+        assert names == ["Twitter Handle", "Twitter URL", "twitter_id", "external_id"]
+
+
+@given(st.lists(st.sampled_from(["Name", "", "Name_2", "name", "A"]), min_size=1, max_size=8))
+def test_keys_are_distinct_and_never_empty(header: list[str]) -> None:
+    keys, warnings = cols.distinct_keys(header)
+    assert len(keys) == len(header) == len(set(keys)) and all(keys)
+    renamed = [i for i, (h, k) in enumerate(zip(header, keys, strict=True)) if h != k]
+    assert len(warnings) == len(renamed)
