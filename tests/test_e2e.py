@@ -369,3 +369,54 @@ def test_sigint_while_stdin_stays_silent_exits_130_cleanly(tmp_path: Path) -> No
         assert b"Fatal Python error" not in err and b"Traceback" not in err
         assert left.read_text().split() == ["jack"]
         assert json.loads(out.decode().splitlines()[-1])["undelivered"] == 1
+
+
+def _reason_lines(stderr: str) -> dict[str, int]:
+    """`N undelivered: REASON` lines of a summary (rich wraps long lines: joined back)."""
+    text = " ".join(line.strip() for line in stderr.splitlines())
+    found: dict[str, int] = {}
+    for status in ("500", "502", "503"):
+        marker = f" undelivered: gave up after 1 attempt: {status}:"
+        if marker in text:
+            count = text.split(marker)[0].rsplit(" ", 1)[-1]
+            found[status] = int(count.replace(",", ""))
+    return found
+
+
+def test_the_summary_says_why_identifiers_were_not_delivered(
+    run_cli: Callable[..., CliResult], start_sandbox: Callable[..., RunningSandbox], tmp_path: Path
+) -> None:
+    server = start_sandbox(error_rate=1.0, seed=3)
+    write_lines(tmp_path / "a.txt", [f"why{i:03d}" for i in range(60)])
+    opts = ["--max-attempts", "1", "--batch-size", "10"]
+    plain = run_cli(
+        "add", "why1", "a.txt", *opts, "--json", "--progress", "plain", env=api_env(server)
+    )
+    assert plain.code == 1
+    # Counted at the server: every batch of 10 got one answer, and its status is its reason.
+    statuses = server.state.requests_by_status()
+    expected = {str(status): 10 * n for status, n in statuses.items()}
+    assert sum(expected.values()) == 60
+    assert _reason_lines(plain.stderr) == expected
+    reasons = plain.summary["undelivered_reasons"]
+    assert {key.split(": ")[1]: n for key, n in reasons.items()} == expected
+    # Not asked for a file: a hint to ask for one, never "see --undelivered".
+    assert "use --undelivered FILE to list them" in plain.stderr
+
+    rich = run_cli(
+        "add",
+        "why2",
+        "a.txt",
+        *opts,
+        "--undelivered",
+        "left.txt",
+        "--progress",
+        "rich",
+        env=api_env(server),
+    )
+    assert rich.code == 1
+    after = server.state.requests_by_status()
+    expected = {str(s): 10 * (after[s] - statuses.get(s, 0)) for s in after}
+    assert _reason_lines(rich.stderr) == {s: n for s, n in expected.items() if n}
+    assert "listed in left.txt" in " ".join(rich.stderr.split())
+    assert len((tmp_path / "left.txt").read_text().split()) == 60
