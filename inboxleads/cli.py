@@ -660,7 +660,9 @@ def sandbox(
     It validates requests as the API reference does, keeps campaign membership
     (a re-sent lead is skipped) and fails unresolvable identifiers: usernames
     starting with "gone", user IDs ending in 404, external IDs starting with
-    "gone". Campaign ids starting with "missing" do not exist.
+    "gone". Usernames and external IDs starting with "flaky" and user IDs ending
+    in 503 fail only the first time a campaign receives them. Campaign ids
+    starting with "missing" do not exist.
     """
     from .sandbox import DEFAULT_TOKEN, Faults, SandboxConfig, serve
 
