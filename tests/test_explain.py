@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,12 @@ def failed_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def bound(batch: int, failed: int) -> float:
-    """The documented cost of explaining one batch: about f * log2(n / f), at most n - 1."""
-    if failed in (0, batch):
+def bound(batch: int, failed: int) -> int:
+    """The documented cost of explaining one batch of n with f failures: at most
+    f * (ceil(log2(n / f)) + 2), never more than 2n - 2, none when f is 0 or n."""
+    if failed <= 0 or failed >= batch:
         return 0
-    return min(batch - 1, failed * math.log2(batch / failed) + failed)
+    return min(2 * batch - 2, failed * (math.ceil(math.log2(batch / failed)) + 2))
 
 
 def make_leads(n: int, failing: set[int]) -> list[str]:
@@ -68,8 +70,13 @@ def test_scattered_failures_are_named_exactly_within_the_bound(tmp_path: Path) -
     rows = failed_rows(out)
     assert {r["identifier"] for r in rows} == {lines[i] for i in failing}
     assert all(r["status"] == "failed" and r["source"].endswith("a.txt") for r in rows)
+    assert {r["detail"] for r in rows} <= {
+        "failed again when re-sent alone",
+        *(f"all {k} failed again when re-sent together" for k in range(2, 2000)),
+    }
     assert [int(r["line"]) - 1 for r in rows] == sorted(failing)
     assert summary["failed_identified"] == len(failing) == summary["failed"]
+    assert summary["failed_unconfirmed"] == summary["unconfirmed_identifiers"] == 0
     per_batch = [len([i for i in failing if b * 2000 <= i < (b + 1) * 2000]) for b in range(3)]
     assert summary["explain_requests"] <= sum(bound(2000, f) for f in per_batch)
     # The upload's totals stay the upload's: re-sends are counted apart.
@@ -89,9 +96,14 @@ def test_clustered_all_failed_and_clean_batches(tmp_path: Path) -> None:
         batch_size=100,
         explain_failures=out,
     )
-    assert {r["identifier"] for r in failed_rows(out)} == {lines[i] for i in failing}
+    rows = failed_rows(out)
+    assert {r["identifier"] for r in rows} == {lines[i] for i in failing}
+    # The all-failed batch is confirmed by its own (upload) answer.
+    whole = {r["identifier"] for r in rows if r["detail"] == "all 100 of its batch failed (upload)"}
+    assert whole == {lines[i] for i in range(100, 200)}
     # Only the first batch needs requests; the all-failed and clean ones need none.
     assert 0 < summary["explain_requests"] <= bound(100, 7)
+    assert (summary["failed_identified"], summary["unconfirmed_identifiers"]) == (107, 0)
 
 
 def test_no_failures_costs_no_request(tmp_path: Path) -> None:
@@ -100,11 +112,12 @@ def test_no_failures_costs_no_request(tmp_path: Path) -> None:
         sandbox_app(), write_lines(tmp_path / "a.txt", make_leads(500, set())), explain_failures=out
     )
     assert summary["explain_requests"] == 0 and failed_rows(out) == []
+    assert summary["failed_identified"] == summary["failed_unconfirmed"] == 0
+    assert summary["unconfirmed_identifiers"] == 0 and "failed_unexplained" not in summary
+    assert out.read_text().splitlines() == ["identifier,kind,status,detail,source,line"]
 
 
-def test_budget_caps_requests_and_lists_the_rest_as_in_a_batch_with_failures(
-    tmp_path: Path,
-) -> None:
+def test_budget_caps_requests_and_lists_the_rest_as_unconfirmed(tmp_path: Path) -> None:
     failing = {3, 500, 1200, 1900}
     lines = make_leads(2000, failing)
     out = tmp_path / "failed.csv"
@@ -116,17 +129,18 @@ def test_budget_caps_requests_and_lists_the_rest_as_in_a_batch_with_failures(
     )
     assert summary["explain_requests"] == 3
     rows = failed_rows(out)
-    named = {r["identifier"] for r in rows if r["status"] == "failed"}
-    unexplained = [r for r in rows if r["status"].startswith("in a batch with failures")]
-    # Three requests narrow the batch down to four quarters of 500, one failure
-    # each; the budget stops there, so nothing is named alone.
-    assert named == set()
-    assert summary["failed_unexplained"] == 2000
-    assert {r["status"] for r in unexplained} == {"in a batch with failures (1 of 500 failed)"}
-    # Every failing lead is either named or in an unexplained set: none is lost.
-    listed = named | {r["identifier"] for r in unexplained}
-    assert {lines[i] for i in failing} <= listed
-    assert summary["failed_unexplained"] == len(unexplained)
+    # Three requests narrow the batch down to four quarters of 500, one failure each
+    # (two of them by subtraction); the budget stops there, so nothing is named.
+    assert {r["status"] for r in rows} == {"unconfirmed"} and len(rows) == 2000
+    assert Counter(r["detail"] for r in rows) == {
+        "1 of these 500 failed (not narrowed down: explain budget spent)": 1000,
+        "1 of these 500 failed, by the counts of the sets around them "
+        "(not narrowed down: explain budget spent)": 1000,
+    }
+    # Every failing lead is listed: none is lost.
+    assert {lines[i] for i in failing} <= {r["identifier"] for r in rows}
+    assert (summary["failed_identified"], summary["failed_unconfirmed"]) == (0, 4)
+    assert summary["unconfirmed_identifiers"] == 2000
 
 
 def test_explanation_with_faults_still_names_exactly_the_failures(tmp_path: Path) -> None:
@@ -174,6 +188,7 @@ def test_csv_data_is_kept_in_the_failed_file(tmp_path: Path) -> None:
             "identifier": "gone_x",
             "kind": "username",
             "status": "failed",
+            "detail": "failed again when re-sent alone",
             "source": str(path),
             "line": "3",
             "company": "Nowhere",
