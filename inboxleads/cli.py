@@ -291,15 +291,17 @@ def add(
         Path | None,
         typer.Option(
             "--explain-failures",
-            help="After the upload, re-send halves of batches whose answer counted "
-            "failures until each failed identifier is named; write them to this CSV.",
+            help="After the upload, re-send parts of batches whose answer counted "
+            "failures until a set's own answer confirms each failure; write the failed "
+            "identifiers, and those that could not be confirmed, to this CSV.",
         ),
     ] = None,
     explain_budget: Annotated[
         int | None,
         typer.Option(
             "--explain-budget",
-            help="At most this many extra requests for --explain-failures (default: no cap).",
+            help="At most this many extra requests for --explain-failures (default: no "
+            "cap); what is left is listed as unconfirmed.",
             show_default=False,
         ),
     ] = None,
