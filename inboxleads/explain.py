@@ -28,12 +28,14 @@ could not narrow down (the budget was spent, the run was stopped, a re-send
 was not delivered) are listed as `unconfirmed` as well. Each row's `detail`
 says what the server's answers said.
 
-Cost: each set is sent at most once, and the root never (its answer is the
-upload's), so a batch of n costs at most 2n - 2 requests. For f failures in a
-batch of n it is at most f * (ceil(log2(n / f)) + 2), as measured over every
-placement of failures in small batches and random ones in large batches;
-none when f is 0 or n. A failure that does not repeat costs what a real one
-would, plus the confirmation that finds it gone.
+Cost, in sets re-sent (a retry of one is counted in `explain_requests` too):
+each set is sent at most once and the batch itself never (its answer is the
+upload's), so a batch of n costs at most 2n - 2. For f failures in a batch
+of n it is at most f * (ceil(log2(n / f)) + 2), none when f is 0 or n, as
+the tests measure over every placement of failures in batches of up to 10
+and random ones in batches of up to 2000; failures that do not repeat count
+in f as the upload counted them. Of that, confirming the sets inferred to
+fail whole costs about one request for every two failures.
 
 Every request goes through `Engine.deliver`: the same concurrency, pacing,
 retries and stop handling as the upload. With a journal, each answer is
