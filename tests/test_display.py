@@ -275,6 +275,20 @@ def test_plain_progress_line_shows_counts_and_unknown_total() -> None:
     assert "batches 2/3 sent 13 added 5" in out.getvalue().splitlines()[-1]
 
 
+def test_plain_progress_line_in_the_explain_phase_says_what_is_confirmed() -> None:
+    clock, tally = FakeClock(), Tally()
+    display, out = plain(tally, clock, interval=5.0)
+    display.start()
+    explain: list[ev.Event] = [ev.PhaseStarted(name="explain")]
+    explain += [ev.RequestStarted(seq=1, size=10, attempt=1, phase="explain")]
+    explain += [ev.ExplainProgress(requests=1, identified=4, unconfirmed=500)]
+    feed(display, tally, explain)
+    clock.now += 5.0
+    display.tick()
+    line = out.getvalue().splitlines()[-1]
+    assert line.endswith(" explain-requests 1 confirmed 4 unconfirmed 500"), line
+
+
 def test_plain_prints_a_pause_line_at_once_and_only_once_per_pause() -> None:
     clock, tally = FakeClock(), Tally()
     display, out = plain(tally, clock, interval=60.0)
