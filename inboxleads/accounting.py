@@ -48,7 +48,7 @@ class Tally:
     phase: str = "upload"
     explain_requests: int = 0
     explain_identified: int = 0
-    explain_unexplained: int = 0
+    explain_unconfirmed: int = 0
     # What was read, by input and by kind, and why records were rejected.
     sources: dict[str, dict[str, int]] = field(default_factory=dict)
     kinds: dict[str, int] = field(default_factory=dict)
@@ -116,7 +116,7 @@ class Tally:
             self.columns[event.source] = event
         elif isinstance(event, ev.ExplainProgress):
             self.explain_identified = event.identified
-            self.explain_unexplained = event.unexplained
+            self.explain_unconfirmed = event.unconfirmed
 
     def _read_details(self, event: ev.RecordsRead) -> None:
         if event.source:

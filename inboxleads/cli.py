@@ -295,15 +295,17 @@ def add(
         Path | None,
         typer.Option(
             "--explain-failures",
-            help="After the upload, re-send halves of batches whose answer counted "
-            "failures until each failed identifier is named; write them to this CSV.",
+            help="After the upload, re-send parts of batches whose answer counted "
+            "failures until a set's own answer confirms each failure; write the failed "
+            "identifiers, and those that could not be confirmed, to this CSV.",
         ),
     ] = None,
     explain_budget: Annotated[
         int | None,
         typer.Option(
             "--explain-budget",
-            help="At most this many extra requests for --explain-failures (default: no cap).",
+            help="At most this many extra requests for --explain-failures (default: no "
+            "cap); what is left is listed as unconfirmed.",
             show_default=False,
         ),
     ] = None,
@@ -667,7 +669,9 @@ def sandbox(
     It validates requests as the API reference does, keeps campaign membership
     (a re-sent lead is skipped) and fails unresolvable identifiers: usernames
     starting with "gone", user IDs ending in 404, external IDs starting with
-    "gone". Campaign ids starting with "missing" do not exist.
+    "gone". Usernames and external IDs starting with "flaky" and user IDs ending
+    in 503 fail only the first time a campaign receives them. Campaign ids
+    starting with "missing" do not exist.
     """
     from .sandbox import DEFAULT_TOKEN, Faults, SandboxConfig, serve
 

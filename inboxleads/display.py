@@ -150,11 +150,14 @@ def details(summary: Summary) -> list[str]:
             lines.extend(f"    e.g. {example}" for example in info["examples"])
     extra = summary.extra
     if "failed_identified" in extra:
-        lines.append(
-            f"explained failures: {extra['failed_identified']:,} named, "
-            f"{extra['failed_unexplained']:,} left in batches with failures, "
-            f"{extra['explain_requests']:,} extra requests"
-        )
+        parts = [f"{extra['failed_identified']:,} confirmed and named"]
+        if extra["failed_unconfirmed"] or extra["unconfirmed_identifiers"]:
+            listed = _plural(extra["unconfirmed_identifiers"], "identifier")
+            parts.append(
+                f"{extra['failed_unconfirmed']:,} not confirmed ({listed} listed as unconfirmed)"
+            )
+        parts.append(_plural(extra["explain_requests"], "extra request"))
+        lines.append("explained failures: " + ", ".join(parts))
     return lines
 
 
@@ -255,7 +258,10 @@ class PlainDisplay:
             f" rate {_rate(t, elapsed)} elapsed {format_elapsed(elapsed)}"
         )
         if t.phase == "explain":
-            line += f" explain-requests {t.explain_requests} identified {t.explain_identified}"
+            line += (
+                f" explain-requests {t.explain_requests} confirmed {t.explain_identified}"
+                f" unconfirmed {t.explain_unconfirmed}"
+            )
         return line
 
     def _maybe_progress(self) -> None:
@@ -406,7 +412,9 @@ class RichDisplay:
             at = time.strftime("%H:%M:%S", time.localtime(self._wall() + left))
             return f"rate limit: paused, resuming in {math.ceil(left)} s (at {at})", "yellow"
         if t.phase == "explain":
-            done = f"{_plural(t.explain_requests, 'request')}, {t.explain_identified:,} identified"
+            done = f"{_plural(t.explain_requests, 'request')}, {t.explain_identified:,} confirmed"
+            if t.explain_unconfirmed:
+                done += f", {t.explain_unconfirmed:,} unconfirmed"
             return f"explaining failures: {done}", "cyan"
         return ("sending…" if t.phase == "upload" else f"{t.phase}…"), "dim"
 

@@ -132,11 +132,13 @@ class Stopping:
 
 @dataclass(frozen=True, slots=True)
 class ExplainProgress:
-    """The failure explanation made a request and learned from it."""
+    """The failure explanation learned something: identifiers confirmed failed, and
+    identifiers it cannot confirm (in sets not narrowed down; at its end, every one
+    listed as unconfirmed)."""
 
     requests: int
     identified: int
-    unexplained: int = 0
+    unconfirmed: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,7 @@ from .errors import (
     ReportError,
     UsageError,
 )
-from .explain import Explainer, Explanation, write_failed
+from .explain import Explainer, write_failed
 from .inputs import UNREADABLE_ERRORS, Format, OpenInput, ReadOptions, open_inputs
 from .journal import Journal, RunKey, RunLock, check_journal, input_names
 from .ledger import Counts
@@ -707,11 +707,12 @@ async def _explain(
     job: AddJob, path: Path, engine: Engine, companions: list[Companion], tally: Tally
 ) -> dict[str, Any]:
     """The second phase: name the identifiers behind the upload's failed counts."""
-    explanation = Explanation()
+    explainer = Explainer(engine, engine.failed_batches, job.explain_budget)
     if not engine.stopping:
-        explainer = Explainer(engine, job.explain_budget)
-        await engine.supervise(explainer.run(engine.failed_batches), companions)
-        explanation = explainer.result
+        await engine.supervise(explainer.run(), companions)
+    # After a stop (before the phase or during it), what is left is listed as not
+    # narrowed down; a batch whose upload answer counted every lead failed needs no request.
+    explanation = explainer.conclude()
     try:
         write_failed(path, explanation)
     except OSError as exc:
@@ -719,8 +720,9 @@ async def _explain(
         failure = ReportError(f"--explain-failures {path}: cannot write: {exc.strerror or exc}")
         engine.error = engine.error or failure
     return {
-        "failed_identified": len(explanation.identified),
-        "failed_unexplained": explanation.unexplained_leads,
+        "failed_identified": len(explanation.failed),
+        "failed_unconfirmed": explanation.failed_unconfirmed,
+        "unconfirmed_identifiers": len(explanation.unconfirmed),
         # Requests that went out, as they went (one abandoned in flight included).
         "explain_requests": tally.explain_requests,
     }

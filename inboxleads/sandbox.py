@@ -33,9 +33,14 @@ Resolution rule
     A username fails when it does not match ``^[A-Za-z0-9_]{1,15}$`` or, lower-cased,
     starts with ``gone``. A platform ID fails when it does not match ``^[0-9]{1,19}$``
     (so it is below 2**64) or ends with ``404``. An external ID fails when it does not
-    match ``^[0-9a-z]+$`` or starts with ``gone``. Any other identifier resolves: it
-    counts ``skipped`` when the campaign already has it (usernames compared lower-case;
-    an earlier duplicate in the same request counts), else ``added``.
+    match ``^[0-9a-z]+$`` or starts with ``gone``. A transient upstream failure: a
+    username starting (case-insensitively) with ``flaky``, a platform ID ending with
+    ``503`` and an external ID starting with ``flaky`` fail the first time the campaign
+    receives them (in a request that was applied), and resolve every later time (the
+    campaign remembers them; usernames compared lower-case; a repeat in the same
+    request is a later time). Any other identifier resolves: it counts ``skipped``
+    when the campaign already has it (usernames compared lower-case; an earlier
+    duplicate in the same request counts), else ``added``.
 
 A broken connection is an answer started with a ``Content-Length`` it never completes:
 uvicorn closes the socket, so a real client fails with a transport error, and

@@ -124,13 +124,67 @@ _RESOLVES: dict[str, Callable[[str], object]] = {
 }
 
 
+# Identifiers that fail the first time a campaign receives them and resolve on every
+# later send (a transient upstream failure), found by one C-level search over a body's
+# values joined with line breaks around each: a body without any (a benchmark sends a
+# million handles) costs nothing more. Each match holds at least one character of the
+# value; the line breaks around that character delimit it.
+_FLAKY: dict[str, re.Pattern[str]] = {
+    "username": re.compile(r"\n[Ff][Ll][Aa][Kk][Yy]"),
+    "platformId": re.compile(r"503\n"),
+    "externalId": re.compile(r"\nflaky"),
+}
+
+
+def _flaky_in(kind: str, values: list[str]) -> list[str]:
+    """The flaky values among `values` (which resolve, so none holds a line break)."""
+    joined = "\n" + "\n".join(values) + "\n"
+    found: list[str] = []
+    for match in _FLAKY[kind].finditer(joined):
+        inside = match.start() + (joined[match.start()] == "\n")
+        found.append(joined[joined.rfind("\n", 0, inside) + 1 : joined.find("\n", inside)])
+    return found
+
+
+def _key(kind: str, value: str) -> str:
+    """How a campaign tells identifiers apart: usernames compared lower-case."""
+    return value.lower() if kind == "username" else value
+
+
 class _Campaign:
-    __slots__ = ("bodies", "members")
+    __slots__ = ("bodies", "members", "seen_flaky")
 
     def __init__(self) -> None:
         # One set per kind: the same text as a username and as an external ID is two leads.
         self.members: dict[str, set[str]] = {kind: set() for kind in KINDS}
         self.bodies: list[dict[str, Any]] = []
+        # The flaky identifiers this campaign has received once (and failed).
+        self.seen_flaky: dict[str, set[str]] = {kind: set() for kind in KINDS}
+
+    def first_sends(self, kind: str, values: list[str]) -> list[str]:
+        """`values` (all resolving) without the flaky ones received for the first time:
+        those fail now, and are remembered, so they resolve when received again."""
+        found = _flaky_in(kind, values)
+        if not found:
+            return values
+        seen = self.seen_flaky[kind]
+        first: dict[str, str] = {}  # key -> its first occurrence, `found` being in order
+        for value in found:
+            key = _key(kind, value)
+            if key not in seen and key not in first:
+                first[key] = value
+        if not first:
+            return values
+        seen.update(first)
+        # Only the first occurrence of each fails: a repeat in the same body resolves.
+        kept = list(values)
+        for index in sorted((values.index(value) for value in first.values()), reverse=True):
+            del kept[index]
+        return kept
+
+    def first_send(self, kind: str, value: str) -> bool:
+        """Whether `value` (resolving) is flaky and received for the first time (it fails)."""
+        return not self.first_sends(kind, [value])
 
 
 class SandboxState:
@@ -180,7 +234,7 @@ class SandboxState:
                     continue
                 # Counts only, so whole-list operations do: what resolves, minus what the
                 # set already held (earlier in this request included), was added.
-                resolved = list(filter(_RESOLVES[kind], values))
+                resolved = state.first_sends(kind, list(filter(_RESOLVES[kind], values)))
                 members = state.members[kind]
                 before = len(members)
                 members.update(map(str.lower, resolved) if kind == "username" else resolved)
@@ -189,10 +243,10 @@ class SandboxState:
                 skipped += len(resolved) - (len(members) - before)
             for lead in body.get("leads", ()):
                 kind, value = lead_identifier(lead)
-                if not _RESOLVES[kind](value):
+                if not _RESOLVES[kind](value) or state.first_send(kind, value):
                     failed += 1
                     continue
-                key = value.lower() if kind == "username" else value
+                key = _key(kind, value)
                 members = state.members[kind]
                 if key in members:
                     skipped += 1

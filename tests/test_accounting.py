@@ -114,12 +114,12 @@ def test_explain_requests_count_as_requests_but_not_as_upload_retries() -> None:
         ev.RequestEnded(seq=1, status=200, phase="explain"),
         ev.RequestStarted(seq=1, size=2, attempt=2, phase="explain"),
         ev.RequestEnded(seq=1, status=200, phase="explain"),
-        ev.ExplainProgress(requests=2, identified=1, unexplained=1),
+        ev.ExplainProgress(requests=2, identified=1, unconfirmed=1),
     ]
     out = summary_of(events)
     assert (out["requests"], out["upload_requests"], out["retries"]) == (3, 1, 0)
     tally = fold(events)
-    assert (tally.phase, tally.explain_identified, tally.explain_unexplained) == ("explain", 1, 1)
+    assert (tally.phase, tally.explain_identified, tally.explain_unconfirmed) == ("explain", 1, 1)
 
 
 def test_rate_pause_and_stop_are_remembered_for_the_display() -> None:

@@ -275,6 +275,20 @@ def test_plain_progress_line_shows_counts_and_unknown_total() -> None:
     assert "batches 2/3 sent 13 added 5" in out.getvalue().splitlines()[-1]
 
 
+def test_plain_progress_line_in_the_explain_phase_says_what_is_confirmed() -> None:
+    clock, tally = FakeClock(), Tally()
+    display, out = plain(tally, clock, interval=5.0)
+    display.start()
+    explain: list[ev.Event] = [ev.PhaseStarted(name="explain")]
+    explain += [ev.RequestStarted(seq=1, size=10, attempt=1, phase="explain")]
+    explain += [ev.ExplainProgress(requests=1, identified=4, unconfirmed=500)]
+    feed(display, tally, explain)
+    clock.now += 5.0
+    display.tick()
+    line = out.getvalue().splitlines()[-1]
+    assert line.endswith(" explain-requests 1 confirmed 4 unconfirmed 500"), line
+
+
 def test_plain_prints_a_pause_line_at_once_and_only_once_per_pause() -> None:
     clock, tally = FakeClock(), Tally()
     display, out = plain(tally, clock, interval=60.0)
@@ -317,6 +331,34 @@ def test_plain_summary_is_key_value_lines_and_a_verdict() -> None:
     assert "undelivered: 1" in lines
     assert "elapsed: 4.2 s" in lines or "elapsed: 4.3 s" in lines
     assert lines[-1] == "1 identifier NOT delivered: use --undelivered FILE to list them"
+
+
+@pytest.mark.parametrize(
+    ("found", "line"),
+    [
+        (
+            {"failed_identified": 1, "failed_unconfirmed": 1, "unconfirmed_identifiers": 31},
+            "explained failures: 1 confirmed and named, 1 not confirmed "
+            "(31 identifiers listed as unconfirmed), 12 extra requests",
+        ),
+        (
+            {"failed_identified": 7, "failed_unconfirmed": 0, "unconfirmed_identifiers": 0},
+            "explained failures: 7 confirmed and named, 12 extra requests",
+        ),
+    ],
+    ids=["disagreement", "all-confirmed"],
+)
+def test_plain_summary_says_what_the_explanation_confirmed(
+    found: dict[str, int], line: str
+) -> None:
+    clock, tally = FakeClock(), Tally()
+    display, out = plain(tally, clock)
+    feed(display, tally, RUN)
+    finish(tally)
+    done = summary(tally)
+    done.extra = {**found, "explain_requests": 12}
+    display.stop(done)
+    assert line in out.getvalue().splitlines()
 
 
 def test_stop_without_a_summary_prints_nothing() -> None:
@@ -424,7 +466,9 @@ def test_rich_status_line_shows_pause_stopping_and_explain() -> None:
         explain.append(ev.RequestStarted(seq=seq, size=10, attempt=1, phase="explain"))
         explain.append(ev.RequestEnded(seq=seq, status=200, phase="explain"))
     feed(display, tally, [*explain, ev.ExplainProgress(requests=3, identified=40)])
-    assert "explaining failures: 3 requests, 40 identified" in render(display)
+    assert "explaining failures: 3 requests, 40 confirmed\n" in render(display)
+    feed(display, tally, [ev.ExplainProgress(requests=3, identified=40, unconfirmed=500)])
+    assert "explaining failures: 3 requests, 40 confirmed, 500 unconfirmed" in render(display)
 
     feed(display, tally, [ev.Stopping(reason="interrupted")])
     assert "stopping (interrupted): finishing 0 in-flight requests" in render(display)

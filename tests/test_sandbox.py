@@ -311,6 +311,71 @@ def test_counts_add_up_and_a_resend_is_all_skipped(names: list[str]) -> None:
     assert state.apply("c", body) == (0, added + skipped, failed)
 
 
+async def test_flaky_identifiers_fail_on_their_first_send_only() -> None:
+    app = create_app()
+    body = {
+        # failed: Flaky_a (its first send), gone_x; added: FLAKY_A (a repeat: a later send)
+        "usernames": ["Flaky_a", "FLAKY_A", "jack", "gone_x"],
+        # failed: 12503 (its first send), the 404 suffix; added: its repeat, 15031
+        "platformIds": ["12503", "12503", "15031", "7404"],
+        # failed: flakyz (its first send), upper case; added: aflaky (not a prefix)
+        "externalIds": ["flakyz", "FLAKYQ", "aflaky"],
+        "leads": [
+            {"username": "flaky_b", "data": {"c": "v"}},  # failed: its first send
+            {"externalId": "flakyz"},  # added: sent before, in the array above
+            {"platformId": "99503"},  # failed: its first send
+        ],
+    }
+    assert (await post(app, body)).json() == {"added": 6, "skipped": 0, "failed": 8}
+    # Every later send resolves them: only the unresolvable ones fail again.
+    assert (await post(app, body)).json() == {"added": 2, "skipped": 9, "failed": 3}
+    assert (await post(app, body)).json() == {"added": 0, "skipped": 11, "failed": 3}
+    assert {("username", "flaky_a"), ("platformId", "99503")} <= state_of(app).members("camp1")
+    # Per campaign: another campaign receives them for the first time.
+    assert (await post(app, {"usernames": ["flaky_a"]}, campaign="other")).json()["failed"] == 1
+    assert (await post(app, {"usernames": ["flaky_a"]}, campaign="other")).json()["added"] == 1
+
+
+async def test_a_request_not_applied_is_not_a_first_send() -> None:
+    app = create_app(SandboxConfig(faults=Faults(error_rate=1.0, seed=2)))
+    assert (await post(app, {"usernames": ["flaky_a"]})).status_code >= 500
+    state = state_of(app)
+    assert state.apply("camp1", {"usernames": ["flaky_a"]}) == (0, 0, 1)
+    assert state.apply("camp1", {"usernames": ["flaky_a"]}) == (1, 0, 0)
+
+
+_MAYBE_FLAKY = st.one_of(
+    _HANDLES, st.sampled_from(["flaky", "Flaky_1", "FLAKY_1", "flakyflaky", "xflaky", "flaky!"])
+)
+
+
+@settings(max_examples=50)
+@given(st.lists(st.lists(_MAYBE_FLAKY, min_size=1, max_size=30), min_size=1, max_size=4))
+def test_a_flaky_handle_fails_once_per_campaign_in_bodies_of_any_shape(
+    bodies: list[list[str]],
+) -> None:
+    state = SandboxState()
+    seen: set[str] = set()
+    members: set[str] = set()
+    for index, names in enumerate(bodies):
+        expected = [0, 0, 0]
+        for name in names:
+            key = name.lower()
+            if not re.fullmatch(r"[A-Za-z0-9_]{1,15}", name) or key.startswith("gone"):
+                expected[2] += 1
+            elif key.startswith("flaky") and key not in seen:
+                seen.add(key)
+                expected[2] += 1
+            elif key in members:
+                expected[1] += 1
+            else:
+                members.add(key)
+                expected[0] += 1
+        as_leads = {"leads": [{"username": name} for name in names]}
+        body = {"usernames": names} if index % 2 else as_leads
+        assert state.apply("c", body) == tuple(expected)
+
+
 # --- rate limit ----------------------------------------------------------------------------
 
 
