@@ -545,7 +545,7 @@ def test_a_million_commas_or_quotes_are_read_in_one_pass() -> None:
 # --- pasted text: properties -----------------------------------------------------------
 
 PASTED_LINK_FORMS = (
-    *PROFILE_FORMS,
+    *(form for form in PROFILE_FORMS if "/" in form),
     "twitter.com/#!/{}",
     "https://twitter.com/#!/{}/status/20",
     "m.twitter.com/{}",
