@@ -144,6 +144,8 @@ _QUOTES = frozenset(
     "\u00ab\u00bb\u2039\u203a"  # guillemets, either way round
     "\u300c\u300d\u300e\u300f"  # CJK corner brackets
 )
+# What, besides whitespace, may start or end a value with something around or after it.
+_WRAPPERS = _QUOTES | frozenset(",;<>")
 
 # How a value that is a link starts when it has no '/' to tell.
 _LINK_STARTS = ("x.com", "twitter.com", "www.", "mobile.", "m.x.com", "m.twitter.com")
@@ -218,7 +220,12 @@ def _cleaned(text: str) -> str:
     """`text` as it was meant: without invisible marks, NFKC-normalised when it
     is not ASCII, and without surrounding quotes, a trailing comma or semicolon,
     or `<...>` around a link, however many and in whatever order."""
-    return _unwrapped(_normalised(text))
+    text = _normalised(text)
+    if text and not (
+        text[0] in _WRAPPERS or text[-1] in _WRAPPERS or text[0].isspace() or text[-1].isspace()
+    ):
+        return text  # the common case: a link as the browser copied it
+    return _unwrapped(text)
 
 
 def _normalised(text: str) -> str:
