@@ -25,7 +25,7 @@ but `x.com/i/user/ID`, `x.com/settings/...`) and other hosts are rejected, a
 `t.co` short link with a reason that says to open it.
 
 A reason that names a character shows it escaped when it would not show as
-itself, `'\\u2028' (LINE SEPARATOR)`, and names any character that is not
+itself, `'\u2028' (LINE SEPARATOR)`, and names any character that is not
 ASCII, so that a look-alike letter is told apart (`CYRILLIC SMALL LETTER A`).
 """
 
