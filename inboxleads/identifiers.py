@@ -216,6 +216,11 @@ def parse_value(raw: str, read_as: ReadAs = ReadAs.AUTO) -> ParseResult:
     return _bare(text)
 
 
+def visible(text: str) -> str:
+    """`text` without its invisible marks and surrounding whitespace: what a user sees."""
+    return text.strip() if text.isascii() else text.translate(_DROP_INVISIBLE).strip()
+
+
 def _cleaned(text: str) -> str:
     """`text` as it was meant: without invisible marks, NFKC-normalised when it
     is not ASCII, and without surrounding quotes, a trailing comma or semicolon,

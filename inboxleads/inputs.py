@@ -36,7 +36,16 @@ from typing import IO, Any, cast
 
 from . import columns as cols
 from .errors import InputError
-from .identifiers import FAST_HANDLE_RE, HandleRun, Kind, Lead, ParseResult, ReadAs, parse_value
+from .identifiers import (
+    FAST_HANDLE_RE,
+    HandleRun,
+    Kind,
+    Lead,
+    ParseResult,
+    ReadAs,
+    parse_value,
+    visible,
+)
 
 CHUNK_SIZE = 256 * 1024
 MAX_LINE_BYTES = 1024 * 1024
@@ -829,6 +838,11 @@ def _values(lines: _Lines, first: int, block: list[str], out: Chunk) -> Iterator
         if bad and number in bad:
             out.extend(lines.unreadable(number, value))
         elif value and value[0] != "#":
+            if not value.isascii():
+                # A line that shows as blank or as a comment is one.
+                shown = visible(value)
+                if not shown or shown[0] == "#":
+                    continue
             yield number, value
 
 

@@ -752,3 +752,13 @@ def test_a_bare_number_keeps_its_block_off_the_fast_path(tmp_path: Path) -> None
     path = write(tmp_path, "leads.txt", b"jack\n12345\nnaval\n")
     kinds = [r.kind for r in read_path(path) if isinstance(r, Lead)]
     assert kinds == [U, Kind.PLATFORM_ID, U]
+
+
+def test_a_line_that_shows_as_blank_or_as_a_comment_is_one() -> None:
+    data = "jack\n\u200b\n\u200e# note\n\ufeff \u2060\n\uff20naval\n".encode()
+    records = read_stdin(data)
+    assert [(r.value, r.line) for r in records if isinstance(r, Lead)] == [
+        ("jack", 1),
+        ("naval", 5),
+    ]
+    assert not [r for r in records if isinstance(r, Rejection)]
