@@ -730,7 +730,8 @@ def read_chunks(
         meaningful: list[tuple[int, str]] = []
         for number, block in blocks:
             held.append((number, block))
-            meaningful.extend(_meaningful(lines, number, block))
+            wanted = 2 - len(meaningful)  # the first two lines decide at most
+            meaningful.extend(itertools.islice(_meaningful(lines, number, block), wanted))
             if meaningful and sniff(meaningful[0][1], options, _next_line(meaningful)):
                 break
         first = meaningful[0][1] if meaningful else ""
