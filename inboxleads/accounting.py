@@ -9,6 +9,7 @@ counted where it happens; the tally only adds what the ledger does not keep
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,16 +138,22 @@ class Tally:
 
     def columns_used(self) -> dict[str, Any] | None:
         """The summary's `columns`: the identifier columns (in order of preference)
-        and each data column with the key it was sent as, over every table input."""
+        and each data column with the key it was sent as, over every table input;
+        with several whose columns differ, each one's under `inputs` as well."""
         if not self.columns:
             return None
         identifiers: dict[str, None] = {}
         data: dict[str, str] = {}
-        for read in self.columns.values():
+        each: dict[str, Any] = {}
+        for source, read in self.columns.items():
             identifiers.update(dict.fromkeys(read.identifiers))
             for name, key in read.data:
                 data.setdefault(name, key)
-        return {"identifier": list(identifiers), "data": data}
+            each[source] = {"identifier": list(read.identifiers), "data": dict(read.data)}
+        out: dict[str, Any] = {"identifier": list(identifiers), "data": data}
+        if len({json.dumps(v, sort_keys=True) for v in each.values()}) > 1:
+            out["inputs"] = each
+        return out
 
     def report(self) -> dict[str, Any]:
         """What was read: per input, per kind, and rejections by reason with examples."""

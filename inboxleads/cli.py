@@ -347,6 +347,8 @@ def add(
             paths = ["-"]
         if sum(1 for p in paths if p == "-") > 1:
             raise UsageError("stdin (-) can be read only once")
+        if column is not None and not _names(column):
+            raise UsageError("--column names no column")
         dotenv = _dotenv()
         resolved_token = _resolve_token(
             token, token_file, dotenv, stdin_used="-" in paths, max_time=max_time

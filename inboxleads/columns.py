@@ -86,24 +86,13 @@ GENERIC_IDS = frozenset(
     }
 )
 
-# Shown in messages and the README: the forms real exports use.
-EXAMPLES = (
-    "username",
-    "handle",
-    "Twitter Handle",
-    "Twitter Username",
-    "X Handle",
-    "Twitter",
-    "X (Twitter)",
-    "Twitter Profile",
-    "Twitter URL",
-    "X URL",
-    "X Profile URL",
-    "twitterProfileUrl",
-    "twitter_id",
-    "x_id",
-    "platform_id",
-    "external_id",
+# Words that make a name another system's id or a row number (`HubSpot ID`,
+# `hs_object_id`, `objectId`, `Lead #`, `S.No`, `Row`): an ID as its own word,
+# or after a lower-case letter in camelCase; a number word; a `#`.
+_GENERIC_ID_RE = re.compile(
+    r"(?<![A-Za-z0-9])[Ii][Dd](?![a-z])|(?<=[a-z])I[Dd](?![a-z])|#"
+    r"|(?<![A-Za-z0-9])(?i:no|nr|num|number|index|idx|row|rownum|key|pk|uuid|guid|serial|record)"
+    r"(?![A-Za-z0-9])"
 )
 
 
@@ -112,10 +101,18 @@ def normalise(name: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKC", name).casefold() if ch.isalnum())
 
 
+def is_generic_id(name: str) -> bool:
+    """Whether a header name (as written) is that of another system's ids or of
+    row numbers: never read as X user IDs unless named with --column."""
+    return normalise(name) in GENERIC_IDS or (
+        normalise(name) not in RULES and _GENERIC_ID_RE.search(name) is not None
+    )
+
+
 def is_known(name: str) -> bool:
-    """Whether a (normalised) name is one an export uses for an identifier column,
-    recognised or generic: a first line that is only such names is a header."""
-    return name in RULES or name in GENERIC_IDS
+    """Whether a header name (as written) is one an export uses for an identifier
+    column, recognised or generic: a first line that is only such names is a header."""
+    return normalise(name) in RULES or is_generic_id(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,16 +151,26 @@ def layout(
     """Read a header row: raises `HeaderError` when no column qualifies or a
     named one is not there."""
     keys, warnings = distinct_keys(header)
-    identifiers = [_named(header, keys, n) for n in columns] if columns else _found(header)
-    if read_as is not ReadAs.AUTO:
-        identifiers = [IdColumn(c.index, c.name, read_as) for c in identifiers]
+    if columns:
+        # Named by the user: `--as` says how to read them, else their name does.
+        named = [c for name in columns for c in _named(header, keys, name)]
+        identifiers = list({c.index: c for c in named}.values())
+        if read_as is not ReadAs.AUTO:
+            identifiers = [IdColumn(c.index, c.name, read_as) for c in identifiers]
+    else:
+        # Found by name: a column whose name says its kind keeps it; `--as` reads the others.
+        identifiers = [
+            IdColumn(c.index, c.name, read_as)
+            if read_as is not ReadAs.AUTO and c.read_as is ReadAs.AUTO
+            else c
+            for c in _found(header, keys)
+        ]
     if no_data:
         data: list[tuple[int, str]] = []
     elif data_columns is None:
-        # A row's own identifier is left out of its data: the other identifier
-        # columns are data, as they were when only one of them was read.
-        main = identifiers[0].index
-        data = [(i, key) for i, key in enumerate(keys) if i != main]
+        # Every column is data but the one a row takes its identifier from (see
+        # `inputs`): an identifier column a row did not use keeps its value.
+        data = list(enumerate(keys))
     else:
         chosen: set[int] = set()
         for name in data_columns:
@@ -173,8 +180,9 @@ def layout(
 
 
 def distinct_keys(header: list[str]) -> tuple[list[str], list[str]]:
-    """A key per column, distinct and never empty, and a warning for each one renamed:
-    `Name,Name` gives `Name` and `Name_2`, an empty name `column_N`."""
+    """A key per column, distinct and never empty, and a warning for each repeated
+    name: `Name,Name` gives `Name` and `Name_2`, an empty name `column_N` (said
+    when a value is found in it: see `unnamed_warning`)."""
     taken = set(header)
     keys: list[str] = []
     seen: set[str] = set()
@@ -183,7 +191,6 @@ def distinct_keys(header: list[str]) -> tuple[list[str], list[str]]:
         key = name
         if not name:
             key = f"column_{position}"
-            warnings.append(f"column {position} has no name: its values are sent as {key!r}")
         elif name in seen:
             copy = 2
             while f"{name}_{copy}" in taken or f"{name}_{copy}" in seen:
@@ -197,7 +204,12 @@ def distinct_keys(header: list[str]) -> tuple[list[str], list[str]]:
     return keys, warnings
 
 
-def _found(header: list[str]) -> list[IdColumn]:
+def unnamed_warning(index: int, key: str) -> str:
+    """What to say when a value is found in a column with no name."""
+    return f"column {index + 1} has no name: its values are sent as {key!r}"
+
+
+def _found(header: list[str], keys: list[str]) -> list[IdColumn]:
     ranked = sorted(
         (RULES[key].rank, i, RULES[key])
         for i, key in enumerate(map(normalise, header))
@@ -207,18 +219,20 @@ def _found(header: list[str]) -> list[IdColumn]:
     chosen = specific or ranked
     if not chosen:
         raise HeaderError(_none_found(header))
-    return [IdColumn(i, header[i], rule.read_as, rule.bare_ids) for _, i, rule in chosen]
+    return [IdColumn(i, keys[i], rule.read_as, rule.bare_ids) for _, i, rule in chosen]
 
 
 def _none_found(header: list[str]) -> str:
     shown = ", ".join(repr(h) for h in header[:30]) + (", ..." if len(header) > 30 else "")
     text = f"no identifier column in the header (columns: {shown}); name it with --column NAME"
-    generic = [h for h in header if normalise(h) in GENERIC_IDS]
+    generic = [h for h in header if is_generic_id(h)]
     if generic:
         text += (
             f". A generic id column such as {generic[0]!r} is not read as X user IDs "
             f"unless you name it: --column {_quoted(generic[0])}"
         )
+    if len(header) == 1:
+        text += f" (if {header[0]!r} is an account, write it as @{header[0]})"
     return text
 
 
@@ -226,14 +240,20 @@ def _quoted(name: str) -> str:
     return name if re.fullmatch(r"[\w.-]+", name) else f"'{name}'"
 
 
-def _named(header: list[str], keys: list[str], name: str) -> IdColumn:
-    index = _matching(header, keys, name, "--column")[0]
-    key = normalise(header[index])
-    if key in GENERIC_IDS:
-        return IdColumn(index, header[index], ReadAs.PLATFORM_ID)
-    rule = RULES.get(key)
-    # Named by the user: read as its name says, a bare number included.
-    return IdColumn(index, header[index], rule.read_as if rule else ReadAs.AUTO)
+def _named(header: list[str], keys: list[str], name: str) -> list[IdColumn]:
+    """The columns a `--column` name names (every one of that name, in order),
+    read as their name says, a bare number included."""
+    named = []
+    for index in _matching(header, keys, name, "--column"):
+        rule = RULES.get(normalise(header[index]))
+        if rule is not None:
+            read_as = rule.read_as
+        elif is_generic_id(header[index]):
+            read_as = ReadAs.PLATFORM_ID
+        else:
+            read_as = ReadAs.AUTO
+        named.append(IdColumn(index, keys[index], read_as))
+    return named
 
 
 def _matching(header: list[str], keys: list[str], name: str, option: str) -> list[int]:

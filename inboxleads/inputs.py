@@ -757,7 +757,7 @@ def reads_as_header(value: str) -> bool:
     """Whether a line holding just `value` would be taken for the header of a
     one-column export (see `sniff`): a username such as `x` or `id` is then
     written `@x` in a list meant to be read back."""
-    return cols.is_known(cols.normalise(value))
+    return cols.is_known(value)
 
 
 class _More:
@@ -768,9 +768,10 @@ _MORE = _More()
 
 
 def _meaningful(lines: _Lines, first: int, block: list[str]) -> Iterator[tuple[int, str]]:
-    """The numbered lines of a block that are neither blank, comments nor unreadable."""
+    """The numbered lines of a block that are neither blank nor comments (an
+    unreadable one included: a header that is not UTF-8 is still a header)."""
     for number, text in enumerate(block, first):
-        if number not in lines.bad and text.strip() and not text.startswith("#"):
+        if text.strip() and not text.startswith("#"):
             yield number, text
 
 
@@ -792,18 +793,24 @@ def sniff(first: str, options: ReadOptions, second: str | _More | None = None) -
     if text.startswith("["):
         return Format.JSON
     wanted = {cols.normalise(c) for c in options.columns}
-    if "@" not in text and "/" not in text:
+    delimiter = _pick_delimiter(text)
+    if "@" not in text and "/" not in text and delimiter not in text:
         # A one-column export: its first line is just the column's name. (To
         # send the account of that name first, write it as @name.)
-        name = cols.normalise(text)
-        if name in wanted or (not wanted and cols.is_known(name)):
+        if cols.normalise(text) in wanted or (not wanted and cols.is_known(text)):
             return Format.CSV
-    delimiter = _pick_delimiter(text)
+        # A name that is no identifier (`Record ID - Contact`) above a number is
+        # the header of a column of row numbers or another system's ids.
+        if not wanted and isinstance(parse_value(text), str) and not text.isdigit():
+            if isinstance(second, _More):
+                return None
+            if second is not None and second.strip().isdigit():
+                return Format.CSV
     fmt = Format.TSV if delimiter == "\t" else Format.CSV
     cells = _cells(text, delimiter)
     if delimiter in text:
         names = {cols.normalise(c) for c in cells}
-        if names & wanted or (not wanted and any(cols.is_known(n) for n in names)):
+        if names & wanted or (not wanted and any(cols.is_known(c) for c in cells)):
             return fmt
         # A header naming no identifier column (`ID,Name,Company`): known by
         # a next line of as many fields, and refused with the list of columns.
@@ -930,16 +937,26 @@ def _table_header(
 ) -> Generator[Rejection | Notice, None, tuple[str, str] | None]:
     """Read up to the header line: (header line, delimiter), or None if there is none.
 
-    Unreadable lines before it are rejected; blank and comment lines are skipped
-    (before the header only: after it, a blank line may be part of a quoted
-    multi-line cell). A first `sep=X` line (Excel) declares the delimiter, which
-    wins over the one given, and the header is the line after it.
+    Blank and comment lines are skipped (before the header only: after it, a
+    blank line may be part of a quoted multi-line cell). An unreadable header
+    stops the input: read without it, the first row would name the columns. A
+    first `sep=X` line (Excel) declares the delimiter, which wins over the one
+    given, and the header is the line after it.
     """
     declared = None
     for text in it:
-        if lines.number in lines.bad:
-            yield from lines.unreadable(lines.number, "")
-        elif text.strip() and not text.startswith("#"):
+        number = lines.number
+        if not text.strip() or text.startswith("#"):
+            if number in lines.bad:
+                # Unreadable, but a comment all the same: its encoding hint stays.
+                del lines.bad[number]
+                notice = lines.notices.pop(number, None)
+                if notice is not None:
+                    yield notice
+        elif number in lines.bad:
+            problem = lines.explained(f"the header line is {lines.bad[number]}")
+            raise InputError(lines.source.name, problem, number)
+        else:
             if declared is None:
                 declared = _declared_delimiter(text)
                 if declared is not None:
@@ -976,10 +993,14 @@ def _read_table(
     for warning in layout.warnings:
         yield Notice(name, lines.number, warning)
     identifiers = layout.identifiers
-    # A data column is named by its key: the header, or what a repeated or empty one became.
-    yield ColumnsUsed(
-        name, tuple(c.name for c in identifiers), tuple((k, k) for _, k in layout.data)
-    )
+    # A column is named by its key: the header, or what a repeated or empty one became.
+    # (An identifier column goes in a row's data only when the row did not use it.)
+    used_for_ids = {c.index for c in identifiers}
+    data_said = tuple((k, k) for i, k in layout.data if i not in used_for_ids)
+    yield ColumnsUsed(name, tuple(c.name for c in identifiers), data_said)
+    # Columns with no name, said once a value turns up in one (Excel's trailing `,`).
+    unnamed = {i: k for i, k in layout.data if not header[i]}
+    width = len(header)
     for number, last, raw, row in _csv_records(it, lines, delimiter):
         # Unreadable lines of this record (a NUL inside a quoted cell), and of blank
         # records before it, reject it whole.
@@ -999,9 +1020,11 @@ def _read_table(
         if len(raw) > MAX_LINE_BYTES // 4 and len(raw.encode()) > MAX_LINE_BYTES:
             yield Rejection(name, number, raw[:1000], "record longer than 1 MiB")
             continue
-        if len(row) > len(header):
-            yield Rejection(name, number, raw, f"{len(row)} fields, header has {len(header)}")
-            continue
+        if len(row) > width:
+            if any(cell.strip() for cell in row[width:]):
+                yield Rejection(name, number, raw, f"{len(row)} fields, header has {width}")
+                continue
+            del row[width:]  # empty cells after the last column, as spreadsheets write them
         used, parsed = _identifier_of(row, identifiers)
         if isinstance(parsed, str):
             yield Rejection(name, number, raw, parsed)
@@ -1009,6 +1032,9 @@ def _read_table(
         data = {
             key: row[i] for i, key in layout.data if i < len(row) and i != used and row[i].strip()
         }
+        if unnamed and data:
+            for i in [i for i, key in unnamed.items() if key in data]:
+                yield Notice(name, number, cols.unnamed_warning(i, unnamed.pop(i)))
         yield Lead(parsed[0], parsed[1], name, number, data or None)
 
 
@@ -1018,7 +1044,7 @@ def _identifier_of(
     """The identifier of a row and the column it is in: from the first of its
     identifier columns that holds one, read as that column says; else why there
     is none. (The other identifier columns are data, as every other column.)"""
-    reason = ""
+    reasons: list[str] = []
     for column in identifiers:
         value = row[column.index].strip() if column.index < len(row) else ""
         if not value:
@@ -1028,9 +1054,8 @@ def _identifier_of(
             parsed = cols.number_reason(column.name)
         if not isinstance(parsed, str):
             return column.index, parsed
-        if not reason:
-            reason = parsed if len(identifiers) == 1 else f"{column.name!r}: {parsed}"
-    return -1, reason or cols.empty_reason([c.name for c in identifiers])
+        reasons.append(parsed if len(identifiers) == 1 else f"{column.name!r}: {parsed}")
+    return -1, "; ".join(reasons) or cols.empty_reason([c.name for c in identifiers])
 
 
 def _bare_number(parsed: tuple[Kind, str], value: str) -> bool:

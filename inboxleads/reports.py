@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .batching import Batch
+from .columns import normalise
 from .errors import UsageError
 from .identifiers import Kind, Lead, readable
 from .inputs import Rejection, reads_as_header
@@ -478,7 +479,10 @@ def _write_table(
     User IDs go in it as x.com/i/user/ID links, which read back as IDs; external
     IDs can only be written this way when every entry is one (`external_id`).
     """
-    first = "external_id" if all_external else "username"
+    names = _EXTERNAL_FIRST if all_external else _USERNAME_FIRST
+    taken = {normalise(c) for c in columns}
+    # A name no data column has: a repeated one would be read back as `username_2`.
+    first = next((n for n in names if normalise(n) not in taken), names[0])
     with replacing(target) as out:
         writer = CsvOut(out, delimiter)
         writer.writerow([first, *columns])
@@ -493,6 +497,11 @@ def _write_table(
             data = entry.get("data", {})
             writer.writerow([value, *(data.get(c, "") for c in columns)])
     return "tsv" if delimiter == "\t" else "csv"
+
+
+# Names for the identifier column of a table, best first (all rank first when read back).
+_USERNAME_FIRST = ("username", "handle", "screen_name", "twitter_username", "x_username")
+_EXTERNAL_FIRST = ("external_id", "inbox_external_id", "lead_external_id")
 
 
 def _write_objects(spool: Path, target: Path, array: bool) -> str:

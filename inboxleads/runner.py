@@ -193,6 +193,8 @@ def check_job(job: AddJob, stdin: IO[bytes] | None = None) -> None:
             raise UsageError(f"{option} must be a positive number of seconds, not {value:g}")
     if job.explain_budget is not None and job.explain_budget < 1:
         raise UsageError("--explain-budget must be at least 1 request")
+    if job.explain_budget is not None and job.explain_failures is None:
+        raise UsageError("--explain-budget caps --explain-failures, which was not given")
     check_encoding(job.read.encoding)
     check_columns(job.read)
     if job.ca_bundle is not None:

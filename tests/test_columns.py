@@ -300,8 +300,7 @@ def test_the_dry_run_report_says_which_columns_were_read(
     result = run_cli("add", "dry1", "a.csv", "--dry-run", "--progress", "plain")
     assert result.code == 0, result.stderr
     assert (
-        "a.csv: identifier column 'X Handle' (else 'twitter_id'); data 'Company', 'twitter_id'"
-        in result.stderr
+        "a.csv: identifier column 'X Handle' (else 'twitter_id'); data 'Company'" in result.stderr
     )
 
 
@@ -394,5 +393,250 @@ def test_identifier_columns_rank_handles_before_links_before_ids_before_external
 def test_keys_are_distinct_and_never_empty(header: list[str]) -> None:
     keys, warnings = cols.distinct_keys(header)
     assert len(keys) == len(header) == len(set(keys)) and all(keys)
-    renamed = [i for i, (h, k) in enumerate(zip(header, keys, strict=True)) if h != k]
+    # A repeated name is said at once; an empty one when a value turns up in it.
+    renamed = [i for i, (h, k) in enumerate(zip(header, keys, strict=True)) if h and h != k]
     assert len(warnings) == len(renamed)
+    assert all(
+        k == f"column_{i + 1}" for i, (h, k) in enumerate(zip(header, keys, strict=True)) if not h
+    )
+
+
+# -- what breaking it turned up -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"Name,Twitter Handle,Lead Source (Qualit\xe4t)", b"Name,Twitter Handle,Source\x00"],
+    ids=["cp1252", "nul"],
+)
+@pytest.mark.parametrize("where", ["file", "stdin"])
+def test_an_unreadable_header_stops_the_input_never_promoting_a_row_to_header(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path, header: bytes, where: str
+) -> None:
+    # Read without it, Bob's row named the columns and "Twitter" in it made the
+    # lead-source column the identifier: LinkedIn, Webinar... were sent as accounts.
+    body = header + b"\nBob,@bob,Twitter\nAl,@al,LinkedIn\nCy,@cy,Webinar\n"
+    path = tmp_path / "export.csv"
+    path.write_bytes(body)
+    args = ["export.csv"] if where == "file" else ["-"]
+    result = run_cli(
+        "add",
+        "hdr1",
+        *args,
+        "--json",
+        stdin=body if where == "stdin" else None,
+        env=api_env(sandbox_server),
+    )
+    assert result.code == 2, result.stderr
+    assert ":1: the header line is" in result.stderr
+    assert sandbox_server.state.total_requests() == 0
+    assert path.read_bytes() == body
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Record ID - Contact",
+        "HubSpot ID",
+        "hs_object_id",
+        "objectId",
+        "Lead #",
+        "S.No",
+        "Row",
+        "ID",
+    ],
+)
+@pytest.mark.parametrize("where", ["stdin", "no-extension"])
+def test_a_one_column_export_of_row_numbers_or_crm_ids_is_refused(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path, header: str, where: str
+) -> None:
+    text = f"{header}\n1\n2\n3\n"
+    (tmp_path / "export").write_text(text)
+    args = ["export"] if where == "no-extension" else ["-"]
+    result = run_cli(
+        "add",
+        "one1",
+        *args,
+        "--json",
+        stdin=text if where == "stdin" else None,
+        env=api_env(sandbox_server),
+    )
+    assert result.code == 2, result.stderr
+    assert "no identifier column" in result.stderr and "--column" in result.stderr
+    assert sandbox_server.state.total_requests() == 0
+
+
+def test_a_plain_list_of_a_handle_then_user_ids_is_still_a_list(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    # "david" ends in "id" but is no column name; "@ops" and "jack" are handles.
+    write_lines(tmp_path / "mixed", ["david", "12", "783214"])
+    result = run_cli("add", "mix1", "mixed", "--json", env=api_env(sandbox_server))
+    assert result.code == 0, result.stderr
+    assert set(received(sandbox_server, "mix1")) == {
+        ("username", "david"),
+        ("platformId", "12"),
+        ("platformId", "783214"),
+    }
+
+
+def test_as_reads_only_the_columns_whose_name_does_not_say_their_kind(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(
+        tmp_path / "asx.csv",
+        ["name,Twitter,twitter_username,twitter_id", "A,44196397,,", "B,,12345,", "C,,,777"],
+    )
+    result = run_cli(
+        "add", "as1", "asx.csv", "--as", "username", "--json", env=api_env(sandbox_server)
+    )
+    assert result.code == 0, result.stderr
+    assert set(received(sandbox_server, "as1")) == {
+        ("username", "44196397"),  # the `Twitter` column says nothing of the kind: --as decides
+        ("username", "12345"),  # a username column stays one
+        ("platformId", "777"),  # an ID column stays one
+    }
+    # Named with --column, a column is read as --as says.
+    named = run_cli(
+        "add",
+        "as2",
+        "asx.csv",
+        "--column",
+        "twitter_id",
+        "--as",
+        "username",
+        env=api_env(sandbox_server),
+    )
+    assert named.code == 0, named.stderr
+    assert set(received(sandbox_server, "as2")) == {("username", "777")}
+
+
+def test_a_row_falling_back_keeps_the_value_it_could_not_read_as_data(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(
+        tmp_path / "inv.csv",
+        [
+            "name,twitter_username,twitter_id,url",
+            "Carol,carol.smith,12,",
+            "Dan,@dan,13,",
+            "Eve,bad.,abc,https://t.co/xyz",
+        ],
+    )
+    result = run_cli(
+        "add", "fb1", "inv.csv", "--json", "--rejects", "rej.csv", env=api_env(sandbox_server)
+    )
+    assert result.code == 0, result.stderr
+    assert received(sandbox_server, "fb1") == {
+        ("platformId", "12"): {"name": "Carol", "twitter_username": "carol.smith"},
+        ("username", "dan"): {"name": "Dan", "twitter_id": "13"},
+    }
+    # A row none of whose columns reads is rejected with every column's reason.
+    rejects = (tmp_path / "rej.csv").read_text()
+    assert "'twitter_username': character '.'" in rejects and "'twitter_id': " in rejects
+
+
+def test_columns_in_the_summary_name_repeated_identifier_headers_by_their_keys(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "dupid.csv", ["twitter,Name,twitter", "@bob,B,@bobby", ",C,@cc"])
+    result = run_cli("add", "dupid", "dupid.csv", "--json", env=api_env(sandbox_server))
+    assert result.code == 0, result.stderr
+    assert result.summary["columns"] == {
+        "identifier": ["twitter", "twitter_2"],
+        "data": {"Name": "Name"},
+    }
+    assert received(sandbox_server, "dupid") == {
+        ("username", "bob"): {"Name": "B", "twitter_2": "@bobby"},
+        ("username", "cc"): {"Name": "C"},
+    }
+
+
+def test_columns_of_several_inputs_are_also_given_per_input_when_they_differ(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "a.csv", ["handle,Company", "jack,Block"])
+    write_lines(tmp_path / "b.csv", ["Twitter Url,twitter_id", "x.com/naval,"])
+    result = run_cli("add", "multi", "a.csv", "b.csv", "--dry-run", "--json")
+    assert result.code == 0, result.stderr
+    columns = result.summary["columns"]
+    assert columns["inputs"] == {
+        "a.csv": {"identifier": ["handle"], "data": {"Company": "Company"}},
+        "b.csv": {"identifier": ["Twitter Url", "twitter_id"], "data": {}},
+    }
+
+
+def test_a_column_name_matching_several_columns_names_them_all_in_order(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(
+        tmp_path / "two.csv", ["Twitter Url,twitter_url,Name", "x.com/jack,,J", ",x.com/naval,N"]
+    )
+    result = run_cli(
+        "add", "amb1", "two.csv", "--column", "twitterurl", "--json", env=api_env(sandbox_server)
+    )
+    assert result.code == 0, result.stderr
+    assert set(received(sandbox_server, "amb1")) == {("username", "jack"), ("username", "naval")}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--column", ""], "--column names no column"),
+        (["--column", ","], "--column names no column"),
+        (["--explain-budget", "5"], "--explain-budget caps --explain-failures"),
+    ],
+)
+def test_options_that_name_nothing_are_usage_errors(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path, args: list[str], message: str
+) -> None:
+    write_lines(tmp_path / "crm.csv", ["username,name", "jack,Jack"])
+    result = run_cli("add", "none1", "crm.csv", *args, "--json", env=api_env(sandbox_server))
+    assert result.code == 2 and message in result.stderr
+    assert result.summary["exit_code"] == 2
+    assert sandbox_server.state.total_requests() == 0
+
+
+def test_empty_cells_after_the_last_column_are_no_error_and_an_unnamed_column_is_said_once_used(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(
+        tmp_path / "xl.csv", ["Name,Twitter,", "Bob,@bob,,", "Al,@al,", "Cy,@cy,x", "Di,@di,y,"]
+    )
+    result = run_cli("add", "xl1", "xl.csv", "--json", env=api_env(sandbox_server))
+    assert result.code == 0, result.stderr
+    assert received(sandbox_server, "xl1") == {
+        ("username", "bob"): {"Name": "Bob"},
+        ("username", "al"): {"Name": "Al"},
+        ("username", "cy"): {"Name": "Cy", "column_3": "x"},
+        ("username", "di"): {"Name": "Di", "column_3": "y"},
+    }
+    assert result.stderr.count("column 3 has no name") == 1
+    assert "xl.csv:4: column 3 has no name: its values are sent as 'column_3'" in result.stderr
+
+
+def test_an_undelivered_table_reads_back_with_its_data_when_a_data_column_is_named_username(
+    run_cli: Run, start_sandbox: Any, tmp_path: Path
+) -> None:
+    failing = start_sandbox(error_rate=1.0, seed=1)
+    write_lines(tmp_path / "coll.csv", ["X Handle,username,Name", "alice,bob,A", ",carl,C"])
+    first = run_cli(
+        "add",
+        "rt1",
+        "coll.csv",
+        "--max-attempts",
+        "1",
+        "--undelivered",
+        "left.csv",
+        env=api_env(failing),
+    )
+    assert first.code == 1, first.stderr
+    header = (tmp_path / "left.csv").read_text().splitlines()[0].split(",")
+    assert len(header) == len(set(header)), header
+    working = start_sandbox()
+    again = run_cli("add", "rt1", "left.csv", "--json", env=api_env(working))
+    assert again.code == 0, again.stderr
+    assert received(working, "rt1") == {
+        ("username", "alice"): {"username": "bob", "Name": "A"},
+        ("username", "carl"): {"Name": "C"},
+    }

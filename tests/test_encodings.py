@@ -379,13 +379,13 @@ def test_no_hint_when_the_input_is_read_in_another_encoding() -> None:
     assert not notices(records)
 
 
-def test_a_header_that_is_not_utf8_makes_the_column_error_carry_the_hint(
-    tmp_path: Path,
-) -> None:
+def test_a_header_that_is_not_utf8_stops_the_input_with_the_hint(tmp_path: Path) -> None:
+    # Read without it, the first row would name the columns (and its values be
+    # taken for identifier column names).
     path = write(tmp_path, "export.csv", "Prénom;Twitter\r\nJack;@jack\r\n".encode("cp1252"))
     with pytest.raises(InputError) as info:
         read_file(path)
-    assert "no identifier column" in info.value.message
+    assert "the header line is not valid UTF-8" in info.value.message
     assert info.value.message.endswith(f"(line 1: {HINT})")
 
 
