@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .identifiers import ReadAs
+from .identifiers import HANDLE_RE, ReadAs
 
 # How a name says X: alone (`X`, `Twitter`, `X (Twitter)`) or before what the column holds.
 _X_NAMES = ("twitter", "x", "xtwitter", "twitterx", "xcom", "twittercom", "xformerlytwitter")
@@ -231,7 +231,7 @@ def _none_found(header: list[str]) -> str:
             f". A generic id column such as {generic[0]!r} is not read as X user IDs "
             f"unless you name it: --column {_quoted(generic[0])}"
         )
-    if len(header) == 1:
+    if len(header) == 1 and HANDLE_RE.fullmatch(header[0]):
         text += f" (if {header[0]!r} is an account, write it as @{header[0]})"
     return text
 
