@@ -46,6 +46,7 @@ without asking again.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -309,18 +310,38 @@ def _disagreement_detail(span: Span, counted: int, found: int, left: int, where:
     return f"{head}; {', '.join(parts)}, the rest did not fail again"
 
 
+# The file's own columns, before the leads' data.
+COLUMNS = ("identifier", "kind", "status", "detail", "source", "line")
+
+
+def data_columns(keys: Iterable[str]) -> dict[str, str]:
+    """The file's column for each data key: the key itself, unless it is named like
+    one of the file's own columns (in any case, as spreadsheets compare them); then
+    `data.` before it, as many times as it takes to name no other column."""
+    keys = list(dict.fromkeys(keys))
+    own = {c.casefold() for c in COLUMNS}
+    taken = own | {k.casefold() for k in keys}
+    names: dict[str, str] = {}
+    for key in keys:
+        name = key
+        if key.casefold() in own:
+            name = "data." + key
+            while name.casefold() in taken:
+                name = "data." + name
+            taken.add(name.casefold())
+        names[key] = name
+    return names
+
+
 def write_failed(path: Path, explanation: Explanation) -> int:
     """Write the failed and the unconfirmed identifiers as CSV; return the rows."""
     rows = [(lead, "failed", detail) for lead, detail in explanation.failed]
     rows += [(lead, "unconfirmed", detail) for lead, detail in explanation.unconfirmed]
     rows.sort(key=lambda row: (row[0].source, row[0].line))
-    columns: dict[str, None] = {}
-    for lead, _, _ in rows:
-        if lead.data:
-            columns.update(dict.fromkeys(lead.data))
+    columns = data_columns(key for lead, _, _ in rows if lead.data for key in lead.data)
     with replacing(path) as out:
         writer = CsvOut(out)
-        writer.writerow(["identifier", "kind", "status", "detail", "source", "line", *columns])
+        writer.writerow([*COLUMNS, *columns.values()])
         for lead, status, detail in rows:
             data = lead.data or {}
             writer.writerow(

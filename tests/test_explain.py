@@ -211,6 +211,41 @@ def test_csv_data_is_kept_in_the_failed_file(tmp_path: Path) -> None:
     ]
 
 
+def test_data_columns_named_like_the_files_own_get_a_name_of_their_own(tmp_path: Path) -> None:
+    # A CRM export with its own status, detail, source... columns: a reader that goes
+    # by name must see the file's status (failed), and every data value under a name
+    # no other column has.
+    path = tmp_path / "crm.csv"
+    path.write_text(
+        "handle,status,detail,source,line,identifier,kind,data.status,Status\n"
+        "jack,active,x,crm,12,C-1,person,y,S\n"
+        "gone_x,lead,z,crm,13,C-2,company,w,T\n"
+    )
+    out = tmp_path / "failed.csv"
+    run_against(sandbox_app(), path, explain_failures=out)
+    with open(out, newline="") as fh:
+        header = next(csv.reader(fh))
+    assert len(header) == len(set(header)) == len({h.casefold() for h in header})
+    assert failed_rows(out) == [
+        {
+            "identifier": "gone_x",
+            "kind": "username",
+            "status": "failed",
+            "detail": "failed again when re-sent alone",
+            "source": str(path),
+            "line": "3",
+            "data.data.status": "lead",  # data.status is a data column's name
+            "data.detail": "z",
+            "data.source": "crm",
+            "data.line": "13",
+            "data.identifier": "C-2",
+            "data.kind": "company",
+            "data.status": "w",
+            "data.data.data.Status": "T",  # status, data.status, data.data.status taken
+        }
+    ]
+
+
 def test_dry_run_makes_no_explanation_request(tmp_path: Path) -> None:
     out = tmp_path / "failed.csv"
     _, summary = run_against(
