@@ -26,7 +26,9 @@ narrowed down) has its other identifiers listed as `unconfirmed`, never
 `failed`, each under the smallest such S that holds it. Sets the explanation
 could not narrow down (the budget was spent, the run was stopped, a re-send
 was not delivered) are listed as `unconfirmed` as well. Each row's `detail`
-says what the server's answers said.
+says what the server's answers said: a set's own answer as a count, and a count
+inferred by subtraction as what the counts of the sets around it suggest, never
+as a failure of these identifiers.
 
 Cost, in sets re-sent (a retry of one is counted in `explain_requests` too):
 each set is sent at most once and the batch itself never (its answer is the
@@ -189,7 +191,8 @@ class Explainer:
     def _leave(self, case: _Case, span: Span, reason: str) -> None:
         """The open set `span` cannot be narrowed down: it is listed as unconfirmed."""
         count, real = case.open.pop(span)
-        case.loose.append(_Loose(span, count, _loose_detail(span, count, real, reason)))
+        detail = _loose_detail(span, count, real, reason, case.where(span))
+        case.loose.append(_Loose(span, count, detail))
         self._loose += span[1] - span[0]
 
     async def _count_failed(self, case: _Case, span: Span) -> int | str:
@@ -284,19 +287,26 @@ def _confirmed_detail(span: Span, where: str) -> str:
     return f"all {size} failed again when re-sent together"
 
 
-def _loose_detail(span: Span, count: int, real: bool, reason: str) -> str:
+def _loose_detail(span: Span, count: int, real: bool, reason: str, where: str) -> str:
+    """Why the set `span` is listed: a count, never a failure, is what is known of it."""
     size = span[1] - span[0]
     if real:
-        return f"{count} of these {size} failed (not narrowed down: {reason})"
-    if count >= size:
-        implied = "it" if size == 1 else "them"
         return (
-            f"{_these(span)} failed, by the counts of the sets around {implied} "
-            f"(not confirmed: {reason})"
+            f"its own answer counted {count} failed among {_these(span)} ({where}); "
+            f"not narrowed down ({reason})"
         )
+    # Inferred by subtraction: a guess about these identifiers, never a fact.
+    if count >= size:
+        guess = (
+            "the counts of the sets around it suggest a failure here"
+            if size == 1
+            else f"the counts of the sets around them suggest each of these {size} failed"
+        )
+        return f"not checked ({reason}): {guess}, not confirmed"
+    failures = "a failure" if count == 1 else f"{count} failures"
     return (
-        f"{count} of these {size} failed, by the counts of the sets around them "
-        f"(not narrowed down: {reason})"
+        f"not narrowed down ({reason}): the counts of the sets around them suggest "
+        f"{failures} among these {size}, not confirmed"
     )
 
 
@@ -306,7 +316,7 @@ def _disagreement_detail(span: Span, counted: int, found: int, left: int, where:
         return f"{head}; none failed again when re-sent"
     parts = [f"{found} confirmed when re-sent"] if found else []
     if left:
-        parts.append(f"{left} in sets not narrowed down")
+        parts.append(f"{left} by the counts in sets not narrowed down")
     return f"{head}; {', '.join(parts)}, the rest did not fail again"
 
 

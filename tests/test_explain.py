@@ -143,14 +143,55 @@ def test_budget_caps_requests_and_lists_the_rest_as_unconfirmed(tmp_path: Path) 
     # (two of them by subtraction); the budget stops there, so nothing is named.
     assert {r["status"] for r in rows} == {"unconfirmed"} and len(rows) == 2000
     assert Counter(r["detail"] for r in rows) == {
-        "1 of these 500 failed (not narrowed down: explain budget spent)": 1000,
-        "1 of these 500 failed, by the counts of the sets around them "
-        "(not narrowed down: explain budget spent)": 1000,
+        "its own answer counted 1 failed among these 500 (re-sent); "
+        "not narrowed down (explain budget spent)": 1000,
+        "not narrowed down (explain budget spent): the counts of the sets around them "
+        "suggest a failure among these 500, not confirmed": 1000,
     }
     # Every failing lead is listed: none is lost.
     assert {lines[i] for i in failing} <= {r["identifier"] for r in rows}
     assert (summary["failed_identified"], summary["failed_unconfirmed"]) == (0, 4)
     assert summary["unconfirmed_identifiers"] == 2000
+
+
+def test_a_count_by_subtraction_is_never_worded_as_a_failure(tmp_path: Path) -> None:
+    # The flaky one failed on the upload only; the budget ends the search at the last
+    # one, which the counts of the sets around it blame. It was added: a row may say
+    # that the counts suggest a failure there, never that it failed.
+    lines = [f"userb{i}" for i in range(6)] + ["flakyb6", "userb7"]
+    out = tmp_path / "failed.csv"
+    app = sandbox_app()
+    _, summary = run_against(
+        app,
+        write_lines(tmp_path / "b8b.txt", lines),
+        batch_size=8,
+        explain_failures=out,
+        explain_budget=3,
+    )
+    assert [(r["identifier"], r["status"], r["detail"]) for r in failed_rows(out)] == [
+        (
+            "userb7",
+            "unconfirmed",
+            "not checked (explain budget spent): the counts of the sets around it "
+            "suggest a failure here, not confirmed",
+        )
+    ]
+    assert ("username", "userb7") in app.state.sandbox.members("ex1")
+    assert (summary["failed_identified"], summary["failed_unconfirmed"]) == (0, 1)
+    # Two of four suggested by the counts, where only one can fail: said as counts.
+    lines = [f"userc{i}" for i in range(4)] + ["flakyc4", "gonec5", "userc6", "userc7"]
+    run_against(
+        app,
+        write_lines(tmp_path / "c8.txt", lines),
+        campaign="ex2",
+        batch_size=8,
+        explain_failures=out,
+        explain_budget=1,
+    )
+    assert {r["detail"] for r in failed_rows(out)} == {
+        "not narrowed down (explain budget spent): the counts of the sets around them "
+        "suggest 2 failures among these 4, not confirmed"
+    }
 
 
 def test_explanation_with_faults_still_names_exactly_the_failures(tmp_path: Path) -> None:
@@ -530,8 +571,8 @@ def test_a_re_send_not_delivered_leaves_its_set_unconfirmed_and_the_rest_goes_on
     found = explain_with(engine, [(values, 2)])
     assert named(found) == {"u1"}
     assert [(lead.value, detail) for lead, detail in found.unconfirmed] == [
-        (v, "1 of these 4 failed, by the counts of the sets around them "
-            "(not narrowed down: a re-send was not delivered)")
+        (v, "not narrowed down (a re-send was not delivered): the counts of the sets "
+            "around them suggest a failure among these 4, not confirmed")
         for v in values[4:]
     ]  # fmt: skip
     assert found.failed_unconfirmed == 1
@@ -551,7 +592,12 @@ def test_a_stop_before_the_phase_lists_what_the_upload_counted_without_a_request
         ("e", "all 2 of its batch failed (upload)"),
     ]
     assert [(lead.value, d) for lead, d in found.unconfirmed] == [
-        (v, "1 of these 3 failed (not narrowed down: the run was stopped)") for v in "abc"
+        (
+            v,
+            "its own answer counted 1 failed among these 3 (upload); "
+            "not narrowed down (the run was stopped)",
+        )
+        for v in "abc"
     ]
     assert (found.failed_unconfirmed, found.requests) == (1, 0)
 
@@ -570,8 +616,8 @@ def test_a_set_inferred_to_fail_whole_is_confirmed_by_a_re_send_of_its_own() -> 
     found = explain_with(engine, [(["a", "b"], 1)], budget=1)
     assert named(found) == set()
     assert [(lead.value, d) for lead, d in found.unconfirmed] == [
-        ("b", "this one failed, by the counts of the sets around it "
-              "(not confirmed: explain budget spent)")
+        ("b", "not checked (explain budget spent): the counts of the sets around it "
+              "suggest a failure here, not confirmed")
     ]  # fmt: skip
 
 
