@@ -30,6 +30,14 @@ says what the server's answers said: a set's own answer as a count, and a count
 inferred by subtraction as what the counts of the sets around it suggest, never
 as a failure of these identifiers.
 
+Each `unconfirmed` row also says whether it is in the campaign now: it is when,
+after the answer its detail quotes, it was re-sent in a set whose answer's
+failures were all confirmed on other identifiers of that set (an answer of 0
+among them): it did not fail there, so it was added or already a member. That
+takes a failure confirmed later to have been one when that set was sent, as
+unresolvable accounts stay so; a failure that does not repeat only ever goes
+the other way. Otherwise the row says whether it was re-sent since at all.
+
 Cost, in sets re-sent (a retry of one is counted in `explain_requests` too):
 each set is sent at most once and the batch itself never (its answer is the
 upload's), so a batch of n costs at most 2n - 2. For f failures in a batch
@@ -74,6 +82,8 @@ class Explanation:
     unconfirmed: list[tuple[Lead, str]] = field(default_factory=list)
     # Failures the upload counted in the explained batches that were not confirmed.
     failed_unconfirmed: int = 0
+    # Unconfirmed rows re-sent since without failure: in the campaign now.
+    unconfirmed_resolved: int = 0
     requests: int = 0
 
 
@@ -246,17 +256,30 @@ def _conclude(case: _Case, out: Explanation) -> None:
         out.failed.extend((lead, detail) for lead in case.leads[lo:hi])
         confirmed[lo:hi] = [1] * (hi - lo)
     listed: list[str | None] = [None] * n
+    # The size of the set whose answer (or inferred count) each listed row quotes.
+    quoted = [0] * n
     pending = [0] * n
     for loose in case.loose:
         lo, hi = loose.span
         listed[lo:hi] = [loose.detail] * (hi - lo)
+        quoted[lo:hi] = [hi - lo] * (hi - lo)
         pending[lo] += loose.count
     # Prefix sums: the confirmed failures in a set, and the failures of the sets not
     # narrowed down inside it (every set is a node of the halving, so a loose one that
     # meets a set that was sent is inside it).
     confirmed_before = [0, *accumulate(confirmed)]
     pending_before = [0, *accumulate(pending)]
-    for span in sorted(case.answers, key=lambda s: s[1] - s[0]):
+    # The smallest re-sent set holding each lead, and the smallest whose answer's
+    # failures were all confirmed (elsewhere in it, for a lead not confirmed itself).
+    resent, resolving = [n + 1] * n, [n + 1] * n
+    by_size = sorted(case.answers, key=lambda s: s[1] - s[0])
+    for lo, hi in reversed(by_size):
+        if (lo, hi) == (0, n):
+            continue  # the upload: nothing was sent before it
+        resent[lo:hi] = [hi - lo] * (hi - lo)
+        if confirmed_before[hi] - confirmed_before[lo] == case.answers[(lo, hi)]:
+            resolving[lo:hi] = [hi - lo] * (hi - lo)
+    for span in by_size:
         lo, hi = span
         counted = case.answers[span]
         found = confirmed_before[hi] - confirmed_before[lo]
@@ -267,9 +290,20 @@ def _conclude(case: _Case, out: Explanation) -> None:
         for i in range(lo, hi):
             if not confirmed[i] and listed[i] is None:
                 listed[i] = detail
-    out.unconfirmed.extend(
-        (lead, detail) for lead, detail in zip(case.leads, listed, strict=True) if detail
-    )
+                quoted[i] = hi - lo
+    for i, (lead, why) in enumerate(zip(case.leads, listed, strict=True)):
+        if why is None:
+            continue
+        # Sent again after the answer its detail quotes, within that set: a set whose
+        # failures were all confirmed on other leads says this one did not fail.
+        if resolving[i] < quoted[i]:
+            out.unconfirmed_resolved += 1
+            since = "re-sent since without failure: in the campaign now"
+        elif resent[i] < quoted[i]:
+            since = "re-sent since, in a set whose failures were not all confirmed"
+        else:
+            since = "not re-sent since"
+        out.unconfirmed.append((lead, f"{why}; {since}"))
     out.failed_unconfirmed += max(0, case.failed - confirmed_before[n])
 
 
@@ -316,7 +350,7 @@ def _disagreement_detail(span: Span, counted: int, found: int, left: int, where:
         return f"{head}; none failed again when re-sent"
     parts = [f"{found} confirmed when re-sent"] if found else []
     if left:
-        parts.append(f"{left} by the counts in sets not narrowed down")
+        parts.append(f"{left} in sets not narrowed down (by their counts)")
     return f"{head}; {', '.join(parts)}, the rest did not fail again"
 
 

@@ -723,6 +723,7 @@ async def _explain(
         "failed_identified": len(explanation.failed),
         "failed_unconfirmed": explanation.failed_unconfirmed,
         "unconfirmed_identifiers": len(explanation.unconfirmed),
+        "unconfirmed_resolved": explanation.unconfirmed_resolved,
         # Requests that went out, as they went (one abandoned in flight included).
         "explain_requests": tally.explain_requests,
     }

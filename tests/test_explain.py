@@ -144,9 +144,9 @@ def test_budget_caps_requests_and_lists_the_rest_as_unconfirmed(tmp_path: Path) 
     assert {r["status"] for r in rows} == {"unconfirmed"} and len(rows) == 2000
     assert Counter(r["detail"] for r in rows) == {
         "its own answer counted 1 failed among these 500 (re-sent); "
-        "not narrowed down (explain budget spent)": 1000,
+        "not narrowed down (explain budget spent); not re-sent since": 1000,
         "not narrowed down (explain budget spent): the counts of the sets around them "
-        "suggest a failure among these 500, not confirmed": 1000,
+        "suggest a failure among these 500, not confirmed; not re-sent since": 1000,
     }
     # Every failing lead is listed: none is lost.
     assert {lines[i] for i in failing} <= {r["identifier"] for r in rows}
@@ -173,7 +173,7 @@ def test_a_count_by_subtraction_is_never_worded_as_a_failure(tmp_path: Path) -> 
             "userb7",
             "unconfirmed",
             "not checked (explain budget spent): the counts of the sets around it "
-            "suggest a failure here, not confirmed",
+            "suggest a failure here, not confirmed; not re-sent since",
         )
     ]
     assert ("username", "userb7") in app.state.sandbox.members("ex1")
@@ -190,7 +190,7 @@ def test_a_count_by_subtraction_is_never_worded_as_a_failure(tmp_path: Path) -> 
     )
     assert {r["detail"] for r in failed_rows(out)} == {
         "not narrowed down (explain budget spent): the counts of the sets around them "
-        "suggest 2 failures among these 4, not confirmed"
+        "suggest 2 failures among these 4, not confirmed; not re-sent since"
     }
 
 
@@ -311,7 +311,8 @@ def issue_leads() -> list[str]:
 
 DISAGREE_32 = (
     "the server counted 2 failed among these 32 (upload); "
-    "1 confirmed when re-sent, the rest did not fail again"
+    "1 confirmed when re-sent, the rest did not fail again; "
+    "re-sent since without failure: in the campaign now"
 )
 
 
@@ -327,7 +328,14 @@ def check_issue_case(rows: list[dict[str, str]], summary: dict[str, Any], lines:
     assert [int(r["line"]) for r in rows] == list(range(1, 33))
     assert summary["failed"] == 2
     assert (summary["failed_identified"], summary["failed_unconfirmed"]) == (1, 1)
-    assert summary["unconfirmed_identifiers"] == 31
+    assert summary["unconfirmed_identifiers"] == summary["unconfirmed_resolved"] == 31
+
+
+IN_THE_CAMPAIGN = "; re-sent since without failure: in the campaign now"
+
+
+def said_to_be_in_the_campaign(rows: list[dict[str, str]]) -> set[str]:
+    return {r["identifier"] for r in rows if r["detail"].endswith(IN_THE_CAMPAIGN)}
 
 
 def test_a_failure_that_does_not_repeat_is_never_blamed_on_an_added_lead(tmp_path: Path) -> None:
@@ -369,6 +377,45 @@ def test_a_flaky_lead_alone_in_a_batch_that_failed_whole_is_named_by_the_upload(
     ]
     assert summary["explain_requests"] == 0
     assert ("username", "flaky_a") not in app.state.sandbox.members("ex1")
+
+
+def test_unconfirmed_rows_say_whether_they_are_in_the_campaign_now(tmp_path: Path) -> None:
+    # The upload counts 4 failed: the gone one and three flaky ones, which do not fail
+    # again. With three requests: the first half re-sent fails none; the second, re-sent
+    # to confirm the 4 inferred, fails 1; its first quarter fails 1, and there it ends.
+    lines = ["u0", "u1", "u2", "u3", "gone4", "flaky5", "flaky6", "flaky7"]
+    out = tmp_path / "failed.csv"
+    app = sandbox_app()
+    _, summary = run_against(
+        app,
+        write_lines(tmp_path / "a.txt", lines),
+        batch_size=8,
+        explain_failures=out,
+        explain_budget=3,
+    )
+    rows = failed_rows(out)
+    disagree = (
+        "the server counted 4 failed among these 8 (upload); 1 in sets not narrowed "
+        "down (by their counts), the rest did not fail again"
+    )
+    loose = (
+        "its own answer counted 1 failed among these 2 (re-sent); "
+        "not narrowed down (explain budget spent)"
+    )
+    assert [(r["identifier"], r["status"], r["detail"]) for r in rows] == [
+        *((v, "unconfirmed", disagree + IN_THE_CAMPAIGN) for v in lines[:4]),
+        *((v, "unconfirmed", loose + "; not re-sent since") for v in lines[4:6]),
+        *(
+            (v, "unconfirmed", f"{disagree}; re-sent since, in a set whose failures "
+             "were not all confirmed")
+            for v in lines[6:]
+        ),
+    ]  # fmt: skip
+    # Checked against the campaign itself, not against what the tool was told.
+    members = {value for _, value in app.state.sandbox.members("ex1")}
+    assert said_to_be_in_the_campaign(rows) == set(lines[:4]) <= members
+    assert "gone4" not in members
+    assert (summary["unconfirmed_identifiers"], summary["unconfirmed_resolved"]) == (8, 4)
 
 
 @pytest.mark.parametrize("seed", range(200))
@@ -418,6 +465,11 @@ def test_random_schedules_never_name_a_lead_that_did_not_fail(tmp_path: Path, se
         if r["status"] == "failed" and not r["identifier"].startswith("gone"):
             assert r["detail"].endswith("(upload)"), r
     assert not failed & members, "a lead in the campaign was named as failed"
+    resolved = said_to_be_in_the_campaign(rows)
+    assert resolved <= unconfirmed and resolved <= members, (resolved - members, seed)
+    assert summary["unconfirmed_resolved"] == len(resolved)
+    endings = (IN_THE_CAMPAIGN, "; not re-sent since", "whose failures were not all confirmed")
+    assert all(r["detail"].endswith(endings) for r in rows if r["status"] == "unconfirmed")
     # None lost: every delivered lead that always fails is named or unconfirmed.
     not_delivered = set(undelivered.read_text().split())
     assert gone - not_delivered <= failed | unconfirmed
@@ -553,7 +605,7 @@ def test_a_negative_inferred_count_leaves_that_half_unconfirmed() -> None:
         (
             v,
             "not narrowed down: the answers disagree (2 failed among the 4 re-sent "
-            "beside these, more than the 1 counted for both)",
+            "beside these, more than the 1 counted for both); not re-sent since",
         )
         for v in "efgh"
     ]
@@ -572,7 +624,8 @@ def test_a_re_send_not_delivered_leaves_its_set_unconfirmed_and_the_rest_goes_on
     assert named(found) == {"u1"}
     assert [(lead.value, detail) for lead, detail in found.unconfirmed] == [
         (v, "not narrowed down (a re-send was not delivered): the counts of the sets "
-            "around them suggest a failure among these 4, not confirmed")
+            "around them suggest a failure among these 4, not confirmed; "
+            "not re-sent since")
         for v in values[4:]
     ]  # fmt: skip
     assert found.failed_unconfirmed == 1
@@ -595,7 +648,7 @@ def test_a_stop_before_the_phase_lists_what_the_upload_counted_without_a_request
         (
             v,
             "its own answer counted 1 failed among these 3 (upload); "
-            "not narrowed down (the run was stopped)",
+            "not narrowed down (the run was stopped); not re-sent since",
         )
         for v in "abc"
     ]
@@ -617,7 +670,7 @@ def test_a_set_inferred_to_fail_whole_is_confirmed_by_a_re_send_of_its_own() -> 
     assert named(found) == set()
     assert [(lead.value, d) for lead, d in found.unconfirmed] == [
         ("b", "not checked (explain budget spent): the counts of the sets around it "
-              "suggest a failure here, not confirmed")
+              "suggest a failure here, not confirmed; not re-sent since")
     ]  # fmt: skip
 
 
@@ -642,7 +695,11 @@ def test_the_issue_case_over_loopback_http(
     received = Counter(value for _, value in state.received("http1"))
     assert (received["flaky_a"], received["gone_b"]) == (2, 4)  # the upload, and re-sends
     assert ("username", "flaky_a") in state.members("http1")
+    # What the rows say is in the campaign is, by the server's own list.
+    rows = failed_rows(tmp_path / "failed.csv")
+    members = {value for _, value in state.members("http1")}
+    assert "flaky_a" in said_to_be_in_the_campaign(rows) <= members
     assert (
-        "explained failures: 1 confirmed and named, 1 not confirmed "
-        "(31 identifiers listed as unconfirmed), 9 extra requests"
+        "explained failures: 1 confirmed and named, 1 not confirmed (31 identifiers "
+        "listed as unconfirmed, 31 of them in the campaign now), 9 extra requests"
     ) in result.stderr
