@@ -47,8 +47,11 @@ and random ones in batches of up to 2000; failures that do not repeat count
 in f as the upload counted them. Of that, confirming the sets inferred to
 fail whole costs about one request for every two failures.
 
-Every request goes through `Engine.deliver`: the same concurrency, pacing,
-retries and stop handling as the upload. With a journal, each answer is
+Batches are explained concurrently; with a budget, one after another (the sets
+of a batch still go concurrently), so the budget names what it can, batch by
+batch, instead of narrowing every batch part of the way. Every request goes
+through `Engine.deliver`: the same concurrency, pacing, retries and stop
+handling as the upload. With a journal, each answer is
 recorded by the digest of its set, so an interrupted explanation resumes
 without asking again.
 """
@@ -136,11 +139,20 @@ class Explainer:
         self._started = False
 
     async def run(self) -> None:
-        """Explain every batch (concurrently, within the engine's limits)."""
+        """Explain every batch: concurrently (within the engine's limits), or within a
+        budget one batch after another, each batch's sets still concurrently."""
         self._started = True
         total = sum(case.failed for case in self._cases)
         self.engine.emit(ev.PhaseStarted("explain", {"batches": len(self._cases), "failed": total}))
-        await asyncio.gather(*(self._explain(case, next(iter(case.open))) for case in self._cases))
+        if self.budget is None:
+            await asyncio.gather(
+                *(self._explain(case, next(iter(case.open))) for case in self._cases)
+            )
+        else:
+            # Spread over every batch at once, a budget narrows each one part of the
+            # way and names none; spent batch by batch, it names what it can.
+            for case in self._cases:
+                await self._explain(case, next(iter(case.open)))
         self._progress()
 
     def _progress(self, unconfirmed: int | None = None) -> None:

@@ -154,6 +154,25 @@ def test_budget_caps_requests_and_lists_the_rest_as_unconfirmed(tmp_path: Path) 
     assert summary["unconfirmed_identifiers"] == 2000
 
 
+def test_a_budget_names_what_it_can_batch_by_batch(tmp_path: Path) -> None:
+    # 13 batches of 8 with one failure each: each needs at most 5 requests, so 20 name
+    # at least 4 of them when spent on one batch after another, not on all at once.
+    lines = [f"gone{i:03d}" if i % 8 == 3 else f"user{i:03d}" for i in range(13 * 8)]
+    out = tmp_path / "failed.csv"
+    _, summary = run_against(
+        sandbox_app(),
+        write_lines(tmp_path / "ex.txt", lines),
+        batch_size=8,
+        explain_failures=out,
+        explain_budget=20,
+    )
+    assert bound(8, 1) == 5 and summary["explain_requests"] <= 20
+    named = [r["identifier"] for r in failed_rows(out) if r["status"] == "failed"]
+    assert len(named) >= 4 and summary["failed_identified"] == len(named)
+    # In the order of the batches: the first ones are named, the last ones are not.
+    assert named == [f"gone{8 * b + 3:03d}" for b in range(len(named))]
+
+
 def test_a_count_by_subtraction_is_never_worded_as_a_failure(tmp_path: Path) -> None:
     # The flaky one failed on the upload only; the budget ends the search at the last
     # one, which the counts of the sets around it blame. It was added: a row may say
