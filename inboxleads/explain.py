@@ -68,7 +68,7 @@ from . import events as ev
 from .batching import Batch, batch_digest
 from .engine import Engine
 from .identifiers import Lead, readable
-from .reports import CsvOut, replacing
+from .reports import Reports
 
 BUDGET_SPENT = "explain budget spent"
 STOPPED = "the run was stopped"
@@ -389,26 +389,26 @@ def data_columns(keys: Iterable[str]) -> dict[str, str]:
     return names
 
 
-def write_failed(path: Path, explanation: Explanation) -> int:
-    """Write the failed and the unconfirmed identifiers as CSV; return the rows."""
-    rows = [(lead, "failed", detail) for lead, detail in explanation.failed]
-    rows += [(lead, "unconfirmed", detail) for lead, detail in explanation.unconfirmed]
-    rows.sort(key=lambda row: (row[0].source, row[0].line))
-    columns = data_columns(key for lead, _, _ in rows if lead.data for key in lead.data)
-    with replacing(path) as out:
-        writer = CsvOut(out)
-        writer.writerow([*COLUMNS, *columns.values()])
-        for lead, status, detail in rows:
-            data = lead.data or {}
-            writer.writerow(
-                [
-                    readable(lead.kind, lead.value),
-                    lead.kind.value,
-                    status,
-                    detail,
-                    lead.source,
-                    lead.line,
-                    *(data.get(c, "") for c in columns),
-                ]
-            )
+def write_failed(reports: Reports, path: Path, explanation: Explanation) -> int:
+    """Write the failed and the unconfirmed identifiers to `path` as CSV, through
+    `reports` (a write that fails is said there, with the rows it may lack); return
+    the rows."""
+    found = [(lead, "failed", detail) for lead, detail in explanation.failed]
+    found += [(lead, "unconfirmed", detail) for lead, detail in explanation.unconfirmed]
+    found.sort(key=lambda row: (row[0].source, row[0].line))
+    columns = data_columns(key for lead, _, _ in found if lead.data for key in lead.data)
+    rows = [
+        [
+            readable(lead.kind, lead.value),
+            lead.kind.value,
+            status,
+            detail,
+            lead.source,
+            lead.line,
+            *(data.get(c, "") for c in columns),
+        ]
+        for lead, status, detail in found
+        for data in [lead.data or {}]
+    ]
+    reports.write_table("--explain-failures", path, [*COLUMNS, *columns.values()], rows)
     return len(rows)

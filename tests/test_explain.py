@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import csv
 import itertools
+import json
 import math
 import random
+import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -304,6 +308,46 @@ def test_data_columns_named_like_the_files_own_get_a_name_of_their_own(tmp_path:
             "data.data.data.Status": "T",  # status, data.status, data.data.status taken
         }
     ]
+
+
+def test_a_failed_file_that_fills_up_keeps_its_whole_rows_and_says_how_many_are_missing(
+    tmp_path: Path,
+) -> None:
+    # A file size limit of 8 KiB, as a full disk would: the run goes on, the file keeps
+    # every whole row written before, and the error says how many rows may be missing.
+    lines = make_leads(32 * 40, set(range(3, 32 * 40, 5)))
+    write_lines(tmp_path / "ex.txt", lines)
+    argv = ["add", "x", "ex.txt", "--sandbox", "--batch-size", "32", "--json", "-q"]
+    argv += ["--explain-failures", "f.csv"]
+    limit = 8192
+    script = (
+        "import resource, runpy, sys; "
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+        f"sys.argv = ['inboxleads', *{argv!r}]; "
+        "runpy.run_module('inboxleads', run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    summary = json.loads(done.stdout.splitlines()[-1])
+    gone = [v for v in lines if v.startswith("gone")]
+    # Delivered, and a file of the tool's own failed: exit 1. The counts are whole.
+    assert done.returncode == summary["exit_code"] == 1, done.stderr
+    assert summary["failed_identified"] == summary["failed"] == len(gone)
+    text = (tmp_path / "f.csv").read_text()
+    assert 0 < len(text) <= limit and text.endswith("\n")
+    rows = failed_rows(tmp_path / "f.csv")
+    assert 0 < len(rows) < len(gone)
+    assert [r["identifier"] for r in rows] == gone[: len(rows)]
+    assert all(r["status"] == "failed" and r["line"] for r in rows)
+    said = re.search(
+        r"--explain-failures f\.csv: cannot write: .*; up to ([\d,]+) rows are missing",
+        done.stderr,
+    )
+    assert said, done.stderr
+    assert int(said.group(1).replace(",", "")) >= len(gone) - len(rows)
+    assert not list(tmp_path.glob(".*part*")), "a file being built was left behind"
 
 
 def test_dry_run_makes_no_explanation_request(tmp_path: Path) -> None:
