@@ -305,7 +305,7 @@ def add(
         typer.Option(
             "--explain-budget",
             help="At most this many extra requests for --explain-failures (default: no "
-            "cap); what is left is listed as unconfirmed.",
+            "cap), spent one batch after another; what is left is listed as unconfirmed.",
             show_default=False,
         ),
     ] = None,

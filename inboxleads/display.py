@@ -153,9 +153,16 @@ def details(summary: Summary) -> list[str]:
         parts = [f"{extra['failed_identified']:,} confirmed and named"]
         if extra["failed_unconfirmed"] or extra["unconfirmed_identifiers"]:
             listed = _plural(extra["unconfirmed_identifiers"], "identifier")
-            parts.append(
-                f"{extra['failed_unconfirmed']:,} not confirmed ({listed} listed as unconfirmed)"
-            )
+            if extra["unconfirmed_identifiers"]:
+                resolved = extra.get("unconfirmed_resolved", 0)
+                listed += (
+                    f" listed as unconfirmed, {resolved:,} of them in the campaign now"
+                    if resolved
+                    else " listed as unconfirmed, none of them known to be in the campaign"
+                )
+            else:
+                listed += " listed as unconfirmed"
+            parts.append(f"{extra['failed_unconfirmed']:,} not confirmed ({listed})")
         parts.append(_plural(extra["explain_requests"], "extra request"))
         lines.append("explained failures: " + ", ".join(parts))
     return lines

@@ -26,7 +26,17 @@ narrowed down) has its other identifiers listed as `unconfirmed`, never
 `failed`, each under the smallest such S that holds it. Sets the explanation
 could not narrow down (the budget was spent, the run was stopped, a re-send
 was not delivered) are listed as `unconfirmed` as well. Each row's `detail`
-says what the server's answers said.
+says what the server's answers said: a set's own answer as a count, and a count
+inferred by subtraction as what the counts of the sets around it suggest, never
+as a failure of these identifiers.
+
+Each `unconfirmed` row also says whether it is in the campaign now: it is when,
+after the answer its detail quotes, it was re-sent in a set whose answer's
+failures were all confirmed on other identifiers of that set (an answer of 0
+among them): it did not fail there, so it was added or already a member. That
+takes a failure confirmed later to have been one when that set was sent, as
+unresolvable accounts stay so; a failure that does not repeat only ever goes
+the other way. Otherwise the row says whether it was re-sent since at all.
 
 Cost, in sets re-sent (a retry of one is counted in `explain_requests` too):
 each set is sent at most once and the batch itself never (its answer is the
@@ -37,8 +47,11 @@ and random ones in batches of up to 2000; failures that do not repeat count
 in f as the upload counted them. Of that, confirming the sets inferred to
 fail whole costs about one request for every two failures.
 
-Every request goes through `Engine.deliver`: the same concurrency, pacing,
-retries and stop handling as the upload. With a journal, each answer is
+Batches are explained concurrently; with a budget, one after another (the sets
+of a batch still go concurrently), so the budget names what it can, batch by
+batch, instead of narrowing every batch part of the way. Every request goes
+through `Engine.deliver`: the same concurrency, pacing, retries and stop
+handling as the upload. With a journal, each answer is
 recorded by the digest of its set, so an interrupted explanation resumes
 without asking again.
 """
@@ -46,6 +59,7 @@ without asking again.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -54,7 +68,7 @@ from . import events as ev
 from .batching import Batch, batch_digest
 from .engine import Engine
 from .identifiers import Lead, readable
-from .reports import CsvOut, replacing
+from .reports import Reports
 
 BUDGET_SPENT = "explain budget spent"
 STOPPED = "the run was stopped"
@@ -71,6 +85,8 @@ class Explanation:
     unconfirmed: list[tuple[Lead, str]] = field(default_factory=list)
     # Failures the upload counted in the explained batches that were not confirmed.
     failed_unconfirmed: int = 0
+    # Unconfirmed rows re-sent since without failure: in the campaign now.
+    unconfirmed_resolved: int = 0
     requests: int = 0
 
 
@@ -123,11 +139,20 @@ class Explainer:
         self._started = False
 
     async def run(self) -> None:
-        """Explain every batch (concurrently, within the engine's limits)."""
+        """Explain every batch: concurrently (within the engine's limits), or within a
+        budget one batch after another, each batch's sets still concurrently."""
         self._started = True
         total = sum(case.failed for case in self._cases)
         self.engine.emit(ev.PhaseStarted("explain", {"batches": len(self._cases), "failed": total}))
-        await asyncio.gather(*(self._explain(case, next(iter(case.open))) for case in self._cases))
+        if self.budget is None:
+            await asyncio.gather(
+                *(self._explain(case, next(iter(case.open))) for case in self._cases)
+            )
+        else:
+            # Spread over every batch at once, a budget narrows each one part of the
+            # way and names none; spent batch by batch, it names what it can.
+            for case in self._cases:
+                await self._explain(case, next(iter(case.open)))
         self._progress()
 
     def _progress(self, unconfirmed: int | None = None) -> None:
@@ -188,7 +213,8 @@ class Explainer:
     def _leave(self, case: _Case, span: Span, reason: str) -> None:
         """The open set `span` cannot be narrowed down: it is listed as unconfirmed."""
         count, real = case.open.pop(span)
-        case.loose.append(_Loose(span, count, _loose_detail(span, count, real, reason)))
+        detail = _loose_detail(span, count, real, reason, case.where(span))
+        case.loose.append(_Loose(span, count, detail))
         self._loose += span[1] - span[0]
 
     async def _count_failed(self, case: _Case, span: Span) -> int | str:
@@ -242,17 +268,30 @@ def _conclude(case: _Case, out: Explanation) -> None:
         out.failed.extend((lead, detail) for lead in case.leads[lo:hi])
         confirmed[lo:hi] = [1] * (hi - lo)
     listed: list[str | None] = [None] * n
+    # The size of the set whose answer (or inferred count) each listed row quotes.
+    quoted = [0] * n
     pending = [0] * n
     for loose in case.loose:
         lo, hi = loose.span
         listed[lo:hi] = [loose.detail] * (hi - lo)
+        quoted[lo:hi] = [hi - lo] * (hi - lo)
         pending[lo] += loose.count
     # Prefix sums: the confirmed failures in a set, and the failures of the sets not
     # narrowed down inside it (every set is a node of the halving, so a loose one that
     # meets a set that was sent is inside it).
     confirmed_before = [0, *accumulate(confirmed)]
     pending_before = [0, *accumulate(pending)]
-    for span in sorted(case.answers, key=lambda s: s[1] - s[0]):
+    # The smallest re-sent set holding each lead, and the smallest whose answer's
+    # failures were all confirmed (elsewhere in it, for a lead not confirmed itself).
+    resent, resolving = [n + 1] * n, [n + 1] * n
+    by_size = sorted(case.answers, key=lambda s: s[1] - s[0])
+    for lo, hi in reversed(by_size):
+        if (lo, hi) == (0, n):
+            continue  # the upload: nothing was sent before it
+        resent[lo:hi] = [hi - lo] * (hi - lo)
+        if confirmed_before[hi] - confirmed_before[lo] == case.answers[(lo, hi)]:
+            resolving[lo:hi] = [hi - lo] * (hi - lo)
+    for span in by_size:
         lo, hi = span
         counted = case.answers[span]
         found = confirmed_before[hi] - confirmed_before[lo]
@@ -263,9 +302,20 @@ def _conclude(case: _Case, out: Explanation) -> None:
         for i in range(lo, hi):
             if not confirmed[i] and listed[i] is None:
                 listed[i] = detail
-    out.unconfirmed.extend(
-        (lead, detail) for lead, detail in zip(case.leads, listed, strict=True) if detail
-    )
+                quoted[i] = hi - lo
+    for i, (lead, why) in enumerate(zip(case.leads, listed, strict=True)):
+        if why is None:
+            continue
+        # Sent again after the answer its detail quotes, within that set: a set whose
+        # failures were all confirmed on other leads says this one did not fail.
+        if resolving[i] < quoted[i]:
+            out.unconfirmed_resolved += 1
+            since = "re-sent since without failure: in the campaign now"
+        elif resent[i] < quoted[i]:
+            since = "re-sent since, in a set whose failures were not all confirmed"
+        else:
+            since = "not re-sent since"
+        out.unconfirmed.append((lead, f"{why}; {since}"))
     out.failed_unconfirmed += max(0, case.failed - confirmed_before[n])
 
 
@@ -283,19 +333,26 @@ def _confirmed_detail(span: Span, where: str) -> str:
     return f"all {size} failed again when re-sent together"
 
 
-def _loose_detail(span: Span, count: int, real: bool, reason: str) -> str:
+def _loose_detail(span: Span, count: int, real: bool, reason: str, where: str) -> str:
+    """Why the set `span` is listed: a count, never a failure, is what is known of it."""
     size = span[1] - span[0]
     if real:
-        return f"{count} of these {size} failed (not narrowed down: {reason})"
-    if count >= size:
-        implied = "it" if size == 1 else "them"
         return (
-            f"{_these(span)} failed, by the counts of the sets around {implied} "
-            f"(not confirmed: {reason})"
+            f"its own answer counted {count} failed among {_these(span)} ({where}); "
+            f"not narrowed down ({reason})"
         )
+    # Inferred by subtraction: a guess about these identifiers, never a fact.
+    if count >= size:
+        guess = (
+            "the counts of the sets around it suggest a failure here"
+            if size == 1
+            else f"the counts of the sets around them suggest each of these {size} failed"
+        )
+        return f"not checked ({reason}): {guess}, not confirmed"
+    failures = "a failure" if count == 1 else f"{count} failures"
     return (
-        f"{count} of these {size} failed, by the counts of the sets around them "
-        f"(not narrowed down: {reason})"
+        f"not narrowed down ({reason}): the counts of the sets around them suggest "
+        f"{failures} among these {size}, not confirmed"
     )
 
 
@@ -305,33 +362,53 @@ def _disagreement_detail(span: Span, counted: int, found: int, left: int, where:
         return f"{head}; none failed again when re-sent"
     parts = [f"{found} confirmed when re-sent"] if found else []
     if left:
-        parts.append(f"{left} in sets not narrowed down")
+        parts.append(f"{left} in sets not narrowed down (by their counts)")
     return f"{head}; {', '.join(parts)}, the rest did not fail again"
 
 
-def write_failed(path: Path, explanation: Explanation) -> int:
-    """Write the failed and the unconfirmed identifiers as CSV; return the rows."""
-    rows = [(lead, "failed", detail) for lead, detail in explanation.failed]
-    rows += [(lead, "unconfirmed", detail) for lead, detail in explanation.unconfirmed]
-    rows.sort(key=lambda row: (row[0].source, row[0].line))
-    columns: dict[str, None] = {}
-    for lead, _, _ in rows:
-        if lead.data:
-            columns.update(dict.fromkeys(lead.data))
-    with replacing(path) as out:
-        writer = CsvOut(out)
-        writer.writerow(["identifier", "kind", "status", "detail", "source", "line", *columns])
-        for lead, status, detail in rows:
-            data = lead.data or {}
-            writer.writerow(
-                [
-                    readable(lead.kind, lead.value),
-                    lead.kind.value,
-                    status,
-                    detail,
-                    lead.source,
-                    lead.line,
-                    *(data.get(c, "") for c in columns),
-                ]
-            )
+# The file's own columns, before the leads' data.
+COLUMNS = ("identifier", "kind", "status", "detail", "source", "line")
+
+
+def data_columns(keys: Iterable[str]) -> dict[str, str]:
+    """The file's column for each data key: the key itself, unless it is named like
+    one of the file's own columns (in any case, as spreadsheets compare them); then
+    `data.` before it, as many times as it takes to name no other column."""
+    keys = list(dict.fromkeys(keys))
+    own = {c.casefold() for c in COLUMNS}
+    taken = own | {k.casefold() for k in keys}
+    names: dict[str, str] = {}
+    for key in keys:
+        name = key
+        if key.casefold() in own:
+            name = "data." + key
+            while name.casefold() in taken:
+                name = "data." + name
+            taken.add(name.casefold())
+        names[key] = name
+    return names
+
+
+def write_failed(reports: Reports, path: Path, explanation: Explanation) -> int:
+    """Write the failed and the unconfirmed identifiers to `path` as CSV, through
+    `reports` (a write that fails is said there, with the rows it may lack); return
+    the rows."""
+    found = [(lead, "failed", detail) for lead, detail in explanation.failed]
+    found += [(lead, "unconfirmed", detail) for lead, detail in explanation.unconfirmed]
+    found.sort(key=lambda row: (row[0].source, row[0].line))
+    columns = data_columns(key for lead, _, _ in found if lead.data for key in lead.data)
+    rows = [
+        [
+            readable(lead.kind, lead.value),
+            lead.kind.value,
+            status,
+            detail,
+            lead.source,
+            lead.line,
+            *(data.get(c, "") for c in columns),
+        ]
+        for lead, status, detail in found
+        for data in [lead.data or {}]
+    ]
+    reports.write_table("--explain-failures", path, [*COLUMNS, *columns.values()], rows)
     return len(rows)

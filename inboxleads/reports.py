@@ -1,7 +1,9 @@
-"""The files a run leaves for the user to act on: rejects and undelivered.
+"""The files a run leaves for the user to act on: rejects, undelivered, and the
+failed leads named by `--explain-failures`.
 
-Both stream to disk as the run goes, so a list of a million rejections costs
-no memory. Files are created with mode 0600: they hold lead data.
+Rejects and undelivered stream to disk as the run goes, so a list of a million
+rejections costs no memory; the failed leads are written once the run has named
+them (`Reports.write_table`). Files are created with mode 0600: they hold lead data.
 
 The undelivered file must read back with `inboxleads add` in auto mode: plain
 lines when every entry is a username or platform ID without data, else CSV
@@ -69,7 +71,8 @@ _FORM_SUFFIXES = frozenset({".csv", ".tsv", ".json", ".jsonl", ".ndjson"})
 
 
 class Reports:
-    """Writers for `--rejects` and `--undelivered` (each optional).
+    """Writers for `--rejects` and `--undelivered` (each optional), and for a table
+    written whole at the end of the run (`write_table`, for `--explain-failures`).
 
     Undelivered identifiers are written as they come, straight in their final
     form while that form is plain lines (the common case, and the one a stop
@@ -99,7 +102,12 @@ class Reports:
         # Bytes of each file known to be written whole (after its last good flush):
         # a write that fails is cut back to it, so no torn line reads as another lead.
         self._good: dict[str, int] = {"--rejects": 0, "--undelivered": 0}
-        # Per report ("--rejects", "--undelivered"): the error that stopped it.
+        # Each report's path as the user named it, and what one of its entries is.
+        self._paths: dict[str, Path | None] = {"--rejects": rejects, "--undelivered": undelivered}
+        self._what = {"--rejects": "entries", "--undelivered": "undelivered identifiers"}
+        # A table being written (`write_table`): its file and where it is built.
+        self._tables: dict[str, tuple[IO[str] | None, Path]] = {}
+        # Per report ("--rejects", "--undelivered", a table's): the error that stopped it.
         self.failures: dict[str, OSError] = {}
         # Warnings about a report that was written (see `write_undelivered`).
         self.notes: list[str] = []
@@ -197,12 +205,18 @@ class Reports:
         back to its last whole line, and count the `count` entries it lacks."""
         self.failures[name] = exc
         self.unlisted[name] = count
+        files: list[IO[str] | None] = []
+        path: Path | None = None
         if name == "--rejects":
             files, path = [self._rejects], self._rejects_path
             self._rejects = self._rejects_csv = None
-        else:
+        elif name == "--undelivered":
             files, path = [self._plain, self._spool], self._plain_path
             self._plain = self._spool = None
+        elif name in self._tables:
+            table, path = self._tables[name]
+            files = [table]
+            self._tables[name] = (None, path)
         for fh in files:
             if fh is not None:
                 with contextlib.suppress(OSError, ValueError):
@@ -297,15 +311,70 @@ class Reports:
                     built.unlink(missing_ok=True)
         self._rejects_path = self._plain_path = self._spool_path = None
 
+    def write_table(
+        self, name: str, path: Path, header: list[str], rows: list[list[Any]], what: str = "rows"
+    ) -> None:
+        """Write the CSV report `name` (an option, `--explain-failures`) whole, now.
+
+        As every report: built beside `path`, in groups each flushed, and moved into
+        place. A write that fails does not raise: the file keeps the whole rows written
+        before it and is put in place, and `problems` says how many `what` may be
+        missing from it."""
+        self._paths[name] = path
+        self._what[name] = what
+        self._good[name] = 0
+        target = Path(os.path.realpath(path))
+        try:
+            built = _temporary(target)
+        except OSError as exc:
+            self._broke(name, exc, len(rows))
+            return
+        placed = False
+        self._tables[name] = (None, built)
+        try:
+            try:
+                out = open_private(built)
+                self._tables[name] = (out, built)
+                writer = CsvOut(out)
+                writer.writerow(header)
+                self._flushed(name, out)
+            except OSError as exc:
+                self._broke(name, exc, 0)  # then every row is counted as missing
+
+            def write(group: list[list[Any]]) -> None:
+                for row in group:
+                    writer.writerow(row)
+                self._flushed(name, out)
+
+            self._in_groups(name, rows, write)
+            table, _ = self._tables[name]
+            if table is not None:
+                try:
+                    table.close()
+                except OSError as exc:
+                    self._broke(name, exc, 0)
+            try:
+                put_in_place(built, target)
+                placed = True
+            except OSError as exc:
+                self.failures.setdefault(name, exc)
+        finally:
+            table, _ = self._tables.pop(name)
+            if table is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    table.close()
+            if not placed:
+                with contextlib.suppress(OSError):
+                    built.unlink(missing_ok=True)
+
     def problems(self) -> list[str]:
         """One line per report that could not be written in full."""
-        paths = {"--rejects": self.rejects_path, "--undelivered": self.undelivered_path}
         lines = []
         for name, exc in self.failures.items():
             missing = self.unlisted.get(name, 0)
-            what = "entries are" if name == "--rejects" else "undelivered identifiers are"
-            tail = f"; up to {missing:,} {what} missing from it" if missing else ""
-            lines.append(f"{name} {paths[name]}: cannot write: {exc.strerror or exc}{tail}")
+            tail = f"; up to {missing:,} {self._what[name]} are missing from it" if missing else ""
+            reason = exc.strerror or exc
+            lines.append(f"{name} {self._paths[name]}: cannot write: {reason}{tail}")
         return lines
 
 

@@ -715,16 +715,14 @@ async def _explain(
     # After a stop (before the phase or during it), what is left is listed as not
     # narrowed down; a batch whose upload answer counted every lead failed needs no request.
     explanation = explainer.conclude()
-    try:
-        write_failed(path, explanation)
-    except OSError as exc:
-        # As for any report: said, and the run's status as for the tool's own errors.
-        failure = ReportError(f"--explain-failures {path}: cannot write: {exc.strerror or exc}")
-        engine.error = engine.error or failure
+    # As for any report: a file that cannot be written in full keeps its whole rows,
+    # and the reports say so (and how many may be missing) once the run is over.
+    write_failed(engine.reports, path, explanation)
     return {
         "failed_identified": len(explanation.failed),
         "failed_unconfirmed": explanation.failed_unconfirmed,
         "unconfirmed_identifiers": len(explanation.unconfirmed),
+        "unconfirmed_resolved": explanation.unconfirmed_resolved,
         # Requests that went out, as they went (one abandoned in flight included).
         "explain_requests": tally.explain_requests,
     }

@@ -337,16 +337,32 @@ def test_plain_summary_is_key_value_lines_and_a_verdict() -> None:
     ("found", "line"),
     [
         (
-            {"failed_identified": 1, "failed_unconfirmed": 1, "unconfirmed_identifiers": 31},
-            "explained failures: 1 confirmed and named, 1 not confirmed "
-            "(31 identifiers listed as unconfirmed), 12 extra requests",
+            {
+                "failed_identified": 1,
+                "failed_unconfirmed": 1,
+                "unconfirmed_identifiers": 31,
+                "unconfirmed_resolved": 30,
+            },
+            "explained failures: 1 confirmed and named, 1 not confirmed (31 identifiers "
+            "listed as unconfirmed, 30 of them in the campaign now), 12 extra requests",
+        ),
+        (
+            {
+                "failed_identified": 0,
+                "failed_unconfirmed": 3,
+                "unconfirmed_identifiers": 500,
+                "unconfirmed_resolved": 0,
+            },
+            "explained failures: 0 confirmed and named, 3 not confirmed (500 identifiers "
+            "listed as unconfirmed, none of them known to be in the campaign), "
+            "12 extra requests",
         ),
         (
             {"failed_identified": 7, "failed_unconfirmed": 0, "unconfirmed_identifiers": 0},
             "explained failures: 7 confirmed and named, 12 extra requests",
         ),
     ],
-    ids=["disagreement", "all-confirmed"],
+    ids=["disagreement", "not-narrowed-down", "all-confirmed"],
 )
 def test_plain_summary_says_what_the_explanation_confirmed(
     found: dict[str, int], line: str

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import csv
 import itertools
+import json
 import math
 import random
+import re
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -143,14 +147,74 @@ def test_budget_caps_requests_and_lists_the_rest_as_unconfirmed(tmp_path: Path) 
     # (two of them by subtraction); the budget stops there, so nothing is named.
     assert {r["status"] for r in rows} == {"unconfirmed"} and len(rows) == 2000
     assert Counter(r["detail"] for r in rows) == {
-        "1 of these 500 failed (not narrowed down: explain budget spent)": 1000,
-        "1 of these 500 failed, by the counts of the sets around them "
-        "(not narrowed down: explain budget spent)": 1000,
+        "its own answer counted 1 failed among these 500 (re-sent); "
+        "not narrowed down (explain budget spent); not re-sent since": 1000,
+        "not narrowed down (explain budget spent): the counts of the sets around them "
+        "suggest a failure among these 500, not confirmed; not re-sent since": 1000,
     }
     # Every failing lead is listed: none is lost.
     assert {lines[i] for i in failing} <= {r["identifier"] for r in rows}
     assert (summary["failed_identified"], summary["failed_unconfirmed"]) == (0, 4)
     assert summary["unconfirmed_identifiers"] == 2000
+
+
+def test_a_budget_names_what_it_can_batch_by_batch(tmp_path: Path) -> None:
+    # 13 batches of 8 with one failure each: each needs at most 5 requests, so 20 name
+    # at least 4 of them when spent on one batch after another, not on all at once.
+    lines = [f"gone{i:03d}" if i % 8 == 3 else f"user{i:03d}" for i in range(13 * 8)]
+    out = tmp_path / "failed.csv"
+    _, summary = run_against(
+        sandbox_app(),
+        write_lines(tmp_path / "ex.txt", lines),
+        batch_size=8,
+        explain_failures=out,
+        explain_budget=20,
+    )
+    assert bound(8, 1) == 5 and summary["explain_requests"] <= 20
+    named = [r["identifier"] for r in failed_rows(out) if r["status"] == "failed"]
+    assert len(named) >= 4 and summary["failed_identified"] == len(named)
+    # In the order of the batches: the first ones are named, the last ones are not.
+    assert named == [f"gone{8 * b + 3:03d}" for b in range(len(named))]
+
+
+def test_a_count_by_subtraction_is_never_worded_as_a_failure(tmp_path: Path) -> None:
+    # The flaky one failed on the upload only; the budget ends the search at the last
+    # one, which the counts of the sets around it blame. It was added: a row may say
+    # that the counts suggest a failure there, never that it failed.
+    lines = [f"userb{i}" for i in range(6)] + ["flakyb6", "userb7"]
+    out = tmp_path / "failed.csv"
+    app = sandbox_app()
+    _, summary = run_against(
+        app,
+        write_lines(tmp_path / "b8b.txt", lines),
+        batch_size=8,
+        explain_failures=out,
+        explain_budget=3,
+    )
+    assert [(r["identifier"], r["status"], r["detail"]) for r in failed_rows(out)] == [
+        (
+            "userb7",
+            "unconfirmed",
+            "not checked (explain budget spent): the counts of the sets around it "
+            "suggest a failure here, not confirmed; not re-sent since",
+        )
+    ]
+    assert ("username", "userb7") in app.state.sandbox.members("ex1")
+    assert (summary["failed_identified"], summary["failed_unconfirmed"]) == (0, 1)
+    # Two of four suggested by the counts, where only one can fail: said as counts.
+    lines = [f"userc{i}" for i in range(4)] + ["flakyc4", "gonec5", "userc6", "userc7"]
+    run_against(
+        app,
+        write_lines(tmp_path / "c8.txt", lines),
+        campaign="ex2",
+        batch_size=8,
+        explain_failures=out,
+        explain_budget=1,
+    )
+    assert {r["detail"] for r in failed_rows(out)} == {
+        "not narrowed down (explain budget spent): the counts of the sets around them "
+        "suggest 2 failures among these 4, not confirmed; not re-sent since"
+    }
 
 
 def test_explanation_with_faults_still_names_exactly_the_failures(tmp_path: Path) -> None:
@@ -211,6 +275,81 @@ def test_csv_data_is_kept_in_the_failed_file(tmp_path: Path) -> None:
     ]
 
 
+def test_data_columns_named_like_the_files_own_get_a_name_of_their_own(tmp_path: Path) -> None:
+    # A CRM export with its own status, detail, source... columns: a reader that goes
+    # by name must see the file's status (failed), and every data value under a name
+    # no other column has.
+    path = tmp_path / "crm.csv"
+    path.write_text(
+        "handle,status,detail,source,line,identifier,kind,data.status,Status\n"
+        "jack,active,x,crm,12,C-1,person,y,S\n"
+        "gone_x,lead,z,crm,13,C-2,company,w,T\n"
+    )
+    out = tmp_path / "failed.csv"
+    run_against(sandbox_app(), path, explain_failures=out)
+    with open(out, newline="") as fh:
+        header = next(csv.reader(fh))
+    assert len(header) == len(set(header)) == len({h.casefold() for h in header})
+    assert failed_rows(out) == [
+        {
+            "identifier": "gone_x",
+            "kind": "username",
+            "status": "failed",
+            "detail": "failed again when re-sent alone",
+            "source": str(path),
+            "line": "3",
+            "data.data.status": "lead",  # data.status is a data column's name
+            "data.detail": "z",
+            "data.source": "crm",
+            "data.line": "13",
+            "data.identifier": "C-2",
+            "data.kind": "company",
+            "data.status": "w",
+            "data.data.data.Status": "T",  # status, data.status, data.data.status taken
+        }
+    ]
+
+
+def test_a_failed_file_that_fills_up_keeps_its_whole_rows_and_says_how_many_are_missing(
+    tmp_path: Path,
+) -> None:
+    # A file size limit of 8 KiB, as a full disk would: the run goes on, the file keeps
+    # every whole row written before, and the error says how many rows may be missing.
+    lines = make_leads(32 * 40, set(range(3, 32 * 40, 5)))
+    write_lines(tmp_path / "ex.txt", lines)
+    argv = ["add", "x", "ex.txt", "--sandbox", "--batch-size", "32", "--json", "-q"]
+    argv += ["--explain-failures", "f.csv"]
+    limit = 8192
+    script = (
+        "import resource, runpy, sys; "
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+        f"sys.argv = ['inboxleads', *{argv!r}]; "
+        "runpy.run_module('inboxleads', run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    summary = json.loads(done.stdout.splitlines()[-1])
+    gone = [v for v in lines if v.startswith("gone")]
+    # Delivered, and a file of the tool's own failed: exit 1. The counts are whole.
+    assert done.returncode == summary["exit_code"] == 1, done.stderr
+    assert summary["failed_identified"] == summary["failed"] == len(gone)
+    text = (tmp_path / "f.csv").read_text()
+    assert 0 < len(text) <= limit and text.endswith("\n")
+    rows = failed_rows(tmp_path / "f.csv")
+    assert 0 < len(rows) < len(gone)
+    assert [r["identifier"] for r in rows] == gone[: len(rows)]
+    assert all(r["status"] == "failed" and r["line"] for r in rows)
+    said = re.search(
+        r"--explain-failures f\.csv: cannot write: .*; up to ([\d,]+) rows are missing",
+        done.stderr,
+    )
+    assert said, done.stderr
+    assert int(said.group(1).replace(",", "")) >= len(gone) - len(rows)
+    assert not list(tmp_path.glob(".*part*")), "a file being built was left behind"
+
+
 def test_dry_run_makes_no_explanation_request(tmp_path: Path) -> None:
     out = tmp_path / "failed.csv"
     _, summary = run_against(
@@ -235,7 +374,8 @@ def issue_leads() -> list[str]:
 
 DISAGREE_32 = (
     "the server counted 2 failed among these 32 (upload); "
-    "1 confirmed when re-sent, the rest did not fail again"
+    "1 confirmed when re-sent, the rest did not fail again; "
+    "re-sent since without failure: in the campaign now"
 )
 
 
@@ -251,7 +391,14 @@ def check_issue_case(rows: list[dict[str, str]], summary: dict[str, Any], lines:
     assert [int(r["line"]) for r in rows] == list(range(1, 33))
     assert summary["failed"] == 2
     assert (summary["failed_identified"], summary["failed_unconfirmed"]) == (1, 1)
-    assert summary["unconfirmed_identifiers"] == 31
+    assert summary["unconfirmed_identifiers"] == summary["unconfirmed_resolved"] == 31
+
+
+IN_THE_CAMPAIGN = "; re-sent since without failure: in the campaign now"
+
+
+def said_to_be_in_the_campaign(rows: list[dict[str, str]]) -> set[str]:
+    return {r["identifier"] for r in rows if r["detail"].endswith(IN_THE_CAMPAIGN)}
 
 
 def test_a_failure_that_does_not_repeat_is_never_blamed_on_an_added_lead(tmp_path: Path) -> None:
@@ -293,6 +440,45 @@ def test_a_flaky_lead_alone_in_a_batch_that_failed_whole_is_named_by_the_upload(
     ]
     assert summary["explain_requests"] == 0
     assert ("username", "flaky_a") not in app.state.sandbox.members("ex1")
+
+
+def test_unconfirmed_rows_say_whether_they_are_in_the_campaign_now(tmp_path: Path) -> None:
+    # The upload counts 4 failed: the gone one and three flaky ones, which do not fail
+    # again. With three requests: the first half re-sent fails none; the second, re-sent
+    # to confirm the 4 inferred, fails 1; its first quarter fails 1, and there it ends.
+    lines = ["u0", "u1", "u2", "u3", "gone4", "flaky5", "flaky6", "flaky7"]
+    out = tmp_path / "failed.csv"
+    app = sandbox_app()
+    _, summary = run_against(
+        app,
+        write_lines(tmp_path / "a.txt", lines),
+        batch_size=8,
+        explain_failures=out,
+        explain_budget=3,
+    )
+    rows = failed_rows(out)
+    disagree = (
+        "the server counted 4 failed among these 8 (upload); 1 in sets not narrowed "
+        "down (by their counts), the rest did not fail again"
+    )
+    loose = (
+        "its own answer counted 1 failed among these 2 (re-sent); "
+        "not narrowed down (explain budget spent)"
+    )
+    assert [(r["identifier"], r["status"], r["detail"]) for r in rows] == [
+        *((v, "unconfirmed", disagree + IN_THE_CAMPAIGN) for v in lines[:4]),
+        *((v, "unconfirmed", loose + "; not re-sent since") for v in lines[4:6]),
+        *(
+            (v, "unconfirmed", f"{disagree}; re-sent since, in a set whose failures "
+             "were not all confirmed")
+            for v in lines[6:]
+        ),
+    ]  # fmt: skip
+    # Checked against the campaign itself, not against what the tool was told.
+    members = {value for _, value in app.state.sandbox.members("ex1")}
+    assert said_to_be_in_the_campaign(rows) == set(lines[:4]) <= members
+    assert "gone4" not in members
+    assert (summary["unconfirmed_identifiers"], summary["unconfirmed_resolved"]) == (8, 4)
 
 
 @pytest.mark.parametrize("seed", range(200))
@@ -342,6 +528,11 @@ def test_random_schedules_never_name_a_lead_that_did_not_fail(tmp_path: Path, se
         if r["status"] == "failed" and not r["identifier"].startswith("gone"):
             assert r["detail"].endswith("(upload)"), r
     assert not failed & members, "a lead in the campaign was named as failed"
+    resolved = said_to_be_in_the_campaign(rows)
+    assert resolved <= unconfirmed and resolved <= members, (resolved - members, seed)
+    assert summary["unconfirmed_resolved"] == len(resolved)
+    endings = (IN_THE_CAMPAIGN, "; not re-sent since", "whose failures were not all confirmed")
+    assert all(r["detail"].endswith(endings) for r in rows if r["status"] == "unconfirmed")
     # None lost: every delivered lead that always fails is named or unconfirmed.
     not_delivered = set(undelivered.read_text().split())
     assert gone - not_delivered <= failed | unconfirmed
@@ -477,7 +668,7 @@ def test_a_negative_inferred_count_leaves_that_half_unconfirmed() -> None:
         (
             v,
             "not narrowed down: the answers disagree (2 failed among the 4 re-sent "
-            "beside these, more than the 1 counted for both)",
+            "beside these, more than the 1 counted for both); not re-sent since",
         )
         for v in "efgh"
     ]
@@ -495,8 +686,9 @@ def test_a_re_send_not_delivered_leaves_its_set_unconfirmed_and_the_rest_goes_on
     found = explain_with(engine, [(values, 2)])
     assert named(found) == {"u1"}
     assert [(lead.value, detail) for lead, detail in found.unconfirmed] == [
-        (v, "1 of these 4 failed, by the counts of the sets around them "
-            "(not narrowed down: a re-send was not delivered)")
+        (v, "not narrowed down (a re-send was not delivered): the counts of the sets "
+            "around them suggest a failure among these 4, not confirmed; "
+            "not re-sent since")
         for v in values[4:]
     ]  # fmt: skip
     assert found.failed_unconfirmed == 1
@@ -516,7 +708,12 @@ def test_a_stop_before_the_phase_lists_what_the_upload_counted_without_a_request
         ("e", "all 2 of its batch failed (upload)"),
     ]
     assert [(lead.value, d) for lead, d in found.unconfirmed] == [
-        (v, "1 of these 3 failed (not narrowed down: the run was stopped)") for v in "abc"
+        (
+            v,
+            "its own answer counted 1 failed among these 3 (upload); "
+            "not narrowed down (the run was stopped); not re-sent since",
+        )
+        for v in "abc"
     ]
     assert (found.failed_unconfirmed, found.requests) == (1, 0)
 
@@ -535,8 +732,8 @@ def test_a_set_inferred_to_fail_whole_is_confirmed_by_a_re_send_of_its_own() -> 
     found = explain_with(engine, [(["a", "b"], 1)], budget=1)
     assert named(found) == set()
     assert [(lead.value, d) for lead, d in found.unconfirmed] == [
-        ("b", "this one failed, by the counts of the sets around it "
-              "(not confirmed: explain budget spent)")
+        ("b", "not checked (explain budget spent): the counts of the sets around it "
+              "suggest a failure here, not confirmed; not re-sent since")
     ]  # fmt: skip
 
 
@@ -561,7 +758,11 @@ def test_the_issue_case_over_loopback_http(
     received = Counter(value for _, value in state.received("http1"))
     assert (received["flaky_a"], received["gone_b"]) == (2, 4)  # the upload, and re-sends
     assert ("username", "flaky_a") in state.members("http1")
+    # What the rows say is in the campaign is, by the server's own list.
+    rows = failed_rows(tmp_path / "failed.csv")
+    members = {value for _, value in state.members("http1")}
+    assert "flaky_a" in said_to_be_in_the_campaign(rows) <= members
     assert (
-        "explained failures: 1 confirmed and named, 1 not confirmed "
-        "(31 identifiers listed as unconfirmed), 9 extra requests"
+        "explained failures: 1 confirmed and named, 1 not confirmed (31 identifiers "
+        "listed as unconfirmed, 31 of them in the campaign now), 9 extra requests"
     ) in result.stderr

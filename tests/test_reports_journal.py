@@ -105,6 +105,28 @@ def test_an_existing_world_readable_report_file_becomes_private(tmp_path: Path) 
     assert "old contents" not in path.read_text()
 
 
+def test_a_table_is_written_whole_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "failed.csv"
+    path.write_text("an earlier run's\n")
+    reports = Reports()
+    rows = [[f"gone{i}", "username", "failed", "a\rb" if i == 1 else "x"] for i in range(200)]
+    reports.write_table("--explain-failures", path, ["identifier", "kind", "status", "d"], rows)
+    assert reports.problems() == [] and mode(path) == 0o600
+    with open(path, encoding="utf-8", newline="") as fh:
+        assert list(csv.reader(fh)) == [["identifier", "kind", "status", "d"], *rows]
+    assert [p.name for p in tmp_path.iterdir()] == ["failed.csv"]
+
+
+def test_a_table_that_cannot_be_written_is_said_with_its_rows(tmp_path: Path) -> None:
+    # Its folder went away during the run: nothing raised, the rows said to be missing.
+    reports = Reports()
+    gone = tmp_path / "gone" / "failed.csv"
+    reports.write_table("--explain-failures", gone, ["identifier"], [["a"], ["b"]])
+    [line] = reports.problems()
+    assert line.startswith(f"--explain-failures {gone}: cannot write: ")
+    assert line.endswith("; up to 2 rows are missing from it")
+
+
 # --- undelivered -------------------------------------------------------------------------
 
 
