@@ -189,16 +189,17 @@ def distinct_keys(header: list[str]) -> tuple[list[str], list[str]]:
     warnings: list[str] = []
     for position, name in enumerate(header, start=1):
         key = name
-        if not name:
-            key = f"column_{position}"
-        elif name in seen:
-            copy = 2
-            while f"{name}_{copy}" in taken or f"{name}_{copy}" in seen:
+        if not name or name in seen:
+            base = name or f"column_{position}"
+            key, copy = base, 1
+            # A name no other column has or will have: a named `column_3` keeps its own.
+            while key in taken or key in seen:
                 copy += 1
-            key = f"{name}_{copy}"
-            warnings.append(
-                f"column {position} repeats the name {name!r}: its values are sent as {key!r}"
-            )
+                key = f"{base}_{copy}"
+            if name:
+                warnings.append(
+                    f"column {position} repeats the name {name!r}: its values are sent as {key!r}"
+                )
         seen.add(key)
         keys.append(key)
     return keys, warnings
@@ -257,7 +258,11 @@ def _named(header: list[str], keys: list[str], name: str) -> list[IdColumn]:
 
 
 def _matching(header: list[str], keys: list[str], name: str, option: str) -> list[int]:
-    """The columns `name` names: its exact key, else every column of that normalised name."""
+    """The columns `name` names: every column of that exact header, or its exact
+    key (`Name_2`), else every column of that normalised name."""
+    exact = [i for i, h in enumerate(header) if h == name]
+    if exact:
+        return exact
     if name in keys:
         return [keys.index(name)]
     wanted = normalise(name)

@@ -172,6 +172,16 @@ _RESERVED_PATHS = frozenset(
         "account",
         "oauth",
         "download",
+        "jobs",
+        "about",
+        "bookmarks",
+        "lists",
+        "help",
+        "following",
+        "followers",
+        "connect_people",
+        "who_to_follow",
+        "statuses",
     }
 )
 _HOSTS = frozenset({"x.com", "twitter.com"})
@@ -306,7 +316,8 @@ def _bare(text: str) -> ParseResult:
 
 
 def _parse_link(text: str) -> ParseResult:
-    url = text if "://" in text else "https://" + text
+    # `//x.com/jack` (protocol-relative, as pages write links) has its host too.
+    url = text if "://" in text else "https://" + text.removeprefix("//")
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()

@@ -28,7 +28,7 @@ import re
 import stat
 import sys
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -58,6 +58,8 @@ MAX_JSON_BYTES = 256 * MAX_LINE_BYTES
 # A cell may be as long as a line; past that the csv module raises, and the row is rejected.
 csv.field_size_limit(MAX_RECORD_BYTES)
 SNIFF_BYTES = 8192
+# Meaningful lines the format is guessed from, at most (a lone name above numbers).
+SNIFF_LINES = 50
 STDIN_NAME = "<stdin>"
 
 
@@ -727,16 +729,17 @@ def read_chunks(
     blocks: Iterator[tuple[int, list[str]]] = lines.blocks()
     if fmt is Format.AUTO:
         held: list[tuple[int, list[str]]] = []
-        meaningful: list[tuple[int, str]] = []
+        meaningful: list[str] = []
         for number, block in blocks:
             held.append((number, block))
-            wanted = 2 - len(meaningful)  # the first two lines decide at most
-            meaningful.extend(itertools.islice(_meaningful(lines, number, block), wanted))
-            if meaningful and sniff(meaningful[0][1], options, _next_line(meaningful)):
+            wanted = SNIFF_LINES - len(meaningful)
+            meaningful.extend(
+                t for _, t in itertools.islice(_meaningful(lines, number, block), wanted)
+            )
+            if meaningful and sniff(meaningful[0], options, meaningful[1:], complete=False):
                 break
-        first = meaningful[0][1] if meaningful else ""
-        second = meaningful[1][1] if len(meaningful) > 1 else None
-        fmt = sniff(first, options, second) or Format.LINES
+        first = meaningful[0] if meaningful else ""
+        fmt = sniff(first, options, meaningful[1:]) or Format.LINES
         blocks = itertools.chain(held, blocks)
     if options.columns and fmt not in (Format.CSV, Format.TSV):
         raise InputError(lines.source.name, _not_a_table(fmt, options.columns), 1)
@@ -760,30 +763,34 @@ def reads_as_header(value: str) -> bool:
     return cols.is_known(value)
 
 
-class _More:
-    """`sniff` needs the next meaningful line to decide."""
-
-
-_MORE = _More()
-
-
 def _meaningful(lines: _Lines, first: int, block: list[str]) -> Iterator[tuple[int, str]]:
     """The numbered lines of a block that are neither blank nor comments (an
     unreadable one included: a header that is not UTF-8 is still a header)."""
     for number, text in enumerate(block, first):
-        if text.strip() and not text.startswith("#"):
+        if text.strip() and not _is_comment(text):
             yield number, text
 
 
-def _next_line(meaningful: list[tuple[int, str]]) -> str | _More:
-    return meaningful[1][1] if len(meaningful) > 1 else _MORE
+def _is_comment(text: str) -> bool:
+    """A line starting with `#`, unless it is a header whose first column is `#`
+    (a row-number column: `#,Name,Twitter`)."""
+    if not text.startswith("#"):
+        return False
+    delimiter = _pick_delimiter(text)
+    return delimiter not in text or not any(cols.is_known(c) for c in _cells(text, delimiter)[1:])
 
 
-def sniff(first: str, options: ReadOptions, second: str | _More | None = None) -> Format | None:
-    """Guess the format of an input from its first meaningful line, and the
-    second one where the first may be the header of a table with no column
-    named as an identifier's (None: the second line is needed, `second` is
-    `_MORE`; None given for `second` means there is none).
+def sniff(
+    first: str,
+    options: ReadOptions,
+    following: Sequence[str] = (),
+    complete: bool = True,
+) -> Format | None:
+    """Guess the format of an input from its first meaningful line, and the lines
+    after it where the first may be the header of a table that names no
+    identifier column. `following`: the next meaningful lines read so far (up to
+    `SNIFF_LINES` in all); None when they are needed to decide and more may
+    come (`complete` False).
     """
     if _declared_delimiter(first) is not None:
         return Format.CSV
@@ -799,12 +806,13 @@ def sniff(first: str, options: ReadOptions, second: str | _More | None = None) -
         # send the account of that name first, write it as @name.)
         if cols.normalise(text) in wanted or (not wanted and cols.is_known(text)):
             return Format.CSV
-        # A name that is no identifier (`Record ID - Contact`) above a number is
-        # the header of a column of row numbers or another system's ids.
-        if not wanted and isinstance(parse_value(text), str) and not text.isdigit():
-            if isinstance(second, _More):
-                return None
-            if second is not None and second.strip().isdigit():
+        # A lone name above a number (`Record ID - Contact`, `phone`, `zip`) is the
+        # header of a column of row numbers, another system's ids or figures.
+        if not wanted and not text.isdigit():
+            if not following:
+                return None if not complete else Format.LINES
+            # Every line after it a number (a mixed list has a handle among them).
+            if all(line.strip().isdigit() for line in following):
                 return Format.CSV
     fmt = Format.TSV if delimiter == "\t" else Format.CSV
     cells = _cells(text, delimiter)
@@ -815,9 +823,9 @@ def sniff(first: str, options: ReadOptions, second: str | _More | None = None) -
         # A header naming no identifier column (`ID,Name,Company`): known by
         # a next line of as many fields, and refused with the list of columns.
         if cols.looks_like_header(cells):
-            if isinstance(second, _More):
-                return None
-            if second is not None and len(_cells(second.strip(), delimiter)) == len(cells):
+            if not following:
+                return None if not complete else Format.LINES
+            if len(_cells(following[0].strip(), delimiter)) == len(cells):
                 return fmt
     return Format.LINES
 
@@ -946,7 +954,7 @@ def _table_header(
     declared = None
     for text in it:
         number = lines.number
-        if not text.strip() or text.startswith("#"):
+        if not text.strip() or _is_comment(text):
             if number in lines.bad:
                 # Unreadable, but a comment all the same: its encoding hint stays.
                 del lines.bad[number]
@@ -954,7 +962,7 @@ def _table_header(
                 if notice is not None:
                     yield notice
         elif number in lines.bad:
-            problem = lines.explained(f"the header line is {lines.bad[number]}")
+            problem = lines.explained(f"unreadable header line ({lines.bad[number]})")
             raise InputError(lines.source.name, problem, number)
         else:
             if declared is None:
@@ -1001,6 +1009,7 @@ def _read_table(
     # Columns with no name, said once a value turns up in one (Excel's trailing `,`).
     unnamed = {i: k for i, k in layout.data if not header[i]}
     width = len(header)
+    names = frozenset(header)
     for number, last, raw, row in _csv_records(it, lines, delimiter):
         # Unreadable lines of this record (a NUL inside a quoted cell), and of blank
         # records before it, reject it whole.
@@ -1025,6 +1034,22 @@ def _read_table(
                 yield Rejection(name, number, raw, f"{len(row)} fields, header has {width}")
                 continue
             del row[width:]  # empty cells after the last column, as spreadsheets write them
+        if row[0].strip() in names and sorted(c.strip() for c in row) == sorted(header):
+            # The header again: exports joined one after another. In another order,
+            # the rows after it are read by it.
+            again = [c.strip() for c in row]
+            if again == header:
+                yield Notice(name, number, "the header again (inputs joined?): skipped")
+                continue
+            layout = cols.layout(
+                again, options.columns, options.data_columns, options.no_data, options.read_as
+            )
+            header, identifiers = again, layout.identifiers
+            unnamed = {i: k for i, k in layout.data if not header[i]}
+            yield Notice(
+                name, number, "the header again, in another order: the rows after it are read by it"
+            )
+            continue
         used, parsed = _identifier_of(row, identifiers)
         if isinstance(parsed, str):
             yield Rejection(name, number, raw, parsed)

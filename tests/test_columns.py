@@ -431,7 +431,7 @@ def test_an_unreadable_header_stops_the_input_never_promoting_a_row_to_header(
         env=api_env(sandbox_server),
     )
     assert result.code == 2, result.stderr
-    assert ":1: the header line is" in result.stderr
+    assert ":1: unreadable header line (" in result.stderr
     assert sandbox_server.state.total_requests() == 0
     assert path.read_bytes() == body
 
@@ -483,13 +483,15 @@ def test_every_one_column_id_header_is_read_as_a_header_and_refused(header: str)
 def test_a_plain_list_of_a_handle_then_user_ids_is_still_a_list(
     run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
-    # "david" ends in "id" but is no column name; "@ops" and "jack" are handles.
-    write_lines(tmp_path / "mixed", ["david", "12", "783214"])
+    # "david" ends in "id" but is no column name, and a handle among the numbers
+    # makes the list a mixed one, not a column of figures under its title.
+    write_lines(tmp_path / "mixed", ["david", "12", "naval", "783214"])
     result = run_cli("add", "mix1", "mixed", "--json", env=api_env(sandbox_server))
     assert result.code == 0, result.stderr
     assert set(received(sandbox_server, "mix1")) == {
         ("username", "david"),
         ("platformId", "12"),
+        ("username", "naval"),
         ("platformId", "783214"),
     }
 
@@ -654,3 +656,77 @@ def test_an_undelivered_table_reads_back_with_its_data_when_a_data_column_is_nam
         ("username", "alice"): {"username": "bob", "Name": "A"},
         ("username", "carl"): {"Name": "C"},
     }
+
+
+# -- what a second try at breaking it turned up ----------------------------------------
+
+
+def test_exports_joined_one_after_another_never_send_the_header_as_a_lead(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    same = "name,twitter\nA,jack\nB,naval\nname,twitter\nC,paulg\n"
+    reordered = "name,twitter\nAlice,jack27\ntwitter,name\nnaval27,Bob\n"
+    (tmp_path / "same.csv").write_text(same)
+    result = run_cli("add", "cat1", "-", "--json", stdin=same, env=api_env(sandbox_server))
+    assert result.code == 0, result.stderr
+    assert received(sandbox_server, "cat1") == {
+        ("username", "jack"): {"name": "A"},
+        ("username", "naval"): {"name": "B"},
+        ("username", "paulg"): {"name": "C"},
+    }
+    assert "<stdin>:4: the header again (inputs joined?): skipped" in result.stderr
+    (tmp_path / "re.csv").write_text(reordered)
+    result = run_cli("add", "cat2", "re.csv", "--json", env=api_env(sandbox_server))
+    assert result.code == 0, result.stderr
+    assert received(sandbox_server, "cat2") == {
+        ("username", "jack27"): {"name": "Alice"},
+        ("username", "naval27"): {"name": "Bob"},
+    }
+
+
+@pytest.mark.parametrize("where", ["stdin", "phone.txt"])
+def test_a_one_column_export_of_figures_never_sends_its_title_or_its_numbers(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path, where: str
+) -> None:
+    text = "phone\n5551234567\n94105\n"
+    (tmp_path / "phone.txt").write_text(text)
+    result = run_cli(
+        "add",
+        "fig1",
+        where if where != "stdin" else "-",
+        "--json",
+        stdin=text if where == "stdin" else None,
+        env=api_env(sandbox_server),
+    )
+    assert result.code == 2, result.stderr
+    assert "'phone'" in result.stderr and "write it as @phone" in result.stderr
+    assert sandbox_server.state.total_requests() == 0
+
+
+def test_a_row_number_column_named_hash_is_a_header_not_a_comment(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "hash.csv", ["#,Name,Twitter", "1,Alice,jack", "2,Bob,naval"])
+    result = run_cli("add", "hash1", "hash.csv", "--json", env=api_env(sandbox_server))
+    assert result.code == 0, result.stderr
+    assert received(sandbox_server, "hash1") == {
+        ("username", "jack"): {"#": "1", "Name": "Alice"},
+        ("username", "naval"): {"#": "2", "Name": "Bob"},
+    }
+
+
+def test_column_naming_a_header_two_columns_share_uses_both(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    write_lines(tmp_path / "rep.csv", ["Name,Twitter,Twitter", "A,,naval", "B,jack,paulg"])
+    result = run_cli(
+        "add", "rep1", "rep.csv", "--column", "Twitter", "--json", env=api_env(sandbox_server)
+    )
+    assert result.code == 0, result.stderr
+    assert result.summary["columns"]["identifier"] == ["Twitter", "Twitter_2"]
+    assert set(received(sandbox_server, "rep1")) == {("username", "naval"), ("username", "jack")}
+
+
+def test_a_column_named_like_an_unnamed_ones_key_keeps_its_name() -> None:
+    keys, _ = cols.distinct_keys(["", "twitter", "column_1", ""])
+    assert keys == ["column_1_2", "twitter", "column_1", "column_4"]

@@ -385,7 +385,7 @@ def test_a_header_that_is_not_utf8_stops_the_input_with_the_hint(tmp_path: Path)
     path = write(tmp_path, "export.csv", "Prénom;Twitter\r\nJack;@jack\r\n".encode("cp1252"))
     with pytest.raises(InputError) as info:
         read_file(path)
-    assert "the header line is not valid UTF-8" in info.value.message
+    assert "unreadable header line (not valid UTF-8)" in info.value.message
     assert info.value.message.endswith(f"(line 1: {HINT})")
 
 

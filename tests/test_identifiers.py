@@ -771,3 +771,27 @@ def test_parsing_the_canonical_value_again_gives_the_same_lead(raw: str, read_as
     if kind is not Kind.EXTERNAL_ID:
         # What --undelivered writes must read back the same in auto mode.
         assert parse_value(_as_auto_text(kind, value)) == first
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "x.com/jobs",
+        "x.com/about",
+        "x.com/bookmarks",
+        "x.com/lists",
+        "x.com/help",
+        "x.com/following",
+        "x.com/followers",
+        "x.com/connect_people",
+        "x.com/who_to_follow",
+        "twitter.com/statuses/20",
+    ],
+)
+def test_more_site_pages_are_not_profiles(link: str) -> None:
+    result = parse_value(link)
+    assert isinstance(result, str) and "is a page" in result
+
+
+def test_a_protocol_relative_link_is_read_with_its_host() -> None:
+    assert parse_value("//x.com/jack27") == (Kind.USERNAME, "jack27")
