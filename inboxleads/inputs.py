@@ -811,6 +811,8 @@ def sniff(
         if not wanted and not text.isdigit():
             if not following:
                 return None if not complete else Format.LINES
+            if _names_an_identifier_column(following[0], None):
+                return Format.CSV  # a title above the header
             # Every line after it a number (a mixed list has a handle among them).
             if all(line.strip().isdigit() for line in following):
                 return Format.CSV
@@ -941,15 +943,17 @@ def _csv_problem(exc: csv.Error) -> str:
 
 
 def _table_header(
-    it: Iterator[str], lines: _Lines, delimiter: str | None
-) -> Generator[Rejection | Notice, None, tuple[str, str] | None]:
-    """Read up to the header line: (header line, delimiter), or None if there is none.
+    it: Iterator[str], lines: _Lines, delimiter: str | None, named: tuple[str, ...] = ()
+) -> Generator[Notice, None, tuple[str, str, list[tuple[int, str]]] | None]:
+    """Read up to the header line: (header line, delimiter, the numbered line read
+    after it to look, if any), or None if there is none.
 
     Blank and comment lines are skipped (before the header only: after it, a
     blank line may be part of a quoted multi-line cell). An unreadable header
     stops the input: read without it, the first row would name the columns. A
     first `sep=X` line (Excel) declares the delimiter, which wins over the one
-    given, and the header is the line after it.
+    given, and the header is the line after it. A title above the header (one
+    name, `Contacts`, above a line naming an identifier column) is skipped.
     """
     declared = None
     for text in it:
@@ -969,24 +973,51 @@ def _table_header(
                 declared = _declared_delimiter(text)
                 if declared is not None:
                     continue
+            if declared is None and _may_be_a_title(text, delimiter, named):
+                following = next(it, None)
+                if following is None:
+                    return text, delimiter or _pick_delimiter(text), []
+                if not _names_an_identifier_column(following, delimiter):
+                    return text, delimiter or _pick_delimiter(text), [(lines.number, following)]
+                shown = text.strip()[:100]
+                yield Notice(
+                    lines.source.name, number, f"{shown!r} is a title, not a header: skipped"
+                )
+                text = following
             while text.count('"') % 2:
                 # A quoted name with a line break in it: the header goes on.
                 more = next(it, None)
                 if more is None:
                     break
                 text += more
-            return text, declared or delimiter or _pick_delimiter(text)
+            return text, declared or delimiter or _pick_delimiter(text), []
     return None
+
+
+def _may_be_a_title(text: str, delimiter: str | None, named: tuple[str, ...]) -> bool:
+    """A first line of one cell that names no identifier column."""
+    if '"' in text or (delimiter or _pick_delimiter(text)) in text:
+        return False
+    name = cols.normalise(text)
+    return not cols.is_known(text) and name not in {cols.normalise(n) for n in named}
+
+
+def _names_an_identifier_column(line: str, delimiter: str | None) -> bool:
+    """Whether a line is a header with an identifier column of a recognised name."""
+    delimiter = delimiter or _pick_delimiter(line)
+    return delimiter in line and any(
+        cols.normalise(c) in cols.RULES for c in _cells(line.strip(), delimiter)
+    )
 
 
 def _read_table(
     it: Iterator[str], lines: _Lines, options: ReadOptions, delimiter: str | None
 ) -> Iterator[Record | Info]:
     name = lines.source.name
-    found = yield from _table_header(it, lines, delimiter)
+    found = yield from _table_header(it, lines, delimiter, options.columns)
     if found is None:
         return
-    header_text, delimiter = found
+    header_text, delimiter, looked_at = found
     try:
         header = [h.strip() for h in next(csv.reader([header_text], delimiter=delimiter))]
     except csv.Error as exc:
@@ -1010,7 +1041,7 @@ def _read_table(
     unnamed = {i: k for i, k in layout.data if not header[i]}
     width = len(header)
     names = frozenset(header)
-    for number, last, raw, row in _csv_records(it, lines, delimiter):
+    for number, last, raw, row in _csv_records(it, lines, delimiter, looked_at):
         # Unreadable lines of this record (a NUL inside a quoted cell), and of blank
         # records before it, reject it whole.
         bad = [n for n in lines.bad if n <= last]
@@ -1113,7 +1144,7 @@ class _Feed:
 
 
 def _csv_records(
-    it: Iterator[str], lines: _Lines, delimiter: str
+    it: Iterator[str], lines: _Lines, delimiter: str, first: list[tuple[int, str]]
 ) -> Iterator[tuple[int, int, str, list[str] | str | None]]:
     """(first and last line number, raw text, cells) per CSV record; cells is an
     error message for a malformed record, None at the end of a blank record.
@@ -1123,6 +1154,7 @@ def _csv_records(
     again as records of their own, so one bad quote costs one row.
     """
     feed = _Feed(it, lines)
+    feed.replay.extend(first)  # a line read to look at, before the rest
     record = feed.record
     reader = csv.reader(feed, delimiter=delimiter, strict=True)
     while True:

@@ -730,3 +730,26 @@ def test_column_naming_a_header_two_columns_share_uses_both(
 def test_a_column_named_like_an_unnamed_ones_key_keeps_its_name() -> None:
     keys, _ = cols.distinct_keys(["", "twitter", "column_1", ""])
     assert keys == ["column_1_2", "twitter", "column_1", "column_4"]
+
+
+@pytest.mark.parametrize("where", ["stdin", "export.csv"])
+def test_a_title_above_the_header_is_skipped_never_sent(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path, where: str
+) -> None:
+    text = "Contacts\nname,twitter\nA,jack\nB,naval\n"
+    (tmp_path / "export.csv").write_text(text)
+    result = run_cli(
+        "add",
+        "title1",
+        "-" if where == "stdin" else where,
+        "--json",
+        stdin=text if where == "stdin" else None,
+        env=api_env(sandbox_server),
+    )
+    assert result.code == 0, result.stderr
+    assert received(sandbox_server, "title1") == {
+        ("username", "jack"): {"name": "A"},
+        ("username", "naval"): {"name": "B"},
+    }
+    assert ":1: 'Contacts' is a title, not a header: skipped" in result.stderr
+    assert result.summary["read"] == 2
