@@ -730,13 +730,16 @@ def read_chunks(
     if fmt is Format.AUTO:
         held: list[tuple[int, list[str]]] = []
         meaningful: list[str] = []
+        # A pipe is judged by what came in the read that brought its first line:
+        # waiting for more would hold that line back on a quiet pipe.
+        complete = not source.is_regular
         for number, block in blocks:
             held.append((number, block))
             wanted = SNIFF_LINES - len(meaningful)
             meaningful.extend(
                 t for _, t in itertools.islice(_meaningful(lines, number, block), wanted)
             )
-            if meaningful and sniff(meaningful[0], options, meaningful[1:], complete=False):
+            if meaningful and sniff(meaningful[0], options, meaningful[1:], complete=complete):
                 break
         first = meaningful[0] if meaningful else ""
         fmt = sniff(first, options, meaningful[1:]) or Format.LINES
