@@ -110,9 +110,11 @@ def is_generic_id(name: str) -> bool:
 
 
 def is_known(name: str) -> bool:
-    """Whether a header name (as written) is one an export uses for an identifier
-    column, recognised or generic: a first line that is only such names is a header."""
-    return normalise(name) in RULES or is_generic_id(name)
+    """Whether a header name (as written) is exactly one an export uses for an
+    identifier column, recognised or generic: a first line with such a name is a
+    header. (Not the wider `is_generic_id`: `john_no` is a handle as well.)"""
+    key = normalise(name)
+    return key in RULES or key in GENERIC_IDS
 
 
 @dataclass(frozen=True, slots=True)
