@@ -753,3 +753,12 @@ def test_a_title_above_the_header_is_skipped_never_sent(
     }
     assert ":1: 'Contacts' is a title, not a header: skipped" in result.stderr
     assert result.summary["read"] == 2
+
+
+@pytest.mark.parametrize("first", ["U0_ROW", "u0_iDL", "john_no", "data_key", "mike_id"])
+def test_a_list_whose_first_handle_looks_like_an_id_name_is_still_a_list(first: str) -> None:
+    # Found by the seeded schedules: such a first line was taken for a one-column header.
+    data = f"{first}\njack\n12\nnaval\n".encode()
+    source = OpenInput(STDIN_NAME, io.BytesIO(data), Format.AUTO, False, False)
+    values = [r.value for r in read_records(source, ReadOptions())]
+    assert values == [first, "jack", "12", "naval"]
