@@ -43,6 +43,10 @@ class Rule:
     bare_ids: bool = True
 
 
+# The rank of generic link columns (`url`, `profile`): read only when no other qualifies.
+GENERIC_RANK = 5
+
+
 def _rules() -> dict[str, Rule]:
     handles = Rule(ReadAs.USERNAME, 1)
     accounts = Rule(ReadAs.AUTO, 2)
@@ -62,12 +66,11 @@ def _rules() -> dict[str, Rule]:
         rules[name] = Rule(ReadAs.EXTERNAL_ID, 4)
     # Used only when no column above is there.
     for name in ("url", "profile", "profileurl", "profilelink", "link", "socialprofile"):
-        rules[name] = Rule(ReadAs.AUTO, 5, bare_ids=False)
+        rules[name] = Rule(ReadAs.AUTO, GENERIC_RANK, bare_ids=False)
     return rules
 
 
 RULES = _rules()
-GENERIC_RANK = 5
 
 # Names of columns that hold some other system's ids: read as X user IDs only when named.
 GENERIC_IDS = frozenset(
@@ -135,8 +138,6 @@ class Layout:
     identifiers: tuple[IdColumn, ...]
     data: tuple[tuple[int, str], ...]
     warnings: tuple[str, ...] = ()
-    # Each header cell's key (distinct, never empty): what `--data-columns` may name too.
-    keys: tuple[str, ...] = ()
 
 
 class HeaderError(ValueError):
@@ -178,7 +179,7 @@ def layout(
         for name in data_columns:
             chosen.update(_matching(header, keys, name, "--data-columns"))
         data = [(i, keys[i]) for i in sorted(chosen)]
-    return Layout(tuple(identifiers), tuple(data), tuple(warnings), tuple(keys))
+    return Layout(tuple(identifiers), tuple(data), tuple(warnings))
 
 
 def distinct_keys(header: list[str]) -> tuple[list[str], list[str]]:
