@@ -9,7 +9,6 @@ counted where it happens; the tally only adds what the ledger does not keep
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +150,8 @@ class Tally:
                 data.setdefault(name, key)
             each[source] = {"identifier": list(read.identifiers), "data": dict(read.data)}
         out: dict[str, Any] = {"identifier": list(identifiers), "data": data}
-        if len({json.dumps(v, sort_keys=True) for v in each.values()}) > 1:
+        first = next(iter(each.values()))
+        if any(columns != first for columns in each.values()):
             out["inputs"] = each
         return out
 

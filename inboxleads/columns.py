@@ -107,9 +107,8 @@ def normalise(name: str) -> str:
 def is_generic_id(name: str) -> bool:
     """Whether a header name (as written) is that of another system's ids or of
     row numbers: never read as X user IDs unless named with --column."""
-    return normalise(name) in GENERIC_IDS or (
-        normalise(name) not in RULES and _GENERIC_ID_RE.search(name) is not None
-    )
+    key = normalise(name)
+    return key in GENERIC_IDS or (key not in RULES and _GENERIC_ID_RE.search(name) is not None)
 
 
 def is_known(name: str) -> bool:
@@ -226,9 +225,16 @@ def _found(header: list[str], keys: list[str]) -> list[IdColumn]:
     return [IdColumn(i, keys[i], rule.read_as, rule.bare_ids) for _, i, rule in chosen]
 
 
+def _listed(names: list[str], most: int = 30) -> str:
+    """Column names for a message, the first `most` of them."""
+    return ", ".join(repr(n) for n in names[:most]) + (", ..." if len(names) > most else "")
+
+
 def _none_found(header: list[str]) -> str:
-    shown = ", ".join(repr(h) for h in header[:30]) + (", ..." if len(header) > 30 else "")
-    text = f"no identifier column in the header (columns: {shown}); name it with --column NAME"
+    text = (
+        f"no identifier column in the header (columns: {_listed(header)}); "
+        "name it with --column NAME"
+    )
     generic = [h for h in header if is_generic_id(h)]
     if generic:
         text += (
@@ -273,8 +279,7 @@ def _matching(header: list[str], keys: list[str], name: str, option: str) -> lis
     if not found:
         found = [i for i, k in enumerate(keys) if wanted and normalise(k) == wanted]
     if not found:
-        shown = ", ".join(repr(k) for k in keys[:30]) + (", ..." if len(keys) > 30 else "")
-        raise HeaderError(f"{option}: no column {name!r} in the header (columns: {shown})")
+        raise HeaderError(f"{option}: no column {name!r} in the header (columns: {_listed(keys)})")
     return found
 
 

@@ -736,9 +736,7 @@ def read_chunks(
         for number, block in blocks:
             held.append((number, block))
             wanted = SNIFF_LINES - len(meaningful)
-            meaningful.extend(
-                t for _, t in itertools.islice(_meaningful(lines, number, block), wanted)
-            )
+            meaningful.extend(itertools.islice(_meaningful(block), wanted))
             if meaningful and sniff(meaningful[0], options, meaningful[1:], complete=complete):
                 break
         first = meaningful[0] if meaningful else ""
@@ -766,12 +764,10 @@ def reads_as_header(value: str) -> bool:
     return cols.is_known(value)
 
 
-def _meaningful(lines: _Lines, first: int, block: list[str]) -> Iterator[tuple[int, str]]:
-    """The numbered lines of a block that are neither blank nor comments (an
-    unreadable one included: a header that is not UTF-8 is still a header)."""
-    for number, text in enumerate(block, first):
-        if text.strip() and not _is_comment(text):
-            yield number, text
+def _meaningful(block: list[str]) -> Iterator[str]:
+    """The lines of a block that are neither blank nor comments (an unreadable one
+    included: a header that is not UTF-8 is still a header)."""
+    return (text for text in block if text.strip() and not _is_comment(text))
 
 
 def _is_comment(text: str) -> bool:
@@ -779,8 +775,7 @@ def _is_comment(text: str) -> bool:
     (a row-number column: `#,Name,Twitter`)."""
     if not text.startswith("#"):
         return False
-    delimiter = _pick_delimiter(text)
-    return delimiter not in text or not any(cols.is_known(c) for c in _cells(text, delimiter)[1:])
+    return not any(cols.is_known(c) for c in _row_cells(text)[1:])
 
 
 def sniff(
@@ -840,6 +835,13 @@ def _cells(line: str, delimiter: str) -> list[str]:
         return next(csv.reader([line], delimiter=delimiter), [])
     except csv.Error:
         return line.split(delimiter)
+
+
+def _row_cells(line: str, delimiter: str | None = None) -> list[str]:
+    """The cells of a line that holds its delimiter (by default the one it uses
+    most); none for a line of one cell."""
+    delimiter = delimiter or _pick_delimiter(line)
+    return _cells(line.strip(), delimiter) if delimiter in line else []
 
 
 def _not_a_table(fmt: Format, columns: tuple[str, ...]) -> str:
@@ -1007,10 +1009,7 @@ def _may_be_a_title(text: str, delimiter: str | None, named: tuple[str, ...]) ->
 
 def _names_an_identifier_column(line: str, delimiter: str | None) -> bool:
     """Whether a line is a header with an identifier column of a recognised name."""
-    delimiter = delimiter or _pick_delimiter(line)
-    return delimiter in line and any(
-        cols.normalise(c) in cols.RULES for c in _cells(line.strip(), delimiter)
-    )
+    return any(cols.normalise(c) in cols.RULES for c in _row_cells(line, delimiter))
 
 
 def _read_table(
@@ -1026,12 +1025,19 @@ def _read_table(
     except csv.Error as exc:
         problem = lines.explained(f"malformed CSV header: {_csv_problem(exc)}")
         raise InputError(name, problem, lines.number) from None
-    try:
-        layout = cols.layout(
-            header, options.columns, options.data_columns, options.no_data, options.read_as
-        )
-    except cols.HeaderError as exc:
-        raise InputError(name, lines.explained(str(exc)), lines.number) from None
+
+    def layout_of(header: list[str]) -> tuple[cols.Layout, dict[int, str]]:
+        """The header's layout, and its columns with no name (said once a value
+        turns up in one: Excel's trailing `,`)."""
+        try:
+            layout = cols.layout(
+                header, options.columns, options.data_columns, options.no_data, options.read_as
+            )
+        except cols.HeaderError as exc:
+            raise InputError(name, lines.explained(str(exc)), lines.number) from None
+        return layout, {i: k for i, k in layout.data if not header[i]}
+
+    layout, unnamed = layout_of(header)
     for warning in layout.warnings:
         yield Notice(name, lines.number, warning)
     identifiers = layout.identifiers
@@ -1040,8 +1046,6 @@ def _read_table(
     used_for_ids = {c.index for c in identifiers}
     data_said = tuple((k, k) for i, k in layout.data if i not in used_for_ids)
     yield ColumnsUsed(name, tuple(c.name for c in identifiers), data_said)
-    # Columns with no name, said once a value turns up in one (Excel's trailing `,`).
-    unnamed = {i: k for i, k in layout.data if not header[i]}
     width = len(header)
     names = frozenset(header)
     for number, last, raw, row in _csv_records(it, lines, delimiter, looked_at):
@@ -1075,11 +1079,9 @@ def _read_table(
             if again == header:
                 yield Notice(name, number, "the header again (inputs joined?): skipped")
                 continue
-            layout = cols.layout(
-                again, options.columns, options.data_columns, options.no_data, options.read_as
-            )
-            header, identifiers = again, layout.identifiers
-            unnamed = {i: k for i, k in layout.data if not header[i]}
+            header = again
+            layout, unnamed = layout_of(header)
+            identifiers = layout.identifiers
             yield Notice(
                 name, number, "the header again, in another order: the rows after it are read by it"
             )
