@@ -12,26 +12,22 @@ The token is never written here.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from .client import Answer
-from .errors import Interrupted, JournalError, LockHeld
-from .reports import open_private
+from .errors import JournalError
+from .files import open_private, sync, sync_folder
 
 VERSION = 2
 # Journals of version 1 also named the resolved input paths and the read options:
 # they are still read, and those fields are not compared any more.
 READABLE_VERSIONS = (1, 2)
-LOCK_POLL_S = 0.1
 # A header line is short; a file whose first line is longer is not a journal.
 HEADER_MAX = 64 * 1024
 
@@ -130,6 +126,7 @@ class Journal:
             journal._out = open_private(path, "a" if existing else "w")
             if not existing:
                 journal._write(key.header())
+                sync_folder(path.parent)  # the new file's name survives a power cut too
         except OSError as exc:
             raise JournalError(f"journal {path}: {exc.strerror or exc}") from exc
         return journal
@@ -165,7 +162,7 @@ class Journal:
         assert self._out is not None
         self._out.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._out.flush()
-        os.fsync(self._out.fileno())
+        sync(self._out.fileno())
 
     def has(self, digest: str) -> bool:
         """True when an earlier run delivered this batch."""
@@ -213,61 +210,3 @@ class Journal:
             out, self._out = self._out, None
             with contextlib.suppress(OSError, ValueError):
                 out.close()
-
-
-class RunLock:
-    """An exclusive lock per campaign and journal, so two cron runs never overlap."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self, wait: bool = False) -> None:
-        """Take the lock, or raise LockHeld (unless `wait`, then block until free)."""
-        if not self.try_acquire():
-            if not wait:
-                raise self._held()
-            fd = self._open()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._took(fd)
-
-    async def acquire_async(self, wait: bool, given_up: Callable[[], bool]) -> None:
-        """Take the lock; with `wait`, poll until it is free or `given_up()` (a stop)."""
-        while not self.try_acquire():
-            if not wait:
-                raise self._held()
-            if given_up():
-                raise Interrupted("stopped while waiting for another run's lock")
-            await asyncio.sleep(LOCK_POLL_S)
-
-    def try_acquire(self) -> bool:
-        """Take the lock if it is free."""
-        fd = self._open()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._took(fd)
-        return True
-
-    def _open(self) -> int:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-
-    def _took(self, fd: int) -> None:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-
-    def _held(self) -> LockHeld:
-        return LockHeld(
-            f"another inboxleads run holds {self.path}; it is still sending to this "
-            "campaign (use --wait-lock to wait for it)"
-        )
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            with contextlib.suppress(OSError):
-                os.close(fd)

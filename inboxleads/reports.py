@@ -20,30 +20,16 @@ import csv
 import json
 import os
 import stat
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
 from .batching import Batch
 from .columns import normalise
 from .errors import UsageError
+from .files import longest_name, open_private, put_in_place, replacing, temporary
 from .identifiers import Kind, Lead, readable
 from .inputs import Rejection, reads_as_header
-
-
-def open_private(path: Path | str, mode: str = "w") -> IO[str]:
-    """Open a text file for writing, created with mode 0600 whatever the umask.
-
-    Text that came from a file name that is not UTF-8 (Python holds its bytes as
-    surrogates) is written back as those bytes."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
-    fd = os.open(path, flags, 0o600)
-    # An existing file keeps its mode otherwise; devices and pipes are left alone.
-    if stat.S_ISREG(os.fstat(fd).st_mode):
-        with contextlib.suppress(OSError):
-            os.fchmod(fd, 0o600)
-    return open(fd, mode, encoding="utf-8", newline="", errors="surrogateescape")
 
 
 class CsvOut:
@@ -126,7 +112,7 @@ class Reports:
                 # Built beside its target and moved into place by `close`, like every
                 # report: the file named is replaced whole or not at all.
                 self._rejects_target = Path(os.path.realpath(rejects))
-                self._rejects_path = _temporary(self._rejects_target)
+                self._rejects_path = temporary(self._rejects_target)
                 self._rejects = open_private(self._rejects_path)
                 self._rejects_csv = CsvOut(self._rejects)
                 self._rejects_csv.writerow(["source", "line", "reason", "text"])
@@ -141,7 +127,7 @@ class Reports:
             # user's), then moved into place by `close`.
             place = Path(os.path.realpath(undelivered))
             self._target = place
-            self._spool_path = _temporary(place)
+            self._spool_path = temporary(place)
             if place.suffix.lower() in _FORM_SUFFIXES:
                 self._spool = open_private(self._spool_path)
             else:
@@ -247,7 +233,7 @@ class Reports:
         assert self._plain is not None and self._plain_path is not None
         self._plain.close()
         self._plain = None
-        lines = _temporary(self._plain_path)
+        lines = temporary(self._plain_path)
         os.replace(self._plain_path, lines)
         self._plain_path = None  # the spool takes its place (and its name)
         assert self._spool_path is not None
@@ -325,7 +311,7 @@ class Reports:
         self._good[name] = 0
         target = Path(os.path.realpath(path))
         try:
-            built = _temporary(target)
+            built = temporary(target)
         except OSError as exc:
             self._broke(name, exc, len(rows))
             return
@@ -445,40 +431,8 @@ def _check_place(name: str, path: Path, folder_may_be_made: bool, sibling: str) 
             raise UsageError(f"{name} {path}: the folder {path.parent} does not exist")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise UsageError(f"{name} {path}: the folder {path.parent} is not writable")
-    longest = 255
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        longest = os.pathconf(folder if folder.is_dir() else "/", "PC_NAME_MAX")
-    if len(os.fsencode(path.name + sibling)) > longest:
+    if len(os.fsencode(path.name + sibling)) > longest_name(folder):
         raise UsageError(f"{name} {path}: the file name is too long for its folder")
-
-
-def put_in_place(built: Path, target: Path) -> None:
-    """Move a file built by `_temporary` onto `target` (private, as every report: a
-    file it replaces does not keep a public mode)."""
-    os.replace(built, target)
-
-
-@contextlib.contextmanager
-def replacing(path: Path) -> Iterator[IO[str]]:
-    """A private text file to write `path` whole: built beside it, moved into place
-    when the block ends without error, removed otherwise."""
-    target = Path(os.path.realpath(path))
-    built = _temporary(target)
-    try:
-        with open_private(built) as out:
-            yield out
-        put_in_place(built, target)
-    finally:
-        with contextlib.suppress(OSError):
-            built.unlink(missing_ok=True)
-
-
-def _temporary(beside: Path) -> Path:
-    """A new, private file next to `beside` (`.NAME.XXXX.part`), for building it."""
-    # The name is cut so that a name the folder allows still allows its temporary file.
-    fd, name = tempfile.mkstemp(prefix=f".{beside.name[:100]}.", suffix=".part", dir=beside.parent)
-    os.close(fd)
-    return Path(name)
 
 
 def _from_line(line: str) -> tuple[str, str]:

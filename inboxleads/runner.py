@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -51,10 +51,13 @@ from .errors import (
 )
 from .explain import Explainer, write_failed
 from .inputs import UNREADABLE_ERRORS, Format, OpenInput, ReadOptions, open_inputs
-from .journal import Journal, RunKey, RunLock, check_journal, input_names
+from .journal import Journal, RunKey, check_journal, input_names
 from .ledger import Counts
 from .pacing import RetryPolicy
 from .reports import READ_BY_THE_RUN, FileId, Reports, check_output, file_id
+
+if TYPE_CHECKING:
+    from .lock import RunLock
 
 CAMPAIGN_RE = re.compile(r"[0-9a-z]+")
 LOCK_SUFFIX = ".lock"
@@ -512,6 +515,8 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
     try:
         reports = Reports(job.rejects, job.undelivered)
         if job.journal is not None and not job.dry_run:
+            from .lock import RunLock  # filelock: only for runs that keep a journal
+
             lock = RunLock(job.journal.with_name(job.journal.name + LOCK_SUFFIX))
             await lock.acquire_async(job.wait_lock, lambda: control.given_up)
             journal = Journal.open(job.journal, _run_key(job))

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from inboxleads.journal import RunLock
+from inboxleads.lock import RunLock
 from inboxleads.sandbox import RunningSandbox
 
 from .conftest import CONTRACT_KEYS, SECRET, CliResult, api_env, cli_env, write_lines

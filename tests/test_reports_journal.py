@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
-import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from inboxleads.client import Answer, Outcome
-from inboxleads.errors import JournalError, LockHeld
+from inboxleads.errors import Interrupted, JournalError, LockHeld
 from inboxleads.identifiers import Kind, Lead
 from inboxleads.inputs import Format, ReadOptions, Rejection, open_inputs, read_records
-from inboxleads.journal import Journal, RunKey, RunLock, check_journal
+from inboxleads.journal import Journal, RunKey, check_journal
+from inboxleads.lock import RunLock
 from inboxleads.reports import Reports
 
 U, P, E = Kind.USERNAME, Kind.PLATFORM_ID, Kind.EXTERNAL_ID
@@ -405,14 +408,72 @@ def test_a_released_lock_can_be_taken_again(tmp_path: Path) -> None:
     second.release()
 
 
-def test_the_lock_file_names_the_process_holding_it(tmp_path: Path) -> None:
+@pytest.mark.posix
+def test_the_lock_file_is_private_to_the_user(tmp_path: Path) -> None:
     path = tmp_path / "locks" / "camp1.lock"
     lock = RunLock(path)
     lock.acquire()
     try:
-        assert path.read_text() == f"{os.getpid()}\n"
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
     finally:
         lock.release()
+
+
+def test_the_lock_of_a_killed_run_is_free_at_once(tmp_path: Path) -> None:
+    """The lock is the system's, held by the process: a run killed while holding it
+    (kill -9, a power cut) leaves no stale lock for the next cron run to trip on."""
+    path = tmp_path / "camp1.lock"
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from inboxleads.lock import RunLock; "
+            "lock = RunLock(Path(sys.argv[1])); lock.acquire(); "
+            "print('held', flush=True); time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+            with pytest.raises(LockHeld):
+                RunLock(path).acquire()
+        finally:
+            holder.kill()
+            holder.wait(10)
+    again = RunLock(path)
+    again.acquire()
+    again.release()
+
+
+def test_waiting_for_a_lock_takes_it_once_it_is_free(tmp_path: Path) -> None:
+    path = tmp_path / "camp1.lock"
+    first = RunLock(path)
+    first.acquire()
+    polls = 0
+
+    def given_up() -> bool:
+        nonlocal polls
+        polls += 1
+        if polls == 3:
+            first.release()
+        return False
+
+    second = RunLock(path)
+    asyncio.run(asyncio.wait_for(second.acquire_async(True, given_up), 10))
+    second.release()
+    assert polls == 3
+
+
+def test_a_stop_ends_the_wait_for_a_lock(tmp_path: Path) -> None:
+    path = tmp_path / "camp1.lock"
+    first = RunLock(path)
+    first.acquire()
+    try:
+        with pytest.raises(Interrupted, match="waiting for another run's lock"):
+            asyncio.run(asyncio.wait_for(RunLock(path).acquire_async(True, lambda: True), 10))
+    finally:
+        first.release()
 
 
 def test_a_header_torn_by_a_crash_starts_the_journal_again(tmp_path: Path) -> None:

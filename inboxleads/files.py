@@ -1,0 +1,187 @@
+"""The files the tool writes, with the differences between platforms in one place.
+
+Reports, the journal and the run lock are written through here:
+
+- private: created with mode 0600 where the platform has modes (on Windows a
+  file in the user's folders is already the user's own);
+- binary: no CRLF translation on Windows, so a report reads back byte for byte;
+- replaced whole: a report is built beside its target and moved onto it;
+- durable: `sync` reaches the disk, through `F_FULLFSYNC` on macOS, where
+  `fsync` only hands the data to the drive's cache.
+
+`path_key` folds the case of a path on a case-insensitive filesystem (the
+default on macOS and Windows), so that two spellings of one file name one
+journal and one lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+# Windows opens files in text mode unless told otherwise: "\n" would become "\r\n".
+_BINARY = getattr(os, "O_BINARY", 0)
+# Windows refuses to replace a file that another process (a virus scanner, an
+# indexer, an editor) holds open for a moment: try again for up to this long.
+REPLACE_RETRY_S = 2.0
+_RETRY_REPLACE = sys.platform == "win32"
+
+
+def _no_full_sync(fd: int) -> None:
+    raise OSError("F_FULLFSYNC is not available here")
+
+
+if sys.platform == "darwin":
+    import fcntl
+
+    def _full_sync(fd: int) -> None:
+        fcntl.fcntl(fd, fcntl.F_FULLFSYNC)
+
+    full_sync: Callable[[int], None] = _full_sync
+else:
+    full_sync = _no_full_sync
+
+
+def sync(fd: int) -> None:
+    """Make what was written to `fd` survive a power cut: `F_FULLFSYNC` where there
+    is one (macOS), else (or where the filesystem refuses it) `fsync`."""
+    try:
+        full_sync(fd)
+    except OSError:
+        os.fsync(fd)
+
+
+# Whether files have POSIX modes to make private (os.fchmod is missing on Windows
+# before Python 3.13, and means little there: a file is private by its folder's ACL).
+HAS_MODES = hasattr(os, "fchmod") and sys.platform != "win32"
+
+
+def _set_private(fd: int) -> None:
+    """Mode 0600 for an existing regular file, where the platform has modes."""
+    fchmod = getattr(os, "fchmod", None)
+    if fchmod is None or not HAS_MODES:
+        return
+    with contextlib.suppress(OSError):
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # devices and pipes are left alone
+            fchmod(fd, 0o600)
+
+
+def open_private(path: Path | str, mode: str = "w") -> IO[str]:
+    """Open a text file for writing ("w") or appending ("a"), private and binary.
+
+    Text that came from a file name that is not UTF-8 (Python holds its bytes as
+    surrogates) is written back as those bytes."""
+    flags = os.O_WRONLY | os.O_CREAT | _BINARY | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    try:
+        _set_private(fd)  # an existing file keeps its mode otherwise
+        return open(fd, mode, encoding="utf-8", newline="", errors="surrogateescape")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def temporary(beside: Path) -> Path:
+    """A new, private file next to `beside` (`.NAME.XXXX.part`), for building it."""
+    # The name is cut so that a name the folder allows still allows its temporary file.
+    fd, name = tempfile.mkstemp(prefix=f".{beside.name[:100]}.", suffix=".part", dir=beside.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def put_in_place(
+    built: Path,
+    target: Path,
+    *,
+    replace: Callable[[Path, Path], None] = os.replace,
+    clock: Callable[[], float] = time.monotonic,
+    pause: Callable[[float], None] = time.sleep,
+) -> None:
+    """Move a file built by `temporary` onto `target`, in one step: a reader sees the
+    old file or the new one, never a part."""
+    deadline = clock() + REPLACE_RETRY_S
+    while True:
+        try:
+            replace(built, target)
+            break
+        except PermissionError:
+            # On Windows: the target is open in another process for a moment.
+            if not _RETRY_REPLACE or clock() >= deadline:
+                raise
+            pause(0.1)
+    sync_folder(target.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """Make a new or replaced name in `folder` survive a power cut, where folders
+    can be opened (not on Windows, where the rename is already written through)."""
+    if sys.platform == "win32":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            sync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[IO[str]]:
+    """A private text file to write `path` whole: built beside it, synced, and moved
+    into place when the block ends without error; removed otherwise."""
+    target = Path(os.path.realpath(path))
+    built = temporary(target)
+    try:
+        with open_private(built) as out:
+            yield out
+            out.flush()
+            sync(out.fileno())
+        put_in_place(built, target)
+    finally:
+        with contextlib.suppress(OSError):
+            built.unlink(missing_ok=True)
+
+
+def longest_name(folder: Path) -> int:
+    """The longest file name `folder` takes, in bytes (255 where the system cannot
+    say: Windows, whose NTFS takes 255 characters)."""
+    pathconf = getattr(os, "pathconf", None)
+    if pathconf is not None:
+        with contextlib.suppress(OSError, ValueError):
+            return int(pathconf(folder if folder.is_dir() else "/", "PC_NAME_MAX"))
+    return 255
+
+
+def case_insensitive(folder: Path) -> bool:
+    """Whether names in `folder` (or its nearest existing parent) ignore case: true on
+    the default filesystems of macOS and Windows. Told by looking a name of the path up
+    in the other case; a path without letters gets the platform's default."""
+    here = Path(os.path.abspath(folder))
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    for part in (here, *here.parents):
+        other = part.name.swapcase()
+        if other == part.name:
+            continue
+        try:
+            return os.path.samefile(part, part.with_name(other))
+        except OSError:
+            return False  # the other spelling does not exist: case counts here
+    return sys.platform in ("darwin", "win32")
+
+
+def path_key(path: str) -> str:
+    """`path` made absolute, as a key for the files a run keeps per input (its journal,
+    its lock): case-folded where the filesystem ignores case, so `Leads.csv` and
+    `leads.csv` name one file and get one journal. Links are not followed."""
+    if path == "-":
+        return path
+    absolute = os.path.normcase(os.path.abspath(path))
+    return absolute.casefold() if case_insensitive(Path(absolute).parent) else absolute
