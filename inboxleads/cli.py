@@ -30,6 +30,8 @@ DEFAULT_BASE_URL = "https://inboxapp.com/api/v1"
 P = ParamSpec("P")
 TOKEN_ENV = "INBOX_API_TOKEN"
 BASE_URL_ENV = "INBOX_BASE_URL"
+STATE_DIR_ENV = "INBOXLEADS_STATE_DIR"
+APP_NAME = "inboxleads"
 
 
 class Progress(StrEnum):
@@ -271,7 +273,9 @@ def add(
         typer.Option(
             "--resume",
             help="Use a journal in the state directory, one per campaign and inputs "
-            "(~/.local/state/inboxleads/).",
+            "($INBOXLEADS_STATE_DIR, else ~/.local/state/inboxleads on Linux, "
+            "~/Library/Application Support/inboxleads on macOS, "
+            "%LOCALAPPDATA%\\inboxleads on Windows).",
         ),
     ] = False,
     wait_lock: Annotated[
@@ -489,8 +493,7 @@ def _resolve_token(
     if token == "-":
         if stdin_used:
             raise UsageError("--token - reads stdin, which already carries the leads")
-        with _no_echo():
-            token = _while_stoppable(_first_line_of_stdin, "--token -", max_time)
+        token = _token_from_stdin(max_time)
     if token_file is not None:
         path = token_file
         try:
@@ -510,10 +513,62 @@ def _resolve_token(
     return token
 
 
+def _token_from_stdin(max_time: float | None) -> str:
+    """The first line of stdin; typed at a terminal, it is asked for and not shown."""
+    if sys.platform == "win32" and sys.stdin is not None and sys.stdin.isatty():
+        import msvcrt
+
+        with _prompting():
+            return _while_stoppable(lambda: _typed_unseen(msvcrt.getwch), "--token -", max_time)
+    with _no_echo():
+        return _while_stoppable(_first_line_of_stdin, "--token -", max_time)
+
+
+@contextlib.contextmanager
+def _prompting() -> Iterator[None]:
+    """Ask for the token on stderr; end the prompt's line once it has been read."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stderr.write("API token (not shown): ")
+        sys.stderr.flush()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _typed_unseen(getch: Callable[[], str]) -> str:
+    """A line typed at a Windows console, read key by key so that it is never shown."""
+    typed: list[str] = []
+    while (char := getch()) not in ("\r", "\n", "\x1a"):  # Enter, or Ctrl-Z: the end
+        if char == "\x03":  # Ctrl-C, where the console hands it over as a key
+            import signal
+
+            from . import stops
+
+            raise Interrupted(
+                "stopped while waiting for --token -",
+                ExitStatus.SIGINT,
+                stops.describe(signal.SIGINT),
+            )
+        if char in ("\x00", "\xe0"):
+            getch()  # an arrow or function key: its second code is not text
+        elif char == "\b":
+            if typed:
+                typed.pop()
+        else:
+            typed.append(char)
+    return "".join(typed)
+
+
 @contextlib.contextmanager
 def _no_echo() -> Iterator[None]:
-    """On a terminal, ask for the token and read it without showing it; the terminal
-    is put back by this thread, whatever ends the read (a signal included)."""
+    """On a POSIX terminal, ask for the token and read it without showing it; the
+    terminal is put back by this thread, whatever ends the read (a signal included)."""
+    if sys.platform == "win32":
+        yield
+        return
     try:
         import termios
 
@@ -527,17 +582,12 @@ def _no_echo() -> Iterator[None]:
     quiet = list(saved)
     quiet[3] &= ~termios.ECHO
     termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        sys.stderr.write("API token (not shown): ")
-        sys.stderr.flush()
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+    with _prompting():
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 def _first_line_of(path: Path) -> bytes:
@@ -604,17 +654,25 @@ def _while_stoppable(read: Callable[[], T], what: str, max_time: float | None) -
 
 
 def state_dir() -> Path:
-    """Where per-campaign journals live ($XDG_STATE_HOME/inboxleads)."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "inboxleads"
+    """Where per-campaign journals live: $INBOXLEADS_STATE_DIR, else the platform's
+    place for such data (~/.local/state/inboxleads, or $XDG_STATE_HOME/inboxleads, on
+    Linux; ~/Library/Application Support/inboxleads on macOS; %LOCALAPPDATA%\\inboxleads
+    on Windows)."""
+    chosen = os.environ.get(STATE_DIR_ENV)
+    if chosen:
+        return Path(chosen)
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
 
 
 def default_journal(campaign: str, paths: list[str]) -> Path:
     """The --resume journal: one per campaign and set of inputs, named by the paths as
-    given (a symlink rotated to a new export keeps its journal)."""
-    from .journal import input_names  # the journal module pulls in httpx: not at start-up
+    given (a symlink rotated to a new export keeps its journal), their case folded where
+    the filesystem ignores case (two spellings of one file are one set of inputs)."""
+    from .files import path_key
 
-    names = "\n".join(input_names(paths))
+    names = "\n".join(path_key(p) for p in paths)
     digest = hashlib.sha256(names.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     return state_dir() / "journals" / f"{campaign}-{digest}.journal"
 

@@ -41,7 +41,6 @@ import io
 import os
 import select
 import stat
-import sys
 import threading
 import time
 from collections import deque
@@ -307,6 +306,8 @@ def _how_to_wait(stream: IO[bytes]) -> tuple[int | None, bool]:
         return None, False  # in-memory streams: never block
     if stat.S_ISREG(mode):
         return None, False
-    if sys.platform == "win32":
-        return None, True  # select() takes sockets only there
+    try:
+        select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return None, True  # select() takes sockets only on Windows
     return fd, False

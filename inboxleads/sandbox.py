@@ -139,7 +139,12 @@ class _Server(uvicorn.Server):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        signals = (signal.SIGINT, signal.SIGTERM)
+        # Ctrl-Break on Windows, where it exists, ends it like SIGTERM.
+        signals = [
+            signal.SIGINT,
+            signal.SIGTERM,
+            *filter(None, [getattr(signal, "SIGBREAK", None)]),
+        ]
         originals = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
         try:
             yield
