@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
-import fcntl
 import gc
 import io
 import itertools
@@ -628,7 +627,9 @@ class Feeder:
         self.control = control
         self.schedule = schedule
         read_fd, self.write_fd = os.pipe()
-        with contextlib.suppress(OSError, AttributeError):
+        import fcntl  # POSIX only: importing it at the top would break collection on Windows
+
+        with contextlib.suppress(OSError, AttributeError):  # F_SETPIPE_SZ is Linux's
             fcntl.fcntl(self.write_fd, fcntl.F_SETPIPE_SZ, 1 << 20)
         # Never block holding the lock (a stop is sent under it): a full pipe is retried.
         os.set_blocking(self.write_fd, False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pty
 import re
 import select
 import shlex
@@ -146,6 +145,8 @@ def run_with_pty_stderr(
     args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
 ) -> tuple[int, str, str]:
     """Run with stderr on a pseudo-terminal (stdout a pipe); (code, stdout, terminal output)."""
+    import pty  # POSIX only: importing it at the top would break collection on Windows
+
     master, slave = pty.openpty()
     chunks: list[bytes] = []
 
@@ -787,6 +788,8 @@ def test_token_dash_on_a_terminal_is_read_without_echo(
     sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
     """`--token -` typed at a terminal: a prompt, no echo, and the terminal put back."""
+    import pty  # POSIX only, as above
+
     path = write_lines(tmp_path / "a.txt", ["jack"])
     master, slave = pty.openpty()
     env = cli_env(INBOX_BASE_URL=sandbox_server.base_url, TERM="dumb")
