@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from inboxleads.journal import RunLock
 from inboxleads.sandbox import RunningSandbox
 
@@ -277,6 +279,7 @@ def _wait_for_requests(server: RunningSandbox, n: int) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.posix  # SIGINT to the run
 def test_sigint_mid_run_exits_130_and_nothing_is_lost(
     start_sandbox: Callable[..., RunningSandbox], tmp_path: Path
 ) -> None:
@@ -295,6 +298,7 @@ def test_sigint_mid_run_exits_130_and_nothing_is_lost(
     assert len(delivered) == summary["delivered"]
 
 
+@pytest.mark.posix  # SIGTERM to the run
 def test_sigterm_exits_143(start_sandbox: Callable[..., RunningSandbox], tmp_path: Path) -> None:
     server = start_sandbox(latency_s=0.2)
     proc = _start_slow_run(server, tmp_path)
@@ -325,6 +329,7 @@ def test_requests_really_overlap_up_to_the_concurrency(
     assert server.state.max_in_flight == 8
 
 
+@pytest.mark.posix  # SIGINT to the run
 def test_sigint_while_stdin_stays_silent_exits_130_cleanly(tmp_path: Path) -> None:
     # The reader thread is blocked on a pipe that stays open. Exiting must not
     # trip over it: an earlier version aborted ("Fatal Python error", SIGABRT)

@@ -88,6 +88,8 @@ EXIT_BY_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    # Stops are SIGINT/SIGTERM sent to this process; a hang is broken off by SIGUSR2.
+    pytest.mark.posix,
 ]
 
 

@@ -331,6 +331,7 @@ def test_progress_rich_on_a_pipe_writes_no_escape_codes_with_no_color(
     assert "\x1b" not in result.stderr and "delivered" in result.stderr
 
 
+@pytest.mark.posix  # a pty
 def test_progress_rich_on_a_terminal_has_no_colour_codes_with_no_color(
     sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -447,6 +448,8 @@ def _cron_command(workdir: Path) -> str:
     return command.replace("/srv/leads", shlex.quote(str(workdir)))
 
 
+@pytest.mark.posix  # a /bin/sh stand-in for mail, made executable
+@pytest.mark.bash
 def test_readme_cron_recipe_syncs_then_resumes_everything(
     sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -553,6 +556,7 @@ def test_token_on_the_command_line_warns_in_a_log_file_too(
     assert quiet.stderr == ""
 
 
+@pytest.mark.posix  # a pty
 def test_token_on_the_command_line_warns_on_a_terminal(
     sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -602,6 +606,7 @@ def test_refused_token_message_hides_a_token_the_server_echoes(
     assert SECRET not in result.stderr
 
 
+@pytest.mark.posix  # file modes and the umask
 def test_written_files_are_private_even_with_umask_022(
     run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -746,6 +751,7 @@ def test_every_option_of_every_command_has_help_text() -> None:
     assert all((c.help or "").strip() for c in commands.values())
 
 
+@pytest.mark.posix  # SIGTERM to the sandbox's process
 def test_sandbox_command_prints_its_url_serves_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [str(SCRIPT), "sandbox", "--port", "0"],
@@ -784,6 +790,7 @@ def test_sandbox_command_prints_its_url_serves_and_exits_0_on_sigterm(tmp_path: 
     assert b"Traceback" not in err
 
 
+@pytest.mark.posix  # a pty
 def test_token_dash_on_a_terminal_is_read_without_echo(
     sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:

@@ -87,6 +87,7 @@ def test_rejects_file_with_nothing_rejected_has_only_its_header(tmp_path: Path) 
     assert path.read_text(encoding="utf-8") == "source,line,reason,text\n"
 
 
+@pytest.mark.posix  # file modes
 def test_report_files_are_private_to_the_user(tmp_path: Path) -> None:
     rejects, undelivered = tmp_path / "rejects.csv", tmp_path / "undelivered.txt"
     reports = Reports(rejects=rejects, undelivered=undelivered)
@@ -96,6 +97,7 @@ def test_report_files_are_private_to_the_user(tmp_path: Path) -> None:
     assert mode(undelivered) == 0o600
 
 
+@pytest.mark.posix  # file modes
 def test_an_existing_world_readable_report_file_becomes_private(tmp_path: Path) -> None:
     path = tmp_path / "rejects.csv"
     path.write_text("old contents\n")
@@ -276,6 +278,7 @@ def test_journal_lines_record_the_servers_counts(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.posix  # file modes
 def test_journal_file_is_private_to_the_user(tmp_path: Path) -> None:
     path = tmp_path / "run.journal"
     Journal.open(path, KEY).close()

@@ -474,6 +474,7 @@ def million(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     return path, fed
 
 
+@pytest.mark.posix  # SIGINT to the run
 @pytest.mark.parametrize("first_s", [0.3, 0.6, 1.0])
 def test_a_second_ctrl_c_ends_a_large_run_within_2_seconds(
     sandbox: StartSandbox,
@@ -523,6 +524,7 @@ def _records_read(lines: list[str]) -> int:
     return max(total, best)
 
 
+@pytest.mark.posix  # SIGINT to the run
 def test_lines_read_from_stdin_before_a_stop_are_listed_not_dropped(
     sandbox: StartSandbox, start: StartRun, tmp_path: Path
 ) -> None:
@@ -585,6 +587,7 @@ def wait_for_handlers(pid: int, deadline_s: float = 10.0) -> float:
     raise AssertionError("the tool never installed its signal handlers")
 
 
+@pytest.mark.posix  # SIGINT or SIGTERM to the run
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
 @pytest.mark.parametrize(
     ("signum", "code"),
@@ -633,6 +636,7 @@ def test_a_signal_in_the_first_300_ms(
 # --- 6. closed or broken streams ------------------------------------------------------
 
 
+@pytest.mark.bash
 @pytest.mark.parametrize(
     ("tail", "json_on_stdout"),
     [
@@ -796,6 +800,7 @@ def stop_after(run: Run, stop: str, seconds: float) -> float:
 # --- 10. a pipe that never spoke ------------------------------------------------------
 
 
+@pytest.mark.posix  # SIGTERM or SIGINT to the run (two stops of three)
 @EACH_STOP
 @pytest.mark.parametrize("before", [False, True], ids=["stdin-only", "file-then-stdin"])
 def test_a_stop_while_stdin_has_sent_nothing_yet(
@@ -825,6 +830,7 @@ def test_a_stop_while_stdin_has_sent_nothing_yet(
 # --- 11. a stderr nobody reads --------------------------------------------------------
 
 
+@pytest.mark.posix  # SIGTERM to the run; a pipe's fill level by fcntl/ioctl
 @pytest.mark.parametrize("stop", [None, signal.SIGTERM], ids=["to-the-end", "SIGTERM"])
 def test_a_stderr_nobody_reads_does_not_hold_the_run(
     sandbox: StartSandbox, tmp_path: Path, stop: int | None
@@ -900,6 +906,7 @@ def _wait_for_a_full_pipe(fd: int, proc: subprocess.Popen[bytes], timeout: float
 # --- 12. a stop while waiting for the lock --------------------------------------------
 
 
+@pytest.mark.posix  # signals to the runs
 @EACH_STOP
 def test_a_stop_while_waiting_for_the_lock(
     sandbox: StartSandbox, start: StartRun, tmp_path: Path, stop: str, code: int
@@ -941,6 +948,7 @@ def test_a_stop_while_waiting_for_the_lock(
 # --- 13. signals in a storm -----------------------------------------------------------
 
 
+@pytest.mark.posix  # signals to the run
 @pytest.mark.parametrize("seed", range(4))
 def test_a_storm_of_signals_still_ends_with_the_first_ones_status(
     sandbox: StartSandbox, start: StartRun, tmp_path: Path, seed: int
@@ -979,6 +987,8 @@ def test_a_storm_of_signals_still_ends_with_the_first_ones_status(
 # --- 14. an --undelivered file that cannot be written in full --------------------------
 
 
+@pytest.mark.posix  # a file size limit (ulimit -f)
+@pytest.mark.bash
 def test_a_report_that_fills_up_is_said_and_the_counts_still_hold(
     sandbox: StartSandbox, start: StartRun, tmp_path: Path
 ) -> None:
@@ -1036,6 +1046,8 @@ def test_utf16_on_a_pipe_is_read_once_it_arrives(
 # --- 16. a journal that cannot be written ---------------------------------------------
 
 
+@pytest.mark.posix  # a file size limit (ulimit -f)
+@pytest.mark.bash
 def test_a_journal_that_fills_up_ends_the_run_in_order(
     sandbox: StartSandbox, start: StartRun, tmp_path: Path
 ) -> None:
@@ -1071,6 +1083,7 @@ def test_a_journal_that_fills_up_ends_the_run_in_order(
 # --- 17. a stop while failures are being explained ------------------------------------
 
 
+@pytest.mark.posix  # SIGTERM or SIGINT to the run (two stops of three)
 @pytest.mark.parametrize(
     ("stop", "code"),
     [*STOPS[::2], ("2xSIGINT", 130)],
@@ -1108,6 +1121,7 @@ def test_a_stop_during_explain_failures_is_honest_about_its_requests(
 # --- 18. a token source that makes the run wait ---------------------------------------
 
 
+@pytest.mark.posix  # a fifo; SIGINT to the run
 @pytest.mark.parametrize(("stop", "code"), STOPS[1:], ids=["SIGINT", "max-time"])
 @pytest.mark.parametrize("source", ["token-file-fifo", "token-from-stdin"])
 def test_a_stop_while_waiting_for_the_token(
@@ -1138,6 +1152,8 @@ def test_a_stop_while_waiting_for_the_token(
 # --- 19. a --rejects file that fills up -----------------------------------------------
 
 
+@pytest.mark.posix  # a file size limit (ulimit -f)
+@pytest.mark.bash
 def test_a_rejects_file_that_fills_up_keeps_what_fits(start: StartRun, tmp_path: Path) -> None:
     """A 100 KiB size limit: the rejects file keeps nearly all of it in whole rows, and the
     error's count of what is missing covers every row the file lacks."""

@@ -557,6 +557,7 @@ def peak_rss_mb(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, f
     return int(code), int(kib) / 1024
 
 
+@pytest.mark.posix  # os.wait4 and its resource usage
 def test_memory_is_bounded_by_the_batches_in_flight_not_by_the_file(tmp_path: Path) -> None:
     """A 60 MB CSV of 15 KB rows: the peak is that of a tiny file plus what is in flight."""
     big_rows_csv(tmp_path / "small.csv", rows=40, text_bytes=15_000)
@@ -658,6 +659,8 @@ def test_a_report_name_as_long_as_the_folder_allows_is_written(
     assert "bad one!" in (tmp_path / name).read_text()
 
 
+@pytest.mark.posix  # a file size limit (ulimit -f)
+@pytest.mark.bash
 def test_quiet_still_says_every_error(run_cli: Run, tmp_path: Path) -> None:
     """The run ends on the API's refusal; the --undelivered file that hit a file size
     limit is said too, --quiet or not, and named in the summary."""
