@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import re
-import select
 import shlex
 import signal
 import subprocess
@@ -78,25 +77,35 @@ class Sandbox:
         self.base_url = self._read_base_url(log)
 
     def _read_base_url(self, log: Path) -> str:
+        """The URL of its `export INBOX_BASE_URL=...` line, read by a thread: on Windows a
+        pipe cannot be waited on with `select`."""
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
-        seen = b""
-        deadline = time.monotonic() + 20
-        while True:
-            found = re.search(rb"^export INBOX_BASE_URL=(\S+)\n", seen, re.MULTILINE)
-            if found:
-                return found.group(1).decode()
-            left = deadline - time.monotonic()
-            ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
-            chunk = os.read(fd, 4096) if ready else b""
-            if not chunk and (left <= 0 or ready):
-                self.stop()
-                pytest.fail(f"the sandbox did not start:\n{log.read_text(errors='replace')}")
-            seen += chunk
+        found: list[str] = []
+
+        def read() -> None:
+            seen = b""
+            with contextlib.suppress(OSError):
+                while chunk := os.read(fd, 4096):
+                    seen += chunk
+                    line = re.search(rb"^export INBOX_BASE_URL=(\S+)\r?\n", seen, re.MULTILINE)
+                    if line:
+                        found.append(line.group(1).decode())
+                        return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout=20)
+        if not found:
+            self.proc.kill()  # its stdout ends, and with it the reader, before it is closed
+            reader.join(timeout=10)
+            self.stop()
+            pytest.fail(f"the sandbox did not start:\n{log.read_text(errors='replace')}")
+        return found[0]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.terminate()  # SIGTERM; TerminateProcess on Windows
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -177,7 +186,8 @@ class Run:
             stderr=subprocess.PIPE,
             env=env,
             cwd=cwd,
-            # A group of its own, so that a hung `bash -c` pipeline ends with its members.
+            # A group of its own, so that a hung `bash -c` pipeline ends with its members
+            # (POSIX; ignored on Windows).
             start_new_session=True,
         )
         self.spawned = time.monotonic()
@@ -261,8 +271,11 @@ class Run:
     def kill(self) -> None:
         """End the process and its group if it still runs, and close the pipes."""
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            if os.name == "posix":
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+            else:  # no process groups (and no `bash -c` pipelines to end with it)
+                self.proc.kill()
             self.proc.wait()
         self._release()
 
