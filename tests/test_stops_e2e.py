@@ -576,6 +576,24 @@ def test_lines_read_from_stdin_before_a_stop_are_listed_not_dropped(
 # --- 5. a signal in the first instants of the process ---------------------------------
 
 
+def caught_signals(pid: int) -> int | None:
+    """The caught-signal mask of process `pid` (bit n-1 for signal n); None once it has
+    exited. From /proc where there is one (Linux), else from `ps -o caught=` (macOS)."""
+    if Path("/proc/self/status").exists():
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return None
+        caught = next(line for line in text.splitlines() if line.startswith("SigCgt:"))
+        return int(caught.split()[1], 16)
+    shown = subprocess.run(
+        ["ps", "-o", "caught=", "-p", str(pid)], capture_output=True, text=True, check=False
+    )
+    if shown.stderr.strip():  # this ps cannot say (a gone process only fails quietly)
+        pytest.skip(f"cannot see which signals a process catches: {shown.stderr.strip()}")
+    return int(shown.stdout.split()[0], 16) if shown.stdout.strip() else None
+
+
 def wait_for_handlers(pid: int, deadline_s: float = 10.0) -> float:
     """Wait until process `pid` catches SIGTERM (its own handlers are in place); return when.
 
@@ -585,16 +603,13 @@ def wait_for_handlers(pid: int, deadline_s: float = 10.0) -> float:
     for. Before it, the interpreter itself is still starting (site, the
     entry script) and a signal gets the interpreter's default behaviour.
     """
-    status = Path(f"/proc/{pid}/status")
     bit = 1 << (signal.SIGTERM - 1)
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        try:
-            text = status.read_text()
-        except OSError:
+        caught = caught_signals(pid)
+        if caught is None:
             break  # it has exited already
-        caught = next(line for line in text.splitlines() if line.startswith("SigCgt:"))
-        if int(caught.split()[1], 16) & bit:
+        if caught & bit:
             return time.monotonic()
         time.sleep(0.0005)
     raise AssertionError("the tool never installed its signal handlers")
@@ -901,16 +916,24 @@ def test_a_stderr_nobody_reads_does_not_hold_the_run(
 
 
 def _wait_for_a_full_pipe(fd: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> bool:
-    """Wait until the pipe holds as much as it can (Linux: FIONREAD against F_GETPIPE_SZ)."""
+    """Wait until the pipe holds as much as it can: on Linux, FIONREAD against
+    F_GETPIPE_SZ; elsewhere (macOS, whose pipes grow as they fill), once what it holds
+    has stopped growing for a second while the run writes an event every 10 ms."""
     import fcntl
     import termios
 
-    size = fcntl.fcntl(fd, 1032)  # F_GETPIPE_SZ
+    size = fcntl.fcntl(fd, 1032) if sys.platform.startswith("linux") else None  # F_GETPIPE_SZ
     end = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
     while time.monotonic() < end and proc.poll() is None:
         held = bytearray(4)
         fcntl.ioctl(fd, termios.FIONREAD, held)
-        if int.from_bytes(held, sys.byteorder) >= size - 4096:
+        count = int.from_bytes(held, sys.byteorder)
+        if size is not None and count >= size - 4096:
+            return True
+        if count != last:
+            last, since = count, time.monotonic()
+        elif size is None and count > 0 and time.monotonic() - since >= 1.0:
             return True
         time.sleep(0.01)
     return False

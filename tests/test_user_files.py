@@ -534,12 +534,13 @@ def test_a_real_binary_is_still_refused(run_cli: Run, tmp_path: Path) -> None:
 
 # Runs the command given and prints its exit status and peak RSS (KiB). A child's peak
 # counts the memory of the process it was started from, so the command is started
-# from this small launcher, not from the test process.
+# from this small launcher, not from the test process. macOS counts ru_maxrss in bytes.
 LAUNCHER = """
 import os, subprocess, sys
 proc = subprocess.Popen(sys.argv[1:])
 _, status, usage = os.wait4(proc.pid, 0)
-print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+kib = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss
+print(os.waitstatus_to_exitcode(status), kib)
 """
 
 
