@@ -19,6 +19,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -218,6 +219,14 @@ def start_sandbox() -> Iterator[Callable[..., RunningSandbox]]:
 def api_env(server: RunningSandbox, **extra: str) -> dict[str, str]:
     """Environment pointing a CLI subprocess at `server` with the secret token."""
     return cli_env(**{"INBOX_BASE_URL": server.base_url, "INBOX_API_TOKEN": SECRET, **extra})
+
+
+def assert_private(path: Path) -> None:
+    """The file is the user's alone (mode 0600), where files have POSIX modes: elsewhere
+    (Windows) a mode says nothing about who may read the file, and there is nothing to check."""
+    if os.name == "posix":
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == 0o600, f"{path} has mode {mode:#o}, not 0o600"
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

@@ -17,7 +17,15 @@ import pytest
 from inboxleads.journal import RunLock
 from inboxleads.sandbox import RunningSandbox
 
-from .conftest import CONTRACT_KEYS, SECRET, CliResult, api_env, cli_env, write_lines
+from .conftest import (
+    CONTRACT_KEYS,
+    SECRET,
+    CliResult,
+    api_env,
+    assert_private,
+    cli_env,
+    write_lines,
+)
 
 Run = Callable[..., CliResult]
 
@@ -169,7 +177,7 @@ def test_exit_1_and_undelivered_file_when_the_server_always_fails(
     assert result.code == 1
     assert result.summary["undelivered"] == 4 and result.summary["delivered"] == 0
     assert out.read_text().splitlines() == ["jack", "@12345", "44196397", "naval"]
-    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    assert_private(out)
 
 
 def test_exit_4_when_another_run_holds_the_lock(

@@ -46,7 +46,7 @@ from inboxleads.sandbox import (
     create_app,
 )
 
-from .conftest import SECRET, CliResult, api_env, cli_env, write_lines
+from .conftest import SECRET, CliResult, api_env, assert_private, cli_env, write_lines
 
 Run = Callable[..., CliResult]
 ROOT = Path(__file__).resolve().parent.parent
@@ -426,7 +426,7 @@ def test_resume_keeps_its_journal_under_xdg_state_home(
     journals = list((state / "inboxleads" / "journals").iterdir())
     journal = [p for p in journals if p.suffix == ".journal"]
     assert [p.name[:8] for p in journal] == ["resume1-"]
-    assert stat.S_IMODE(journal[0].stat().st_mode) == 0o600
+    assert_private(journal[0])
     again = run_cli("add", "resume1", str(path), "--resume", "--json", env=env)
     summary = again.summary
     assert again.code == 0

@@ -17,6 +17,8 @@ from inboxleads.inputs import Format, ReadOptions, Rejection, open_inputs, read_
 from inboxleads.journal import Journal, RunKey, RunLock, check_journal
 from inboxleads.reports import Reports
 
+from .conftest import assert_private
+
 U, P, E = Kind.USERNAME, Kind.PLATFORM_ID, Kind.EXTERNAL_ID
 
 
@@ -113,7 +115,8 @@ def test_a_table_is_written_whole_and_private(tmp_path: Path) -> None:
     reports = Reports()
     rows = [[f"gone{i}", "username", "failed", "a\rb" if i == 1 else "x"] for i in range(200)]
     reports.write_table("--explain-failures", path, ["identifier", "kind", "status", "d"], rows)
-    assert reports.problems() == [] and mode(path) == 0o600
+    assert reports.problems() == []
+    assert_private(path)
     with open(path, encoding="utf-8", newline="") as fh:
         assert list(csv.reader(fh)) == [["identifier", "kind", "status", "d"], *rows]
     assert [p.name for p in tmp_path.iterdir()] == ["failed.csv"]
