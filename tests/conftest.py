@@ -229,6 +229,17 @@ def assert_private(path: Path) -> None:
         assert mode == 0o600, f"{path} has mode {mode:#o}, not 0o600"
 
 
+def symlink_or_skip(link: Path, target: str) -> None:
+    """`link` -> `target`, or skip the test where this user may not make symbolic links
+    (Windows without Developer Mode or the privilege to create them)."""
+    try:
+        link.symlink_to(target)
+    except OSError as exc:
+        if os.name == "posix":
+            raise
+        pytest.skip(f"cannot make a symbolic link here: {exc}")
+
+
 def write_lines(path: Path, lines: list[str]) -> Path:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
