@@ -50,7 +50,8 @@ from .conftest import SECRET, CliResult, api_env, assert_private, cli_env, write
 
 Run = Callable[..., CliResult]
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = Path(sys.executable).parent / "inboxleads"
+# The console script beside the interpreter: bin/inboxleads, or Scripts\inboxleads.exe on Windows.
+SCRIPT = Path(sys.executable).parent / ("inboxleads.exe" if os.name == "nt" else "inboxleads")
 LEADS_PATH = "/campaigns/v2/{campaign}/leads"
 # SGR parameters that set a colour (foreground, background, 256/truecolour, bright).
 COLOUR_SGR = re.compile(r"\x1b\[((?:\d+;)*(?:3\d|4\d|9\d|10\d)(?:;\d+)*)m")
