@@ -3,6 +3,13 @@
 Every CLI run in the tests goes through `run_cli` (a real subprocess) or
 `invoke` (in-process through Typer's runner); both fail the test when the
 token appears in stdout, stderr or any file the run left under `tmp_path`.
+
+Two markers say what a test needs beyond Python and the package; where that is missing
+(Windows is no POSIX system, and bash may be absent anywhere) the test is skipped:
+
+    posix   a POSIX system: a pty, a fifo, fcntl/termios, a signal sent to another
+            process, /dev files, file modes (0600, chmod), resource limits, /bin/sh scripts
+    bash    a bash command line (pipelines, `ulimit`, redirections of the shell)
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ import asyncio
 import io
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -23,6 +32,31 @@ import pytest
 
 from inboxleads.runner import Environment
 from inboxleads.sandbox import Faults, RunningSandbox, SandboxConfig
+
+MARKERS = {
+    "posix": "needs a POSIX system (pty, fifo, fcntl/termios, signals sent to another "
+    "process, /dev files, file modes, resource limits, /bin/sh scripts)",
+    "bash": "runs a bash command line",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, meaning in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {meaning}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip, saying why, the tests that need what this system lacks."""
+    reasons: dict[str, str] = {}
+    if os.name != "posix":
+        reasons["posix"] = f"needs a POSIX system (this one is os.name == {os.name!r})"
+    if shutil.which("bash") is None:
+        reasons["bash"] = "needs bash, and there is none on PATH"
+    for item in items:
+        for name, reason in reasons.items():
+            if item.get_closest_marker(name) is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
 
 # A token that cannot appear by chance, so finding it anywhere is a leak.
 SECRET = "tok_SECRET_7f3a9c1e5b2d4f6a8c0e"
@@ -185,6 +219,25 @@ def start_sandbox() -> Iterator[Callable[..., RunningSandbox]]:
 def api_env(server: RunningSandbox, **extra: str) -> dict[str, str]:
     """Environment pointing a CLI subprocess at `server` with the secret token."""
     return cli_env(**{"INBOX_BASE_URL": server.base_url, "INBOX_API_TOKEN": SECRET, **extra})
+
+
+def assert_private(path: Path) -> None:
+    """The file is the user's alone (mode 0600), where files have POSIX modes: elsewhere
+    (Windows) a mode says nothing about who may read the file, and there is nothing to check."""
+    if os.name == "posix":
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == 0o600, f"{path} has mode {mode:#o}, not 0o600"
+
+
+def symlink_or_skip(link: Path, target: str) -> None:
+    """`link` -> `target`, or skip the test where this user may not make symbolic links
+    (Windows without Developer Mode or the privilege to create them)."""
+    try:
+        link.symlink_to(target)
+    except OSError as exc:
+        if os.name == "posix":
+            raise
+        pytest.skip(f"cannot make a symbolic link here: {exc}")
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:

@@ -115,6 +115,7 @@ def test_a_dotenv_or_token_file_with_a_bom_is_read(tmp_path: Path) -> None:
     assert json.loads(result.stdout.strip().splitlines()[-1])["undelivered"] == 1
 
 
+@pytest.mark.posix  # a fifo, /dev/null and /dev/stdout
 @pytest.mark.parametrize(
     "option", ["--undelivered", "--rejects", "--explain-failures", "--journal"]
 )
@@ -188,6 +189,7 @@ def test_option_values_that_cannot_work_are_usage_errors(
     assert message in result.output
 
 
+@pytest.mark.posix  # a fifo
 def test_a_pipe_as_a_report_is_refused_and_a_users_part_file_is_left_alone(
     tmp_path: Path,
 ) -> None:

@@ -12,10 +12,20 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from inboxleads.lock import RunLock
 from inboxleads.sandbox import RunningSandbox
 
-from .conftest import CONTRACT_KEYS, SECRET, CliResult, api_env, cli_env, write_lines
+from .conftest import (
+    CONTRACT_KEYS,
+    SECRET,
+    CliResult,
+    api_env,
+    assert_private,
+    cli_env,
+    write_lines,
+)
 
 Run = Callable[..., CliResult]
 
@@ -167,7 +177,7 @@ def test_exit_1_and_undelivered_file_when_the_server_always_fails(
     assert result.code == 1
     assert result.summary["undelivered"] == 4 and result.summary["delivered"] == 0
     assert out.read_text().splitlines() == ["jack", "@12345", "44196397", "naval"]
-    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    assert_private(out)
 
 
 def test_exit_4_when_another_run_holds_the_lock(
@@ -277,6 +287,7 @@ def _wait_for_requests(server: RunningSandbox, n: int) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.posix  # SIGINT to the run
 def test_sigint_mid_run_exits_130_and_nothing_is_lost(
     start_sandbox: Callable[..., RunningSandbox], tmp_path: Path
 ) -> None:
@@ -295,6 +306,7 @@ def test_sigint_mid_run_exits_130_and_nothing_is_lost(
     assert len(delivered) == summary["delivered"]
 
 
+@pytest.mark.posix  # SIGTERM to the run
 def test_sigterm_exits_143(start_sandbox: Callable[..., RunningSandbox], tmp_path: Path) -> None:
     server = start_sandbox(latency_s=0.2)
     proc = _start_slow_run(server, tmp_path)
@@ -325,6 +337,7 @@ def test_requests_really_overlap_up_to_the_concurrency(
     assert server.state.max_in_flight == 8
 
 
+@pytest.mark.posix  # SIGINT to the run
 def test_sigint_while_stdin_stays_silent_exits_130_cleanly(tmp_path: Path) -> None:
     # The reader thread is blocked on a pipe that stays open. Exiting must not
     # trip over it: an earlier version aborted ("Fatal Python error", SIGABRT)

@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
-import fcntl
 import gc
 import io
 import itertools
@@ -89,6 +88,8 @@ EXIT_BY_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
     pytest.mark.filterwarnings("ignore::ResourceWarning"),
+    # Stops are SIGINT/SIGTERM sent to this process; a hang is broken off by SIGUSR2.
+    pytest.mark.posix,
 ]
 
 
@@ -628,7 +629,9 @@ class Feeder:
         self.control = control
         self.schedule = schedule
         read_fd, self.write_fd = os.pipe()
-        with contextlib.suppress(OSError, AttributeError):
+        import fcntl  # POSIX only: importing it at the top would break collection on Windows
+
+        with contextlib.suppress(OSError, AttributeError):  # F_SETPIPE_SZ is Linux's
             fcntl.fcntl(self.write_fd, fcntl.F_SETPIPE_SZ, 1 << 20)
         # Never block holding the lock (a stop is sent under it): a full pipe is retried.
         os.set_blocking(self.write_fd, False)

@@ -310,6 +310,7 @@ def test_data_columns_named_like_the_files_own_get_a_name_of_their_own(tmp_path:
     ]
 
 
+@pytest.mark.posix  # a file size limit (setrlimit)
 def test_a_failed_file_that_fills_up_keeps_its_whole_rows_and_says_how_many_are_missing(
     tmp_path: Path,
 ) -> None:

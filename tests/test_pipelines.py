@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pty
 import re
 import select
 import shlex
@@ -47,11 +46,12 @@ from inboxleads.sandbox import (
     create_app,
 )
 
-from .conftest import SECRET, CliResult, api_env, cli_env, write_lines
+from .conftest import SECRET, CliResult, api_env, assert_private, cli_env, write_lines
 
 Run = Callable[..., CliResult]
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = Path(sys.executable).parent / "inboxleads"
+# The console script beside the interpreter: bin/inboxleads, or Scripts\inboxleads.exe on Windows.
+SCRIPT = Path(sys.executable).parent / ("inboxleads.exe" if os.name == "nt" else "inboxleads")
 LEADS_PATH = "/campaigns/v2/{campaign}/leads"
 # SGR parameters that set a colour (foreground, background, 256/truecolour, bright).
 COLOUR_SGR = re.compile(r"\x1b\[((?:\d+;)*(?:3\d|4\d|9\d|10\d)(?:;\d+)*)m")
@@ -146,6 +146,8 @@ def run_with_pty_stderr(
     args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60
 ) -> tuple[int, str, str]:
     """Run with stderr on a pseudo-terminal (stdout a pipe); (code, stdout, terminal output)."""
+    import pty  # POSIX only: importing it at the top would break collection on Windows
+
     master, slave = pty.openpty()
     chunks: list[bytes] = []
 
@@ -330,6 +332,7 @@ def test_progress_rich_on_a_pipe_writes_no_escape_codes_with_no_color(
     assert "\x1b" not in result.stderr and "delivered" in result.stderr
 
 
+@pytest.mark.posix  # a pty
 def test_progress_rich_on_a_terminal_has_no_colour_codes_with_no_color(
     sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -424,7 +427,7 @@ def test_resume_keeps_its_journal_under_xdg_state_home(
     journals = list((state / "inboxleads" / "journals").iterdir())
     journal = [p for p in journals if p.suffix == ".journal"]
     assert [p.name[:8] for p in journal] == ["resume1-"]
-    assert stat.S_IMODE(journal[0].stat().st_mode) == 0o600
+    assert_private(journal[0])
     again = run_cli("add", "resume1", str(path), "--resume", "--json", env=env)
     summary = again.summary
     assert again.code == 0
@@ -446,6 +449,8 @@ def _cron_command(workdir: Path) -> str:
     return command.replace("/srv/leads", shlex.quote(str(workdir)))
 
 
+@pytest.mark.posix  # a /bin/sh stand-in for mail, made executable
+@pytest.mark.bash
 def test_readme_cron_recipe_syncs_then_resumes_everything(
     sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -552,6 +557,7 @@ def test_token_on_the_command_line_warns_in_a_log_file_too(
     assert quiet.stderr == ""
 
 
+@pytest.mark.posix  # a pty
 def test_token_on_the_command_line_warns_on_a_terminal(
     sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -601,6 +607,7 @@ def test_refused_token_message_hides_a_token_the_server_echoes(
     assert SECRET not in result.stderr
 
 
+@pytest.mark.posix  # file modes and the umask
 def test_written_files_are_private_even_with_umask_022(
     run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -745,6 +752,7 @@ def test_every_option_of_every_command_has_help_text() -> None:
     assert all((c.help or "").strip() for c in commands.values())
 
 
+@pytest.mark.posix  # SIGTERM to the sandbox's process
 def test_sandbox_command_prints_its_url_serves_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [str(SCRIPT), "sandbox", "--port", "0"],
@@ -783,10 +791,13 @@ def test_sandbox_command_prints_its_url_serves_and_exits_0_on_sigterm(tmp_path: 
     assert b"Traceback" not in err
 
 
+@pytest.mark.posix  # a pty
 def test_token_dash_on_a_terminal_is_read_without_echo(
     sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
     """`--token -` typed at a terminal: a prompt, no echo, and the terminal put back."""
+    import pty  # POSIX only, as above
+
     path = write_lines(tmp_path / "a.txt", ["jack"])
     master, slave = pty.openpty()
     env = cli_env(INBOX_BASE_URL=sandbox_server.base_url, TERM="dumb")

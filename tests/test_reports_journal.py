@@ -20,6 +20,8 @@ from inboxleads.journal import Journal, RunKey, check_journal
 from inboxleads.lock import RunLock
 from inboxleads.reports import Reports
 
+from .conftest import assert_private
+
 U, P, E = Kind.USERNAME, Kind.PLATFORM_ID, Kind.EXTERNAL_ID
 
 
@@ -90,6 +92,7 @@ def test_rejects_file_with_nothing_rejected_has_only_its_header(tmp_path: Path) 
     assert path.read_text(encoding="utf-8") == "source,line,reason,text\n"
 
 
+@pytest.mark.posix  # file modes
 def test_report_files_are_private_to_the_user(tmp_path: Path) -> None:
     rejects, undelivered = tmp_path / "rejects.csv", tmp_path / "undelivered.txt"
     reports = Reports(rejects=rejects, undelivered=undelivered)
@@ -99,6 +102,7 @@ def test_report_files_are_private_to_the_user(tmp_path: Path) -> None:
     assert mode(undelivered) == 0o600
 
 
+@pytest.mark.posix  # file modes
 def test_an_existing_world_readable_report_file_becomes_private(tmp_path: Path) -> None:
     path = tmp_path / "rejects.csv"
     path.write_text("old contents\n")
@@ -114,7 +118,8 @@ def test_a_table_is_written_whole_and_private(tmp_path: Path) -> None:
     reports = Reports()
     rows = [[f"gone{i}", "username", "failed", "a\rb" if i == 1 else "x"] for i in range(200)]
     reports.write_table("--explain-failures", path, ["identifier", "kind", "status", "d"], rows)
-    assert reports.problems() == [] and mode(path) == 0o600
+    assert reports.problems() == []
+    assert_private(path)
     with open(path, encoding="utf-8", newline="") as fh:
         assert list(csv.reader(fh)) == [["identifier", "kind", "status", "d"], *rows]
     assert [p.name for p in tmp_path.iterdir()] == ["failed.csv"]
@@ -279,6 +284,7 @@ def test_journal_lines_record_the_servers_counts(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.posix  # file modes
 def test_journal_file_is_private_to_the_user(tmp_path: Path) -> None:
     path = tmp_path / "run.journal"
     Journal.open(path, KEY).close()

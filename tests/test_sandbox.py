@@ -585,6 +585,7 @@ def test_serve_refuses_non_loopback_hosts(host: str) -> None:
         serve(SandboxConfig(), host=host)
 
 
+@pytest.mark.posix  # SIGINT or SIGTERM to the server's process
 @pytest.mark.parametrize(
     ("sig", "host"), [(signal.SIGINT, "127.0.0.1"), (signal.SIGTERM, "localhost")]
 )

@@ -28,7 +28,7 @@ import pytest
 
 from inboxleads.sandbox import RunningSandbox, SandboxConfig
 
-from .conftest import SECRET, CliResult, Run, api_env, cli_env, write_lines
+from .conftest import SECRET, CliResult, Run, api_env, cli_env, symlink_or_skip, write_lines
 
 
 @contextmanager
@@ -61,7 +61,8 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(
     run_cli: Run, tmp_path: Path, option: str, spelling: str
 ) -> None:
     data = write_lines(tmp_path / "in.txt", ["jack", "not a handle!", "naval"])
-    os.symlink("in.txt", tmp_path / "link.txt")
+    if spelling == "symlink":
+        symlink_or_skip(tmp_path / "link.txt", "in.txt")
     os.link(data, tmp_path / "hard.txt")
     target = {"same": "in.txt", "dot": "./in.txt", "symlink": "link.txt", "hardlink": "hard.txt"}
     before = snapshot(tmp_path)
@@ -378,12 +379,12 @@ def test_a_rotated_symlink_resumes_its_journal(run_cli: Run, tmp_path: Path) -> 
     latest = tmp_path / "latest.txt"
     common = ["--batch-size", "2", "--json"]
     with sandbox() as server:
-        latest.symlink_to("export-day1.txt")
+        symlink_or_skip(latest, "export-day1.txt")
         day1 = run_cli(
             "add", "rot1", "latest.txt", "--journal", "sync.journal", *common, env=api_env(server)
         )
         latest.unlink()
-        latest.symlink_to("export-day2.txt")
+        symlink_or_skip(latest, "export-day2.txt")
         day2 = run_cli(
             "add", "rot1", "latest.txt", "--journal", "sync.journal", *common, env=api_env(server)
         )
@@ -401,10 +402,10 @@ def test_resume_keeps_one_journal_for_a_rotated_symlink(run_cli: Run, tmp_path: 
     state = tmp_path / "state"
     with sandbox() as server:
         env = api_env(server, XDG_STATE_HOME=str(state))
-        latest.symlink_to("export-day1.txt")
+        symlink_or_skip(latest, "export-day1.txt")
         run_cli("add", "rot2", "latest.txt", "--resume", "--batch-size", "2", env=env)
         latest.unlink()
-        latest.symlink_to("export-day2.txt")
+        symlink_or_skip(latest, "export-day2.txt")
         day2 = run_cli(
             "add", "rot2", "latest.txt", "--resume", "--batch-size", "2", "--json", env=env
         )
@@ -534,12 +535,13 @@ def test_a_real_binary_is_still_refused(run_cli: Run, tmp_path: Path) -> None:
 
 # Runs the command given and prints its exit status and peak RSS (KiB). A child's peak
 # counts the memory of the process it was started from, so the command is started
-# from this small launcher, not from the test process.
+# from this small launcher, not from the test process. macOS counts ru_maxrss in bytes.
 LAUNCHER = """
 import os, subprocess, sys
 proc = subprocess.Popen(sys.argv[1:])
 _, status, usage = os.wait4(proc.pid, 0)
-print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+kib = usage.ru_maxrss // 1024 if sys.platform == "darwin" else usage.ru_maxrss
+print(os.waitstatus_to_exitcode(status), kib)
 """
 
 
@@ -557,6 +559,7 @@ def peak_rss_mb(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, f
     return int(code), int(kib) / 1024
 
 
+@pytest.mark.posix  # os.wait4 and its resource usage
 def test_memory_is_bounded_by_the_batches_in_flight_not_by_the_file(tmp_path: Path) -> None:
     """A 60 MB CSV of 15 KB rows: the peak is that of a tiny file plus what is in flight."""
     big_rows_csv(tmp_path / "small.csv", rows=40, text_bytes=15_000)
@@ -658,6 +661,8 @@ def test_a_report_name_as_long_as_the_folder_allows_is_written(
     assert "bad one!" in (tmp_path / name).read_text()
 
 
+@pytest.mark.posix  # a file size limit (ulimit -f)
+@pytest.mark.bash
 def test_quiet_still_says_every_error(run_cli: Run, tmp_path: Path) -> None:
     """The run ends on the API's refusal; the --undelivered file that hit a file size
     limit is said too, --quiet or not, and named in the summary."""
