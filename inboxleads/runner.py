@@ -50,6 +50,7 @@ from .errors import (
     UsageError,
 )
 from .explain import Explainer, write_failed
+from .files import path_key
 from .inputs import UNREADABLE_ERRORS, Format, OpenInput, ReadOptions, open_inputs
 from .journal import Journal, RunKey, check_journal, input_names
 from .ledger import Counts
@@ -314,7 +315,8 @@ def check_files(job: AddJob, stdin: IO[bytes] | None) -> None:
             sibling=LOCK_SUFFIX if journal else "",
         )
         # The same file by name (it may not exist yet), or by identity (a hard link).
-        for where in (os.path.normcase(os.path.realpath(path)), file_id(path)):
+        # (By name with its case folded where the filesystem ignores case.)
+        for where in (path_key(os.path.realpath(path)), file_id(path)):
             if where is None:
                 continue
             if where in named:

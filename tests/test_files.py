@@ -10,7 +10,9 @@ import pytest
 
 from inboxleads import cli, files
 from inboxleads.client import Answer, Outcome
+from inboxleads.errors import UsageError
 from inboxleads.journal import Journal, RunKey
+from inboxleads.runner import AddJob, check_files
 
 
 def test_text_is_written_byte_for_byte(tmp_path: Path) -> None:
@@ -178,3 +180,21 @@ def test_the_state_directory_is_the_platforms_unless_chosen(
     monkeypatch.setenv("INBOXLEADS_STATE_DIR", str(tmp_path))
     assert cli.state_dir() == tmp_path
     assert cli.default_journal("c1", ["a.txt"]).parent == tmp_path / "journals"
+
+
+def test_two_reports_named_in_two_cases_are_one_file_where_case_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On macOS `--rejects Out.csv --undelivered out.csv` names one file twice: the
+    second report would replace the first."""
+    (tmp_path / "in.txt").write_text("jack\n")
+    job = AddJob(
+        campaign="c1",
+        inputs=[str(tmp_path / "in.txt")],
+        rejects=tmp_path / "Out.csv",
+        undelivered=tmp_path / "out.csv",
+    )
+    check_files(job, None)  # two files where case counts
+    monkeypatch.setattr(files, "case_insensitive", lambda folder: True)
+    with pytest.raises(UsageError, match="--undelivered and --rejects name the same file"):
+        check_files(job, None)

@@ -651,6 +651,8 @@ def test_hard_linked_outputs_are_one_file(run_cli: Run, tmp_path: Path) -> None:
     assert (tmp_path / "h2.csv").read_text() == "old\n"
 
 
+# Windows limits a whole path to 260 characters unless long paths are enabled.
+@pytest.mark.posix
 def test_a_report_name_as_long_as_the_folder_allows_is_written(
     run_cli: Run, tmp_path: Path
 ) -> None:
