@@ -17,12 +17,12 @@ import sys
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, NoReturn, ParamSpec
 
 import typer
 
-from . import __version__
-from .errors import ExitStatus, InboxLeadsError, Interrupted, UsageError
+from . import __version__, stops
+from .errors import Bug, ExitStatus, InboxLeadsError, Interrupted, UsageError
 from .identifiers import ReadAs
 from .inputs import Format, ReadOptions
 
@@ -341,7 +341,7 @@ def add(
     in flight 10 s; a second one abandons them. Either way the summary is
     printed and --undelivered lists what was not delivered (exit 130/143).
     """
-    from .runner import AddJob, Environment, empty_summary, print_summary, run_add
+    from .runner import AddJob, Environment, end_before_start, run_add
 
     env = Environment(no_color=bool(os.environ.get("NO_COLOR")), watchdog=True)
     try:
@@ -403,13 +403,19 @@ def add(
                 p for p in (token_file, Path.cwd() / ".env") if p is not None and p.exists()
             ),
         )
-    except InboxLeadsError as exc:
-        if json_summary:
-            # `--json | jq` always gets its object, usage errors included.
-            stub = AddJob(campaign=campaign, inputs=[], dry_run=dry_run)
-            reason = exc.stop_reason if isinstance(exc, Interrupted) else None
-            print_summary(empty_summary(stub, exc.exit_status, reason), env)
-        raise
+    except Exception as exc:
+        # `--json | jq` always gets its object, usage errors and stops included.
+        error = exc if isinstance(exc, InboxLeadsError) else Bug.of(exc)
+        stub = AddJob(
+            campaign=campaign,
+            inputs=[],
+            dry_run=dry_run,
+            progress="none" if quiet else progress.value,
+            quiet=quiet,
+            json_summary=json_summary,
+        )
+        end_before_start(stub, env, error)
+        raise error from None
     if token is not None and token != "-" and not quiet:
         # Whatever stderr is: a cron log is where a leaked token is found later.
         _warn(
@@ -497,7 +503,7 @@ def _resolve_token(
     if token_file is not None:
         path = token_file
         try:
-            raw = _while_stoppable(lambda: _first_line_of(path), "--token-file", max_time)
+            raw = stops.wait_for(lambda: _first_line_of(path), "--token-file", max_time)
             token = raw.decode("utf-8-sig")
         except OSError as exc:
             raise UsageError(f"--token-file {token_file}: {exc.strerror or exc}") from None
@@ -519,9 +525,9 @@ def _token_from_stdin(max_time: float | None) -> str:
         import msvcrt
 
         with _prompting():
-            return _while_stoppable(lambda: _typed_unseen(msvcrt.getwch), "--token -", max_time)
+            return stops.wait_for(lambda: _typed_unseen(msvcrt.getwch), "--token -", max_time)
     with _no_echo():
-        return _while_stoppable(_first_line_of_stdin, "--token -", max_time)
+        return stops.wait_for(_first_line_of_stdin, "--token -", max_time)
 
 
 @contextlib.contextmanager
@@ -544,8 +550,6 @@ def _typed_unseen(getch: Callable[[], str]) -> str:
     while (char := getch()) not in ("\r", "\n", "\x1a"):  # Enter, or Ctrl-Z: the end
         if char == "\x03":  # Ctrl-C, where the console hands it over as a key
             import signal
-
-            from . import stops
 
             raise Interrupted(
                 "stopped while waiting for --token -",
@@ -570,11 +574,24 @@ def _no_echo() -> Iterator[None]:
         yield
         return
     try:
+        fd = sys.stdin.fileno() if sys.stdin is not None else -1
+        terminal = fd >= 0 and os.isatty(fd)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        terminal = False
+    if not terminal:
+        yield
+        return
+    try:
         import termios
 
-        fd = sys.stdin.fileno() if sys.stdin is not None else -1
-        saved = termios.tcgetattr(fd) if fd >= 0 and os.isatty(fd) else None
-    except (ImportError, OSError, ValueError, io.UnsupportedOperation):
+        saved = termios.tcgetattr(fd)
+    except ImportError:
+        # A terminal whose echo cannot be turned off would show the token as typed.
+        raise UsageError(
+            "--token -: this terminal cannot hide what is typed; give the token with "
+            f"--token-file or ${TOKEN_ENV}"
+        ) from None
+    except OSError:
         saved = None
     if saved is None:
         yield
@@ -608,49 +625,6 @@ def _first_line_of_stdin() -> str:
     finally:
         os.close(fd)
     return line.decode("utf-8", "replace")
-
-
-T = TypeVar("T")
-
-
-def _while_stoppable(read: Callable[[], T], what: str, max_time: float | None) -> T:
-    """Run `read` (which may wait on a pipe for good) in a thread of its own, so that a
-    signal or --max-time still ends the run, with its summary, while it waits."""
-    import threading
-    import time
-
-    from . import stops
-
-    outcome: list[T] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            outcome.append(read())
-        except BaseException as exc:  # handed to the caller below
-            failure.append(exc)
-
-    worker = threading.Thread(target=work, name="inboxleads-token", daemon=True)
-    worker.start()
-    deadline = None if max_time is None else time.monotonic() + max_time
-    while worker.is_alive():
-        worker.join(0.05)
-        signals = stops.received()
-        if signals:
-            raise Interrupted(
-                f"stopped while waiting for {what}",
-                ExitStatus(stops.exit_status(signals[0])),
-                stops.describe(signals[0]),
-            )
-        if max_time is not None and deadline is not None and time.monotonic() >= deadline:
-            raise Interrupted(
-                f"stopped while waiting for {what}",
-                ExitStatus.PARTIAL,
-                stops.deadline_reason(max_time),
-            )
-    if failure:
-        raise failure[0]
-    return outcome[0]
 
 
 def state_dir() -> Path:

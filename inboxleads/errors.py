@@ -136,3 +136,10 @@ class Bug(InboxLeadsError):
     def __init__(self, message: str, trace: str = "") -> None:
         super().__init__(f"internal error: {message}")
         self.trace = trace
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Bug:
+        """The bug an unexpected exception is, with its traceback."""
+        import traceback
+
+        return cls(f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)))

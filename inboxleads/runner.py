@@ -24,7 +24,6 @@ import ssl
 import stat
 import sys
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +61,8 @@ if TYPE_CHECKING:
 
 CAMPAIGN_RE = re.compile(r"[0-9a-z]+")
 LOCK_SUFFIX = ".lock"
+# How the journal's lock file is named in messages about the files a run writes.
+LOCK_OPTION = "the lock of --journal"
 MAX_ATTEMPTS = 100
 # The in-process sandbox is reached through its transport: this host never resolves.
 SANDBOX_HOST = "http://sandbox.invalid"
@@ -301,18 +302,23 @@ def check_files(job: AddJob, stdin: IO[bytes] | None) -> None:
         ("--explain-failures", job.explain_failures),
     ]
     if job.journal is not None and not job.dry_run:
-        outputs.append(("--journal", job.journal))
+        outputs += [("--journal", job.journal), (LOCK_OPTION, lock_path(job.journal))]
     named: dict[str | FileId, str] = {}
     for option, path in outputs:
         if path is None:
             continue
-        journal = option == "--journal"
+        if option == LOCK_OPTION and os.path.islink(path):
+            raise UsageError(
+                f"{LOCK_OPTION} {path}: is a symbolic link; the lock is a file of the "
+                "run's own: remove the link"
+            )
+        journal = option in ("--journal", LOCK_OPTION)
         check_output(
             option,
             path,
             folder_may_be_made=journal and job.resume,
             inputs=inputs,
-            sibling=LOCK_SUFFIX if journal else "",
+            sibling=LOCK_SUFFIX if option == "--journal" else "",
         )
         # The same file by name (it may not exist yet), or by identity (a hard link).
         # (By name with its case folded where the filesystem ignores case.)
@@ -324,6 +330,11 @@ def check_files(job: AddJob, stdin: IO[bytes] | None) -> None:
             named[where] = option
     if job.journal is not None and not job.dry_run:
         check_journal(job.journal, _run_key(job))
+
+
+def lock_path(journal: Path) -> Path:
+    """The file that keeps two runs off one journal: beside it, named after it."""
+    return journal.parent / (journal.name + LOCK_SUFFIX)
 
 
 def check_token(token: str) -> None:
@@ -372,11 +383,15 @@ def run_add(job: AddJob, env: Environment) -> AddResult:
     """Run `inboxleads add` from start to summary."""
     try:
         check_job(job, env.stdin)
-        inputs = open_inputs(job.inputs, job.read.fmt, env.stdin, job.read)
+        # Opening a fifo waits for its writer, maybe for good: a stop still ends the run.
+        inputs = stops.wait_for(
+            lambda: open_inputs(job.inputs, job.read.fmt, env.stdin, job.read),
+            "an input to open (a fifo nothing writes to?)",
+            job.max_time_s,
+        )
     except Exception as exc:  # a bug ends here too, with its summary
         error = exc if isinstance(exc, InboxLeadsError) else _bug(exc, "")
-        summary = empty_summary(job, error.exit_status)
-        _early_summary(job, env, summary)
+        summary = end_before_start(job, env, error)
         return AddResult(error.exit_status, summary, error)
     thresholds = gc.get_threshold()
     # A large import allocates a million small objects that live until their
@@ -389,14 +404,34 @@ def run_add(job: AddJob, env: Environment) -> AddResult:
         gc.set_threshold(*thresholds)
 
 
-def _early_summary(job: AddJob, env: Environment, summary: Summary) -> None:
-    """The summary of a run refused before it began: on stdout with --json, and as the
-    last event of a --progress jsonl stream (whose readers wait for it)."""
+def end_before_start(job: AddJob, env: Environment, error: InboxLeadsError) -> Summary:
+    """The summary of a run refused or stopped before it read anything, shown as it
+    would be at the end of a run: its `stop_reason` is the refusal, or the stop."""
+    stopped = isinstance(error, Interrupted)
+    reason = error.stop_reason if isinstance(error, Interrupted) else error.message
+    summary = empty_summary(job, error.exit_status, reason)
     if job.json_summary:
         print_summary(summary, env)
-    if job.progress == "jsonl" and not job.quiet:
-        with contextlib.suppress(Exception):
+    if job.quiet or job.progress == "none":
+        return summary
+    with contextlib.suppress(Exception):
+        if job.progress == "jsonl":
+            # Its readers wait for the summary event, a refusal's included.
             JsonlDisplay(env.stderr).stop(summary)
+        elif stopped:
+            # A stop while waiting (for a fifo, the token) reports like any stopped run;
+            # a refusal is its one error line.
+            display = make_display(
+                job.progress,
+                stream=env.stderr,
+                tally=Tally(),
+                is_terminal=env.stderr_isatty,
+                no_color=env.no_color,
+                quiet=job.quiet,
+                campaign=job.campaign,
+            )
+            display.stop(summary)
+    return summary
 
 
 class _Stops:
@@ -519,7 +554,7 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
         if job.journal is not None and not job.dry_run:
             from .lock import RunLock  # filelock: only for runs that keep a journal
 
-            lock = RunLock(job.journal.with_name(job.journal.name + LOCK_SUFFIX))
+            lock = RunLock(lock_path(job.journal))
             await lock.acquire_async(job.wait_lock, lambda: control.given_up)
             journal = Journal.open(job.journal, _run_key(job))
         # A dry run makes no request: no client, no TLS set-up.
@@ -619,7 +654,13 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
         dry_run=job.dry_run,
         elapsed_s=env.monotonic() - started,
         exit_code=int(status),
-        stop_reason=engine.cause if engine is not None else control.cause,
+        # A run refused before its engine began (the lock held, a journal it cannot
+        # open) stopped for that refusal.
+        stop_reason=(
+            engine.cause
+            if engine is not None
+            else control.cause or (error.message if error is not None else None)
+        ),
         extra=extra,
         undelivered_path=str(job.undelivered) if job.undelivered else None,
     )
@@ -661,7 +702,7 @@ def _all_rejected(counts: Counts, tally: Tally) -> InputError | None:
 
 
 def _bug(exc: BaseException, trace: str) -> Bug:
-    return Bug(f"{type(exc).__name__}: {exc}", trace or "".join(traceback.format_exception(exc)))
+    return Bug(f"{type(exc).__name__}: {exc}", trace) if trace else Bug.of(exc)
 
 
 def _exit_status(

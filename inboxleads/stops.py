@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import Callable
     from types import FrameType
-    from typing import Any
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 SIGBREAK: int | None = getattr(signal, "SIGBREAK", None)
 # The signals that stop a run, and the exit status each gives.
@@ -136,6 +138,45 @@ def detach() -> None:
     """Stop sending signals to the attached target."""
     global _target
     _target = None
+
+
+def wait_for(work: Callable[[], T], what: str, max_time: float | None) -> T:
+    """Run `work` (which may wait for good: a pipe, a fifo to open) in a thread of its
+    own, so that a signal or --max-time still ends the run, with its summary, while it
+    waits: `Interrupted` then, and the thread is left to its wait. The signals that
+    count are those no run has taken yet (see `attach`)."""
+    import threading
+    import time
+
+    from .errors import ExitStatus, Interrupted
+
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="inboxleads-wait", daemon=True)
+    worker.start()
+    deadline = None if max_time is None else time.monotonic() + max_time
+    while worker.is_alive():
+        worker.join(0.05)
+        if _pending:
+            raise Interrupted(
+                f"stopped while waiting for {what}",
+                ExitStatus(exit_status(_pending[0])),
+                describe(_pending[0]),
+            )
+        if max_time is not None and deadline is not None and time.monotonic() >= deadline:
+            raise Interrupted(
+                f"stopped while waiting for {what}", ExitStatus.PARTIAL, deadline_reason(max_time)
+            )
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 def arm_watchdog(seconds: float, status: int) -> None:

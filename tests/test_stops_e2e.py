@@ -1191,13 +1191,37 @@ def test_a_stop_while_waiting_for_the_token(
         token = ["--token-file", "token.fifo"]
     else:
         token = ["--token", "-"]
-    argv = inboxleads("add", "tokw18", str(path), "--json", *token, *deadline_option(stop, 1))
+    argv = inboxleads("add", "tokw18", str(path), "--json", "--progress", "plain", *token)
+    argv += deadline_option(stop, 1)
     run = start(argv, env=env, stdin_pipe=source == "token-from-stdin")
     sent = stop_after(run, stop, 1)
     result = run.finish(hang_after=15)
 
     summary = assert_stopped(run, result, code, sent)
     assert "stopped while waiting for --token" in result.stderr
+    assert f"run ended with exit code {code} (stopped: " in result.stderr  # the plain summary
+    assert (summary["read"], summary["requests"]) == (0, 0)
+    assert server.requests() == 0
+
+
+@pytest.mark.posix  # a fifo; a signal to the run
+@EACH_STOP
+def test_a_stop_while_an_input_fifo_has_no_writer(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path, stop: str, code: int
+) -> None:
+    """Opening a fifo waits until something opens it to write, maybe for good: a stop or
+    --max-time still ends the run there, with its plain summary and its --json."""
+    server = sandbox()
+    path = write_lines(tmp_path / "leads.txt", handles(30))
+    os.mkfifo(tmp_path / "later.fifo")
+    argv = inboxleads("add", "fifo18", str(path), "later.fifo", "--json", "--progress", "plain")
+    run = start([*argv, *deadline_option(stop, 1)], env=server.env())
+    sent = stop_after(run, stop, 1)
+    result = run.finish(hang_after=15)
+
+    summary = assert_stopped(run, result, code, sent)
+    assert "stopped while waiting for an input to open" in result.stderr
+    assert f"run ended with exit code {code} (stopped: " in result.stderr  # the plain summary
     assert (summary["read"], summary["requests"]) == (0, 0)
     assert server.requests() == 0
 
