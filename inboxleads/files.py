@@ -88,6 +88,23 @@ def open_private(path: Path | str, mode: str = "w") -> IO[str]:
         raise
 
 
+def make_folder(folder: Path) -> None:
+    """Make `folder` and any missing parent private to the user (0700, as the XDG
+    base directories are): the state directory holds journals that decide what a
+    later run skips. Folders that exist are left as they are."""
+    missing: list[Path] = []
+    here = Path(os.path.abspath(folder))
+    while not here.exists() and here != here.parent:
+        missing.append(here)
+        here = here.parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made by another run just now
+            path.mkdir(mode=0o700)
+        if HAS_MODES:
+            with contextlib.suppress(OSError):
+                path.chmod(0o700)  # whatever the umask
+
+
 def temporary(beside: Path) -> Path:
     """A new, private file next to `beside` (`.NAME.XXXX.part`), for building it."""
     # The name is cut so that a name the folder allows still allows its temporary file.

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from .client import Answer
 from .errors import JournalError
-from .files import open_private, sync, sync_folder
+from .files import make_folder, open_private, sync, sync_folder
 
 VERSION = 2
 # Journals of version 1 also named the resolved input paths and the read options:
@@ -122,7 +122,7 @@ class Journal:
         journal = cls(path, key)
         try:
             existing = path.exists() and path.stat().st_size > 0 and journal._load()
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(path.parent)
             journal._out = open_private(path, "a" if existing else "w")
             if not existing:
                 journal._write(key.header())

@@ -15,8 +15,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import Interrupted, LockHeld
-from .files import HAS_MODES
+from .errors import Interrupted, JournalError, LockHeld
+from .files import HAS_MODES, make_folder
 
 with warnings.catch_warnings():
     # Without fcntl (not a Windows, not a full POSIX system) filelock warns at import
@@ -51,16 +51,18 @@ class RunLock:
             await asyncio.sleep(LOCK_POLL_S)
 
     def try_acquire(self) -> bool:
-        """Take the lock if it is free (OSError: the lock file cannot be made)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if HAS_MODES:
-            lock = filelock.FileLock(self.path, mode=0o600, thread_local=False)
-        else:  # an explicit mode would be set with os.fchmod
-            lock = filelock.FileLock(self.path, thread_local=False)
+        """Take the lock if it is free (`JournalError`: the lock file cannot be made)."""
         try:
+            make_folder(self.path.parent)
+            if HAS_MODES:
+                lock = filelock.FileLock(self.path, mode=0o600, thread_local=False)
+            else:  # an explicit mode would be set with os.fchmod
+                lock = filelock.FileLock(self.path, thread_local=False)
             lock.acquire(blocking=False)
         except filelock.Timeout:
             return False
+        except OSError as exc:
+            raise JournalError(f"the lock {self.path}: {exc.strerror or exc}") from None
         self._lock = lock
         return True
 

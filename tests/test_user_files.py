@@ -17,6 +17,7 @@ import json
 import os
 import re
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -833,3 +834,60 @@ def test_a_lead_larger_than_the_cap_on_its_own_is_said(run_cli: Run, tmp_path: P
     result = run_cli("add", "ov1", "big.csv", "--dry-run", "--max-request-bytes", "1024")
     assert result.code == 0
     assert "3 leads are larger than --max-request-bytes (1,024) on their own" in result.stderr
+
+
+# --- the journal's lock is a file of the run's own -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rejects", "j.journal.lock"], "the lock of --journal and --rejects name the same file"),
+        (["--undelivered", "./j.journal.lock"], "name the same file"),
+    ],
+)
+def test_a_report_may_not_replace_the_journals_lock(
+    run_cli: Run, tmp_path: Path, args: list[str], message: str
+) -> None:
+    """A report put in place of the lock would let a second run take a lock the first
+    still holds: refused before anything is sent."""
+    write_lines(tmp_path / "in.txt", ["jack"])
+    result = run_cli("add", "lk1", "in.txt", "--sandbox", "--journal", "j.journal", *args)
+    assert result.code == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "j.journal").exists()
+
+
+def test_an_input_named_as_the_journals_lock_is_never_locked_nor_changed(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "j.lock", ["jack"])
+    before = path.read_bytes()
+    result = run_cli("add", "lk2", "j.lock", "--sandbox", "--journal", "j")
+    assert result.code == 2 and "is an input of this run" in result.stderr, result.stderr
+    assert path.read_bytes() == before
+
+
+@pytest.mark.posix  # a symbolic link
+def test_a_lock_that_is_a_symbolic_link_is_refused_by_name(run_cli: Run, tmp_path: Path) -> None:
+    write_lines(tmp_path / "in.txt", ["jack"])
+    (tmp_path / "j.journal.lock").symlink_to(tmp_path / "elsewhere")
+    result = run_cli("add", "lk3", "in.txt", "--sandbox", "--journal", "j.journal")
+    assert result.code == 2 and "is a symbolic link" in result.stderr, result.stderr
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.posix  # folder modes
+def test_the_state_directory_is_made_private_to_the_user(run_cli: Run, tmp_path: Path) -> None:
+    write_lines(tmp_path / "in.txt", ["jack"])
+    state = tmp_path / "state" / "deep"
+    result = run_cli(
+        "add",
+        "st1",
+        "in.txt",
+        "--sandbox",
+        "--resume",
+        env=cli_env(INBOXLEADS_STATE_DIR=str(state)),
+    )
+    assert result.code == 0, result.stderr
+    for folder in (tmp_path / "state", state, state / "journals"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder

@@ -159,6 +159,7 @@ def test_a_held_lock_is_exit_4_and_wait_lock_then_resumes(
             if proc.poll() is None:
                 proc.kill()
     assert refused.code == 4 and "another inboxleads run" in refused.stderr
+    assert "another inboxleads run" in refused.summary["stop_reason"]  # refused: says why
     assert first.code == 0 and first.summary["added"] == len(good)
     assert second.code == 0 and second.summary["resumed"] == len(good)
     assert sorted(value for _, value in server.state.received("winlock")) == sorted(good)
@@ -268,3 +269,29 @@ def test_ctrl_c_typed_at_a_windows_console_stops_the_run() -> None:
     with pytest.raises(Interrupted) as stopped:
         cli._typed_unseen(keys("tok\x03"))
     assert stopped.value.exit_status == 130
+
+
+@pytest.mark.posix  # a pty
+def test_a_token_typed_where_echo_cannot_be_turned_off_is_refused(tmp_path: Path) -> None:
+    """Without termios (and not a Windows console) a terminal would show the token as
+    typed: the run refuses to ask for it, and says how else to give it."""
+    import os
+    import pty
+
+    write_lines(tmp_path / "leads.txt", ["jack"])
+    main, child = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, str(LAUNCHER), "add", "tty1", "leads.txt", "--token", "-"],
+            cwd=tmp_path,
+            env=cli_env(),
+            stdin=child,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        os.close(child)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        os.close(main)
+    assert proc.returncode == 2, err.decode()
+    assert "cannot hide what is typed" in err.decode() and "--token-file" in err.decode()

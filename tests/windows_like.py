@@ -3,11 +3,16 @@ it matters to the tool, so that its Windows paths run on any POSIX machine:
 
 - no `fcntl`, `termios`, `pty`, `resource`, `pwd` or `grp` (importing them fails);
 - none of the `os` functions Windows lacks (`fchmod` before Python 3.13,
-  `pathconf`, `getuid`, `mkfifo`, `killpg`...);
+  `pathconf`, `mkfifo`, `killpg`...);
 - event loops without `add_signal_handler` (NotImplementedError, as on
   Windows), nor `add_reader` (the Proactor loop has none);
 - `select.select` that takes sockets only;
 - a SIGBREAK (Ctrl-Break): signal 21 here, so that a test can send it.
+
+What it cannot make Windows-like: `sys.platform` stays as it is (libraries keep
+their POSIX branch), so the run lock is filelock's soft lock (what a POSIX
+system without `flock` gets: a file naming its owner), not `LockFileEx`; files
+keep POSIX modes; there is no CRLF text mode and no console.
 
 Usage: `python tests/windows_like.py add CAMPAIGN FILE ...`.
 """
@@ -24,6 +29,9 @@ import sys
 from typing import Any
 
 MISSING_MODULES = ("fcntl", "termios", "pty", "tty", "resource", "pwd", "grp")
+# The user and group ids stay: libraries such as platformdirs read them on the POSIX
+# branch that sys.platform still chooses here (on Windows they take another), and the
+# package's own use of them would fail `mypy --platform win32` in CI.
 MISSING_OS = (
     "fchmod",
     "fchown",
@@ -33,10 +41,6 @@ MISSING_OS = (
     "fpathconf",
     "statvfs",
     "fstatvfs",
-    "getuid",
-    "geteuid",
-    "getgid",
-    "getegid",
     "mkfifo",
     "mknod",
     "killpg",
