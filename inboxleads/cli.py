@@ -351,6 +351,8 @@ def add(
             paths = ["-"]
         if sum(1 for p in paths if p == "-") > 1:
             raise UsageError("stdin (-) can be read only once")
+        if "-" in paths and 0 in stops.closed_at_start:
+            raise UsageError("stdin (-) is closed: name a file, or pipe values in")
         if column is not None and not _names(column):
             raise UsageError("--column names no column")
         dotenv = _dotenv()

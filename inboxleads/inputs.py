@@ -146,6 +146,16 @@ class OpenInput:
     # Checked for binary content when its first bytes are read, not when opened:
     # a silent pipe must not hold up the start of a run.
     check_head: bool = False
+    # Opened by the reader when it gets to it (`open_now`): a fifo named by its path.
+    open_later: bool = False
+
+    def open_now(self) -> None:
+        """Open an input that is opened late; this may wait (for a fifo's writer)."""
+        if self.open_later:
+            try:
+                cast(_PeekableRaw, self.stream).open_now()
+            except OSError as exc:
+                raise InputError(self.name, exc.strerror or str(exc)) from None
 
     def close(self) -> None:
         if self.owned:
@@ -203,6 +213,18 @@ def _open_one(path: str, fmt: Format, stdin: IO[bytes] | None, encoding: str | N
             _check_not_binary(STDIN_NAME, stream, encoding)
         return OpenInput(STDIN_NAME, stream, fmt, regular, owned=owned, check_head=later)
     p = Path(path)
+    if fmt is Format.AUTO:
+        fmt = _BY_EXTENSION.get(p.suffix.lower(), Format.AUTO)
+    try:
+        mode = os.stat(p).st_mode
+    except OSError:
+        mode = 0  # the open below says what is wrong
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode):
+        # A pipe named by its path (a fifo, /dev/stdin, <(...)): read as stdin is, by
+        # the reader thread, which opens it when it gets to it (a fifo waits for its
+        # writer) and checks its first bytes as they arrive.
+        stream = cast(IO[bytes], _PeekableRaw.later(path))
+        return OpenInput(path, stream, fmt, False, owned=True, check_head=True, open_later=True)
     try:
         if p.is_dir():
             raise InputError(path, "is a directory, not a file")
@@ -219,8 +241,6 @@ def _open_one(path: str, fmt: Format, stdin: IO[bytes] | None, encoding: str | N
     except BaseException:
         handle.close()
         raise
-    if fmt is Format.AUTO:
-        fmt = _BY_EXTENSION.get(p.suffix.lower(), Format.AUTO)
     return OpenInput(path, handle, fmt, regular, owned=True)
 
 
@@ -235,12 +255,31 @@ def _probe(path: str, fmt: Format, options: ReadOptions) -> None:
 
 
 class _PeekableRaw(io.RawIOBase):
-    """An unbuffered stream that can show its first bytes without losing them."""
+    """An unbuffered stream that can show its first bytes without losing them.
 
-    def __init__(self, raw: io.FileIO) -> None:
+    One made with `later(path)` is opened by `open_now`, called by the reader thread
+    when it gets to it: opening a fifo waits until something opens it to write."""
+
+    def __init__(self, raw: io.FileIO | None, path: str = "") -> None:
         super().__init__()
-        self._raw = raw
+        self._opened = raw
+        self._path = path
         self._head = b""
+
+    @classmethod
+    def later(cls, path: str) -> _PeekableRaw:
+        return cls(None, path)
+
+    def open_now(self) -> None:
+        """Open the stream if it is not open yet (this may wait: see the class)."""
+        if self._opened is None:
+            self._opened = io.FileIO(self._path, "rb")
+
+    @property
+    def _raw(self) -> io.FileIO:
+        if self._opened is None:
+            raise ValueError("not opened yet")
+        return self._opened
 
     def readable(self) -> bool:
         return True
@@ -269,7 +308,8 @@ class _PeekableRaw(io.RawIOBase):
         return len(data)
 
     def close(self) -> None:
-        self._raw.close()
+        if self._opened is not None:
+            self._opened.close()
         super().close()
 
 

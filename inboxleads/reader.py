@@ -196,6 +196,21 @@ class Reader:
             self._cond.notify_all()
         self._signal()
 
+    def _open(self, source: OpenInput) -> None:
+        """Open an input opened late (a fifo: this waits for its writer, maybe for
+        good), as a read that may block: a stop ends the hand-over meanwhile."""
+        if not source.open_later:
+            return
+        with self._cond:
+            if self._closed:
+                raise _Closed  # a stop came first: nothing of it has arrived
+            self._stuck = True
+        try:
+            source.open_now()
+        finally:
+            with self._cond:
+                self._stuck = False
+
     def _finish(self, error: BaseException | None) -> None:
         with self._cond:
             self._finished = True
@@ -215,6 +230,7 @@ class Reader:
         error: BaseException | None = None
         try:
             for source in self._inputs:
+                self._open(source)
                 stream = _Watched(source.stream, self)
                 watched = dataclasses.replace(source, stream=cast(IO[bytes], stream))
                 handed_at = 0

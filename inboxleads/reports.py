@@ -426,11 +426,13 @@ def _check_place(name: str, path: Path, folder_may_be_made: bool, sibling: str) 
     """The folder exists and is writable (unless the run makes it), and the name fits
     in it, with the `sibling` suffix of a file kept beside it (the journal's lock)."""
     folder = Path(os.path.realpath(path)).parent
+    # The folder as the user would look for it: a link's own when `path` is one.
+    shown = path.parent if folder == Path(os.path.realpath(path.parent)) else folder
     if not folder_may_be_made:
         if not folder.is_dir():
-            raise UsageError(f"{name} {path}: the folder {path.parent} does not exist")
+            raise UsageError(f"{name} {path}: the folder {shown} does not exist")
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise UsageError(f"{name} {path}: the folder {path.parent} is not writable")
+            raise UsageError(f"{name} {path}: the folder {shown} is not writable")
     if len(os.fsencode(path.name + sibling)) > longest_name(folder):
         raise UsageError(f"{name} {path}: the file name is too long for its folder")
 

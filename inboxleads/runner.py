@@ -301,8 +301,13 @@ def check_files(job: AddJob, stdin: IO[bytes] | None) -> None:
         ("--undelivered", job.undelivered),
         ("--explain-failures", job.explain_failures),
     ]
+    in_state_dir: set[Path] = set()
     if job.journal is not None and not job.dry_run:
-        outputs += [("--journal", job.journal), (LOCK_OPTION, lock_path(job.journal))]
+        journal = "the --resume journal" if job.resume else "--journal"
+        lock = lock_path(job.journal)
+        outputs += [(journal, job.journal), (LOCK_OPTION, lock)]
+        if job.resume:
+            in_state_dir = {job.journal, lock}  # the run makes their folder
     named: dict[str | FileId, str] = {}
     for option, path in outputs:
         if path is None:
@@ -312,13 +317,12 @@ def check_files(job: AddJob, stdin: IO[bytes] | None) -> None:
                 f"{LOCK_OPTION} {path}: is a symbolic link; the lock is a file of the "
                 "run's own: remove the link"
             )
-        journal = option in ("--journal", LOCK_OPTION)
         check_output(
             option,
             path,
-            folder_may_be_made=journal and job.resume,
+            folder_may_be_made=path in in_state_dir,
             inputs=inputs,
-            sibling=LOCK_SUFFIX if option == "--journal" else "",
+            sibling=LOCK_SUFFIX if path == job.journal else "",
         )
         # The same file by name (it may not exist yet), or by identity (a hard link).
         # (By name with its case folded where the filesystem ignores case.)
@@ -383,10 +387,11 @@ def run_add(job: AddJob, env: Environment) -> AddResult:
     """Run `inboxleads add` from start to summary."""
     try:
         check_job(job, env.stdin)
-        # Opening a fifo waits for its writer, maybe for good: a stop still ends the run.
+        # Opening a file may hang (a stale network share): a stop still ends the run.
+        # (A fifo is opened later, by the reader: opening it waits for its writer.)
         inputs = stops.wait_for(
             lambda: open_inputs(job.inputs, job.read.fmt, env.stdin, job.read),
-            "an input to open (a fifo nothing writes to?)",
+            "the inputs to open",
             job.max_time_s,
         )
     except Exception as exc:  # a bug ends here too, with its summary

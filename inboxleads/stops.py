@@ -54,6 +54,8 @@ _pending: list[int] = []
 _target: Callable[[int], None] | None = None
 _previous: dict[int, Any] = {}
 _watchdog: threading.Timer | None = None
+# The standard descriptors that were closed when the process started (now /dev/null).
+closed_at_start: set[int] = set()
 
 
 def _handle(signum: int, frame: FrameType | None) -> None:
@@ -227,6 +229,7 @@ def reopen_closed_std_streams() -> None:
         try:
             os.fstat(fd)
         except OSError:
+            closed_at_start.add(fd)
             try:
                 null = os.open(os.devnull, os.O_RDWR)
             except OSError:

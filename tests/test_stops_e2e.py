@@ -1206,24 +1206,53 @@ def test_a_stop_while_waiting_for_the_token(
 
 @pytest.mark.posix  # a fifo; a signal to the run
 @EACH_STOP
-def test_a_stop_while_an_input_fifo_has_no_writer(
+def test_a_fifo_with_no_writer_holds_up_neither_the_files_before_it_nor_a_stop(
     sandbox: StartSandbox, start: StartRun, tmp_path: Path, stop: str, code: int
 ) -> None:
-    """Opening a fifo waits until something opens it to write, maybe for good: a stop or
-    --max-time still ends the run there, with its plain summary and its --json."""
+    """Opening a fifo waits until something opens it to write, maybe for good. The file
+    named before it is read and sent meanwhile, and a stop or --max-time ends the run
+    with its plain summary and its --json."""
     server = sandbox()
-    path = write_lines(tmp_path / "leads.txt", handles(30))
+    fed = handles(30)
+    path = write_lines(tmp_path / "leads.txt", fed)
     os.mkfifo(tmp_path / "later.fifo")
     argv = inboxleads("add", "fifo18", str(path), "later.fifo", "--json", "--progress", "plain")
-    run = start([*argv, *deadline_option(stop, 1)], env=server.env())
-    sent = stop_after(run, stop, 1)
+    argv += ["--flush-after", "0.2", "--undelivered", "left.txt"]
+    run = start([*argv, *deadline_option(stop, 2)], env=server.env())
+    deadline = time.monotonic() + 20
+    while server.requests() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sent = stop_after(run, stop, 2) if stop != "--max-time" else run.started + 2
     result = run.finish(hang_after=15)
 
     summary = assert_stopped(run, result, code, sent)
-    assert "stopped while waiting for an input to open" in result.stderr
     assert f"run ended with exit code {code} (stopped: " in result.stderr  # the plain summary
-    assert (summary["read"], summary["requests"]) == (0, 0)
-    assert server.requests() == 0
+    assert (summary["read"], summary["delivered"]) == (len(fed), len(fed)), summary
+    assert server.requests() == summary["requests"] == 1
+    assert (tmp_path / "left.txt").read_text() == ""
+
+
+@pytest.mark.posix  # a fifo; a signal to the run
+def test_a_line_on_a_fifo_is_read_when_it_arrives(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path
+) -> None:
+    """A fifo named by its path is read as stdin is: its first line is read at once and
+    sent after --flush-after, though its writer stays quiet; nothing is held back."""
+    server = sandbox()
+    fifo = tmp_path / "leads.fifo"
+    os.mkfifo(fifo)
+    argv = inboxleads("add", "fifo19", str(fifo), "--json", "--flush-after", "0.2")
+    run = start(argv, env=server.env())
+    with open(fifo, "wb", buffering=0) as writer:  # opened once the run opens its end
+        writer.write(b"lateq\n")
+        deadline = time.monotonic() + 20
+        while server.requests() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.requests() == 1, "the line waited for more input"
+        sent = run.signal(signal.SIGTERM)
+        result = run.finish(hang_after=15)
+    summary = assert_stopped(run, result, 143, sent)
+    assert (summary["read"], summary["delivered"]) == (1, 1), summary
 
 
 # --- 19. a --rejects file that fills up -----------------------------------------------

@@ -891,3 +891,31 @@ def test_the_state_directory_is_made_private_to_the_user(run_cli: Run, tmp_path:
     assert result.code == 0, result.stderr
     for folder in (tmp_path / "state", state, state / "journals"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+@pytest.mark.posix  # a closed descriptor 0
+@pytest.mark.parametrize("named", [True, False], ids=["dash", "no-input"])
+def test_a_closed_stdin_is_a_usage_error_whether_named_or_not(tmp_path: Path, named: bool) -> None:
+    """`inboxleads add c - <&-` in a script whose stdin was closed: not an empty run
+    (exit 0 would tell cron there was nothing to do)."""
+    args = [sys.executable, "-m", "inboxleads", "add", "cl1", *(["-"] if named else [])]
+    proc = subprocess.run(
+        [*args, "--sandbox", "--json"],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(0),
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr.decode()
+    assert "stdin" in proc.stderr.decode() and "closed" in proc.stderr.decode()
+    assert json.loads(proc.stdout.decode().splitlines()[-1])["exit_code"] == 2
+
+
+def test_a_missing_folder_behind_a_link_is_named(run_cli: Run, tmp_path: Path) -> None:
+    write_lines(tmp_path / "in.txt", ["jack"])
+    symlink_or_skip(tmp_path / "dang.csv", str(tmp_path / "nowhere" / "x.csv"))
+    result = run_cli("add", "dl1", "in.txt", "--sandbox", "--rejects", "dang.csv")
+    assert result.code == 2, result.stderr
+    assert f"the folder {tmp_path / 'nowhere'} does not exist" in result.stderr
