@@ -88,16 +88,21 @@ def open_private(path: Path | str, mode: str = "w") -> IO[str]:
         raise
 
 
+def _existing(path: Path) -> Path:
+    """The nearest of an absolute `path` and its parents that exists."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def make_folder(folder: Path) -> None:
     """Make `folder` and any missing parent private to the user (0700, as the XDG
     base directories are): the state directory holds journals that decide what a
     later run skips. Folders that exist are left as they are."""
-    missing: list[Path] = []
     here = Path(os.path.abspath(folder))
-    while not here.exists() and here != here.parent:
-        missing.append(here)
-        here = here.parent
-    for path in reversed(missing):
+    path = _existing(here)
+    for name in here.relative_to(path).parts:  # the missing folders, outermost first
+        path = path / name
         with contextlib.suppress(FileExistsError):  # made by another run just now
             path.mkdir(mode=0o700)
         if HAS_MODES:
@@ -180,9 +185,7 @@ def case_insensitive(folder: Path) -> bool:
     """Whether names in `folder` (or its nearest existing parent) ignore case: true on
     the default filesystems of macOS and Windows. Told by looking a name of the path up
     in the other case; a path without letters gets the platform's default."""
-    here = Path(os.path.abspath(folder))
-    while not here.exists() and here != here.parent:
-        here = here.parent
+    here = _existing(Path(os.path.abspath(folder)))
     for part in (here, *here.parents):
         other = part.name.swapcase()
         if other == part.name:

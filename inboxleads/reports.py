@@ -385,7 +385,6 @@ def check_output(
     *,
     folder_may_be_made: bool = False,
     inputs: dict[FileId, str] | None = None,
-    sibling: str = "",
 ) -> None:
     """Refuse an output path that is not a regular file (or a new one in an existing,
     writable folder), or that is one of the run's `inputs` (by identity: a link or
@@ -395,7 +394,7 @@ def check_output(
     if not path.name or path.name in (".", ".."):
         raise UsageError(f"{name} {str(path)!r}: is a folder, not a file")
     try:
-        _check_place(name, path, folder_may_be_made, sibling)
+        _check_place(name, path, folder_may_be_made)
     except OSError as exc:  # a name too long for the system, a loop of links...
         raise UsageError(f"{name} {path}: {exc.strerror or exc}") from None
     try:
@@ -422,9 +421,9 @@ def check_output(
         )
 
 
-def _check_place(name: str, path: Path, folder_may_be_made: bool, sibling: str) -> None:
+def _check_place(name: str, path: Path, folder_may_be_made: bool) -> None:
     """The folder exists and is writable (unless the run makes it), and the name fits
-    in it, with the `sibling` suffix of a file kept beside it (the journal's lock)."""
+    in it."""
     folder = Path(os.path.realpath(path)).parent
     # The folder as the user would look for it: a link's own when `path` is one.
     shown = path.parent if folder == Path(os.path.realpath(path.parent)) else folder
@@ -433,7 +432,7 @@ def _check_place(name: str, path: Path, folder_may_be_made: bool, sibling: str) 
             raise UsageError(f"{name} {path}: the folder {shown} does not exist")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise UsageError(f"{name} {path}: the folder {shown} is not writable")
-    if len(os.fsencode(path.name + sibling)) > longest_name(folder):
+    if len(os.fsencode(path.name)) > longest_name(folder):
         raise UsageError(f"{name} {path}: the file name is too long for its folder")
 
 

@@ -322,7 +322,6 @@ def check_files(job: AddJob, stdin: IO[bytes] | None) -> None:
             path,
             folder_may_be_made=path in in_state_dir,
             inputs=inputs,
-            sibling=LOCK_SUFFIX if path == job.journal else "",
         )
         # The same file by name (it may not exist yet), or by identity (a hard link).
         # (By name with its case folded where the filesystem ignores case.)
@@ -387,13 +386,9 @@ def run_add(job: AddJob, env: Environment) -> AddResult:
     """Run `inboxleads add` from start to summary."""
     try:
         check_job(job, env.stdin)
-        # Opening a file may hang (a stale network share): a stop still ends the run.
-        # (A fifo is opened later, by the reader: opening it waits for its writer.)
-        inputs = stops.wait_for(
-            lambda: open_inputs(job.inputs, job.read.fmt, env.stdin, job.read),
-            "the inputs to open",
-            job.max_time_s,
-        )
+        # A fifo is not opened here but by the reader, when it gets to it: opening one
+        # waits for its writer, and the reader's waits end with a stop.
+        inputs = open_inputs(job.inputs, job.read.fmt, env.stdin, job.read)
     except Exception as exc:  # a bug ends here too, with its summary
         error = exc if isinstance(exc, InboxLeadsError) else _bug(exc, "")
         summary = end_before_start(job, env, error)
