@@ -9,6 +9,9 @@ counted where it happens; the tally only adds what the ledger does not keep
 
 from __future__ import annotations
 
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +19,8 @@ from . import events as ev
 from .ledger import Counts
 
 EXAMPLES = 3
+# The ETA is drawn from the progress of the last this many seconds.
+ETA_WINDOW_S = 30.0
 
 
 @dataclass
@@ -55,6 +60,18 @@ class Tally:
     reasons: dict[str, list[Any]] = field(default_factory=dict)
     # Per table input: its identifier columns, and each data column with its key.
     columns: dict[str, ev.ColumnsRead] = field(default_factory=dict)
+    # What the campaign look-up found (None: not asked, or it failed).
+    campaign: ev.Campaign | None = None
+    lookup_requests: int = 0
+    # The bytes of input read so far, and in all when every input is a regular file.
+    bytes_read: int = 0
+    bytes_total: int | None = None
+    # Whether batches are sent (not in a dry run): progress is then weighted by them.
+    sending: bool = True
+    # The monotonic clock the ETA is measured on, and (time, fraction) samples.
+    clock: Callable[[], float] = time.monotonic
+    _samples: deque[tuple[float, float]] = field(default_factory=deque)
+    _highest: float = 0.0
 
     @property
     def pending(self) -> int:
@@ -68,6 +85,7 @@ class Tally:
             self.rejected += event.rejected
             self.duplicates += event.duplicates
             self.unique += event.unique
+            self.bytes_read = max(self.bytes_read, event.position)
             self._read_details(event)
         elif isinstance(event, ev.BatchQueued):
             self.batches += 1
@@ -78,6 +96,8 @@ class Tally:
             if event.phase == "upload":
                 self.requests += 1
                 self.sent += event.size
+            elif event.phase == "lookup":
+                self.lookup_requests += 1
             else:
                 self.explain_requests += 1
             if event.attempt > 1 and event.phase == "upload":
@@ -114,9 +134,68 @@ class Tally:
             self.phase = event.name
         elif isinstance(event, ev.ColumnsRead):
             self.columns[event.source] = event
+        elif isinstance(event, ev.Campaign):
+            self.campaign = event
+        if isinstance(
+            event,
+            ev.RecordsRead
+            | ev.BatchDelivered
+            | ev.BatchResumed
+            | ev.BatchUndelivered
+            | ev.InputFinished,
+        ):
+            self._sample()
         elif isinstance(event, ev.ExplainProgress):
             self.explain_identified = event.identified
             self.explain_unconfirmed = event.unconfirmed
+
+    def fraction(self) -> float | None:
+        """How far the run has come, 0 to 1: the share of the input's bytes read,
+        weighted by the share of its batches that ended (delivered, resumed or not
+        delivered). None when the size of the input is not known (a pipe)."""
+        if self.bytes_total is None:
+            return None
+        if self.batches_total is not None:
+            share = 1.0
+        elif self.bytes_total <= 0:
+            share = 0.0
+        else:
+            share = min(1.0, self.bytes_read / self.bytes_total)
+        if self.sending and self.batches:
+            share *= min(1.0, self.batches_done / self.batches)
+        elif self.sending and self.batches_total is None:
+            share = 0.0  # nothing formed yet, so nothing done
+        # Never back: the reader running ahead of the senders lowers the estimate.
+        self._highest = max(self._highest, share)
+        return self._highest
+
+    def eta(self) -> float | None:
+        """Seconds left at the rate of the last `ETA_WINDOW_S` seconds; None while
+        unknown (no size, or no progress to measure yet)."""
+        fraction = self.fraction()
+        if fraction is None:
+            return None
+        if fraction >= 1.0:
+            return 0.0
+        now = self.clock()
+        self._sample(now)
+        then, before = self._samples[0]
+        if now - then < 1.0 or fraction <= before:
+            return None
+        return (1.0 - fraction) * (now - then) / (fraction - before)
+
+    def _sample(self, now: float | None = None) -> None:
+        """Remember how far the run was, and when (for the ETA)."""
+        fraction = self.fraction()
+        if fraction is None:
+            return
+        now = self.clock() if now is None else now
+        samples = self._samples
+        if not samples or fraction != samples[-1][1]:
+            samples.append((now, fraction))
+        # Keep one sample older than the window, so that the rate spans all of it.
+        while len(samples) > 2 and samples[1][0] <= now - ETA_WINDOW_S:
+            samples.popleft()
 
     def _read_details(self, event: ev.RecordsRead) -> None:
         if event.source:
@@ -194,7 +273,7 @@ class Summary:
             "duplicates": c.duplicates,
             "unique": c.unique,
             "batches": c.batches,
-            "requests": t.requests + t.explain_requests,
+            "requests": t.requests + t.explain_requests + t.lookup_requests,
             "retries": t.retries,
             "added": c.added,
             "skipped": c.skipped,
@@ -208,8 +287,12 @@ class Summary:
             "undelivered_reasons": dict(c.undelivered_reasons.most_common()),
             "stop_reason": self.stop_reason,
             "upload_requests": t.requests,
+            "lookup_requests": t.lookup_requests,
             "responses": dict(sorted(t.by_status.items())),
         }
+        if t.campaign is not None:
+            out["campaign_name"] = t.campaign.name
+            out["campaign_status"] = t.campaign.status
         columns = t.columns_used()
         if columns is not None:
             out["columns"] = columns

@@ -187,6 +187,25 @@ def add(
     no_data: Annotated[
         bool, typer.Option("--no-data", help="Send no column data, identifiers only.")
     ] = False,
+    column_map: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            metavar="HEADER=KEY",
+            help="Send the CSV/TSV column HEADER as data key KEY (repeatable). Beats the "
+            "automatic mapping: a column named like one of the campaign's variables "
+            "(its key or display name) is sent under the variable's key.",
+            show_default=False,
+        ),
+    ] = None,
+    no_check: Annotated[
+        bool,
+        typer.Option(
+            "--no-check",
+            help="Skip the campaign look-up before sending (its name, status and "
+            "variables are then not known).",
+        ),
+    ] = False,
     batch_size: Annotated[
         int, typer.Option("--batch-size", help="Identifiers per request, 1-2000.")
     ] = 2000,
@@ -379,6 +398,7 @@ def add(
                 data_columns=None if data_columns is None else _names(data_columns),
                 no_data=no_data,
                 encoding=encoding,
+                renames=_renames(column_map or []),
             ),
             batch_size=batch_size,
             max_request_bytes=max_request_bytes,
@@ -401,6 +421,7 @@ def add(
             explain_failures=explain_failures,
             explain_budget=explain_budget,
             max_time_s=max_time,
+            no_check=no_check,
             also_read=tuple(
                 p for p in (token_file, Path.cwd() / ".env") if p is not None and p.exists()
             ),
@@ -640,6 +661,23 @@ def state_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
+
+
+def _renames(given: list[str]) -> tuple[tuple[str, str], ...]:
+    """`--map HEADER=KEY` options as (header, key) pairs, in order (split at the
+    last `=`: a header may hold one, a variable's key does not)."""
+    renames: dict[str, str] = {}
+    for item in given:
+        header, equals, key = item.rpartition("=")
+        header, key = header.strip(), key.strip()
+        if not equals or not header or not key:
+            raise UsageError(
+                f"--map {item!r}: expected HEADER=KEY, e.g. --map 'Company=company-name'"
+            )
+        if header in renames and renames[header] != key:
+            raise UsageError(f"--map names the column {header!r} twice")
+        renames[header] = key
+    return tuple(renames.items())
 
 
 def default_journal(campaign: str, paths: list[str]) -> Path:

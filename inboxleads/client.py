@@ -66,6 +66,45 @@ class Answer:
     rate: RateInfo | None = None
     # The size of the body that was refused as too large (0: not known, or not refused).
     sent_bytes: int = 0
+    # What a campaign look-up found (its answer was 200 and the documented JSON).
+    campaign: CampaignInfo | None = None
+
+
+@dataclass(frozen=True)
+class CampaignInfo:
+    """What the campaign look-up tells: the API's `name`, `status` and each of its
+    `customVariables` as (key, display name)."""
+
+    id: str
+    name: str | None
+    status: str | None
+    variables: tuple[tuple[str, str], ...] = ()
+
+
+def parse_campaign(campaign: str, body: bytes) -> CampaignInfo | None:
+    """The campaign object of a 200 answer; None when it is not a JSON object.
+    Fields that are missing or of another type are left out, never an error."""
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    name, status = data.get("name"), data.get("status")
+    variables: list[tuple[str, str]] = []
+    found = data.get("customVariables")
+    if isinstance(found, dict):
+        for key, about in found.items():
+            if not isinstance(key, str) or not key:
+                continue
+            shown = about.get("displayName") if isinstance(about, dict) else None
+            variables.append((key, shown if isinstance(shown, str) and shown else key))
+    return CampaignInfo(
+        campaign,
+        name if isinstance(name, str) else None,
+        status if isinstance(status, str) else None,
+        tuple(variables),
+    )
 
 
 def _int_header(headers: httpx.Headers, name: str) -> int | None:
@@ -127,14 +166,19 @@ def _counts(body: bytes) -> tuple[int, int, int] | None:
     return None
 
 
-def classify(status: int, headers: httpx.Headers, body: bytes, now: float) -> Answer:
-    """Decide what an HTTP answer means for its batch."""
+def classify(
+    status: int, headers: httpx.Headers, body: bytes, now: float, *, counted: bool = True
+) -> Answer:
+    """Decide what an HTTP answer means for its batch (`counted`: a 200 must carry
+    the Add-leads counts; a look-up's 200 is read by its caller)."""
     rate = RateInfo(
         _int_header(headers, "x-ratelimit-limit"),
         _int_header(headers, "x-ratelimit-remaining"),
         _int_header(headers, "x-ratelimit-reset"),
     )
     retry_after = parse_retry_after(headers.get("retry-after"), now)
+    if status == 200 and not counted:
+        return Answer(Outcome.OK, status, "", rate=rate)
     if status == 200:
         counts = _counts(body)
         if counts is None:
@@ -196,6 +240,24 @@ class InboxClient:
         """The endpoint for a campaign."""
         return f"{self._base}/campaigns/v2/{campaign}/leads"
 
+    async def get_campaign(self, campaign: str, timeout_s: float, now: float) -> Answer:
+        """One attempt of the campaign look-up (`GET /campaigns/{id}`): an OK answer
+        carries the campaign; never raises for network trouble."""
+        headers = {k: v for k, v in self._headers.items() if k != "Content-Type"}
+        url = f"{self._base}/campaigns/{campaign}"
+        got = await self._exchange("GET", url, headers, None, 0, timeout_s)
+        if isinstance(got, Answer):
+            return got
+        status, response_headers, body = got
+        answer = self._masked(classify(status, response_headers, body, now, counted=False))
+        if answer.outcome is not Outcome.OK:
+            return answer
+        found = parse_campaign(campaign, body)
+        if found is None:
+            message = "answer is not the documented JSON"
+            return Answer(Outcome.REJECTED, status, message, rate=answer.rate)
+        return dataclasses.replace(answer, campaign=found)
+
     async def post_leads(
         self, campaign: str, payload: dict[str, Any], timeout_s: float, now: float
     ) -> Answer:
@@ -209,14 +271,30 @@ class InboxClient:
         headers = {**self._headers, "Content-Length": str(size)}
         stream = _OneShot(content)
         del content
+        got = await self._exchange("POST", self.url(campaign), headers, stream, size, timeout_s)
+        if isinstance(got, Answer):
+            return got
+        status, response_headers, body = got
+        answer = classify(status, response_headers, body, now)
+        if answer.outcome is Outcome.TOO_LARGE:
+            answer = dataclasses.replace(answer, sent_bytes=size)
+        return self._masked(answer)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        stream: _OneShot | None,
+        size: int,
+        timeout_s: float,
+    ) -> Answer | tuple[int, httpx.Headers, bytes]:
+        """One request: its status, headers and body (the token masked in it), or the
+        retryable answer a transport failure means."""
         try:
             async with asyncio.timeout(timeout_s):
-                response = await self._http.post(
-                    self.url(campaign), content=stream, headers=headers
-                )
-        except TimeoutError:
-            return Answer(Outcome.RETRY, None, f"no answer within {timeout_s:g} s")
-        except httpx.TimeoutException:
+                response = await self._http.request(method, url, content=stream, headers=headers)
+        except (TimeoutError, httpx.TimeoutException):
             return Answer(Outcome.RETRY, None, f"no answer within {timeout_s:g} s")
         except _CUT_OFF as exc:
             what = f"connection error: {type(exc).__name__}"
@@ -234,9 +312,9 @@ class InboxClient:
         # A server may echo what it was sent: the token is masked before anything is
         # read from the answer, so that no cut to length can leave a piece of it.
         body = response.content.replace(self._token_bytes, b"***")
-        answer = classify(response.status_code, response.headers, body, now)
-        if answer.outcome is Outcome.TOO_LARGE:
-            answer = dataclasses.replace(answer, sent_bytes=size)
+        return response.status_code, response.headers, body
+
+    def _masked(self, answer: Answer) -> Answer:
         if self._token in answer.message:
             answer = dataclasses.replace(answer, message=answer.message.replace(self._token, "***"))
         return answer

@@ -135,8 +135,11 @@ class Layout:
     data columns with the key each is sent as, and warnings about the header."""
 
     identifiers: tuple[IdColumn, ...]
+    # Each data column: its index and the key its values are sent as.
     data: tuple[tuple[int, str], ...]
     warnings: tuple[str, ...] = ()
+    # A name per column (the header, or what a repeated or empty name became).
+    keys: tuple[str, ...] = ()
 
 
 class HeaderError(ValueError):
@@ -149,9 +152,14 @@ def layout(
     data_columns: tuple[str, ...] | None = None,
     no_data: bool = False,
     read_as: ReadAs = ReadAs.AUTO,
+    renames: tuple[tuple[str, str], ...] = (),
+    variables: tuple[tuple[str, str], ...] = (),
 ) -> Layout:
     """Read a header row: raises `HeaderError` when no column qualifies or a
-    named one is not there."""
+    named one (`--column`, `--data-columns`, `--map`) is not there. A data column
+    is sent under the key `renames` (`--map HEADER=KEY`) gives it, else under the
+    key of the campaign variable (key, display name) its name equals, else under
+    its own name."""
     keys, warnings = distinct_keys(header)
     if columns:
         # Named by the user: `--as` says how to read them, else their name does.
@@ -178,7 +186,60 @@ def layout(
         for name in data_columns:
             chosen.update(_matching(header, keys, name, "--data-columns"))
         data = [(i, keys[i]) for i in sorted(chosen)]
-    return Layout(tuple(identifiers), tuple(data), tuple(warnings))
+    data = _sent_as(header, keys, data, renames, variables, warnings)
+    return Layout(tuple(identifiers), tuple(data), tuple(warnings), tuple(keys))
+
+
+def _sent_as(
+    header: list[str],
+    keys: list[str],
+    data: list[tuple[int, str]],
+    renames: tuple[tuple[str, str], ...],
+    variables: tuple[tuple[str, str], ...],
+    warnings: list[str],
+) -> list[tuple[int, str]]:
+    """The key each data column is sent as: `--map` first, then the campaign
+    variable whose key or display name the column's name equals (case, spaces,
+    `-` and `_` ignored; a key before a display name), else its own name.
+
+    Two columns never go out under one key. A key goes to the column `--map`
+    gave it, else to the column of that very name, else to the first column
+    mapped to it; the others keep their own name (said in a warning)."""
+    mapped: dict[int, str] = {}
+    for name, key in renames:
+        for index in _matching(header, keys, name, "--map"):
+            mapped[index] = key
+    by_name: dict[str, str] = {}
+    for key, _ in variables:
+        by_name.setdefault(normalise(key), key)
+    for key, shown in variables:
+        by_name.setdefault(normalise(shown), key)
+    wanted = {index: mapped.get(index) or by_name.get(normalise(own), own) for index, own in data}
+
+    def claim(index: int) -> tuple[int, int]:
+        own = keys[index]
+        return (0 if index in mapped else 1 if wanted[index] == own else 2, index)
+
+    holder: dict[str, int] = {}
+    for index in sorted(wanted, key=claim):
+        holder.setdefault(wanted[index], index)
+    out: list[tuple[int, str]] = []
+    used = set(holder)
+    for index, own in data:
+        key = wanted[index]
+        if holder[key] != index:
+            fallback, copy = own, 1
+            while fallback in used:
+                copy += 1
+                fallback = f"{own}_{copy}"
+            used.add(fallback)
+            warnings.append(
+                f"column {own!r} is not sent as {key!r} (column {keys[holder[key]]!r} is): "
+                f"its values are sent as {fallback!r}"
+            )
+            key = fallback
+        out.append((index, key))
+    return out
 
 
 def distinct_keys(header: list[str]) -> tuple[list[str], list[str]]:

@@ -37,6 +37,10 @@ MODES = ("auto", "rich", "plain", "jsonl", "none")
 # The contract's summary keys, in the order the displays list them.
 SUMMARY_KEYS = ["read", "rejected", "duplicates", "unique", "batches", "requests", "retries"]
 SUMMARY_KEYS += ["added", "skipped", "failed", "delivered", "undelivered", "resumed"]
+# The counts of a JSONL `progress` event (beside `fraction` and `eta_s`).
+PROGRESS_KEYS = ["read", "rejected", "duplicates", "unique", "batches_done", "batches_total"]
+PROGRESS_KEYS += ["sent", "added", "skipped", "failed", "delivered", "undelivered", "resumed"]
+PROGRESS_KEYS += ["in_flight", "retries"]
 
 
 class Display(Protocol):
@@ -85,7 +89,7 @@ def make_display(
         )
     if mode == "plain":
         return PlainDisplay(stream, tally, clock=clock, interval=interval)
-    return JsonlDisplay(stream)
+    return JsonlDisplay(stream, tally, clock=clock, interval=interval)
 
 
 def format_elapsed(seconds: float) -> str:
@@ -100,6 +104,24 @@ def _rate(tally: Tally, elapsed: float, sep: str = "") -> str:
     """Identifiers sent per second; a decimal while slow, so a trickle does not read 0/s."""
     rate = tally.sent / elapsed if elapsed > 0 else 0.0
     return f"{rate:{sep}.1f}/s" if rate < 10 else f"{rate:{sep}.0f}/s"
+
+
+def progress_fields(tally: Tally) -> tuple[str, str]:
+    """How far the run has come and the time left, as shown: `42%` and `1:23`
+    (`?` for what is not known, as on a pipe)."""
+    fraction, eta = tally.fraction(), tally.eta()
+    pct = "?" if fraction is None else f"{math.floor(fraction * 100):d}%"
+    return pct, "?" if eta is None else format_elapsed(math.ceil(eta))
+
+
+def campaign_text(campaign: str, tally: Tally) -> str:
+    """The campaign as a display heads it: its id, and its name and status once known."""
+    found = tally.campaign
+    if found is None:
+        return campaign
+    name = f" {json.dumps(found.name, ensure_ascii=False)}" if found.name else ""
+    status = f" ({found.status})" if found.status else ""
+    return f"{campaign}{name}{status}"
 
 
 def _plural(count: int, word: str, plural: str = "") -> str:
@@ -232,11 +254,18 @@ class PlainDisplay:
     """Plain lines for logs and pipes: no ANSI codes, no carriage returns, no redraws."""
 
     def __init__(
-        self, stream: TextIO, tally: Tally, *, clock: Clock = time.monotonic, interval: float = 5.0
+        self,
+        stream: TextIO,
+        tally: Tally,
+        *,
+        clock: Clock = time.monotonic,
+        interval: float = 5.0,
+        wall: Clock = time.time,
     ) -> None:
         self._stream = stream
         self._tally = tally
         self._clock = clock
+        self._wall = wall
         self._interval = interval
         self._started = clock()
         self._last_line = self._started
@@ -258,11 +287,12 @@ class PlainDisplay:
         t = self._tally
         elapsed = self._clock() - self._started
         total = "?" if t.batches_total is None else str(t.batches_total)
+        pct, eta = progress_fields(t)
         line = (
             f"progress: batches {t.batches_done}/{total} sent {t.sent} added {t.added}"
             f" skipped {t.skipped} failed {t.failed} rejected {t.rejected}"
             f" duplicates {t.duplicates} in-flight {t.in_flight} retries {t.retries}"
-            f" rate {_rate(t, elapsed)} elapsed {format_elapsed(elapsed)}"
+            f" rate {_rate(t, elapsed)} elapsed {format_elapsed(elapsed)} pct {pct} eta {eta}"
         )
         if t.phase == "explain":
             line += (
@@ -285,7 +315,10 @@ class PlainDisplay:
             if previous is None or self._clock() >= previous or event.resume_at >= previous + 1:
                 self._announced_pause = event.resume_at
                 reason = f" ({event.reason})" if event.reason else ""
-                self._write(f"rate limit: pausing {event.wait_s:.1f} s{reason}")
+                lifts = _clock_time(self._wall() + event.wait_s)
+                self._write(f"rate limit: pausing {event.wait_s:.1f} s, until {lifts}{reason}")
+        elif isinstance(event, ev.Campaign):
+            self._write(f"campaign: {campaign_text(event.campaign, self._tally)}")
         elif isinstance(event, ev.Stopping):
             if event.reason != self._announced_stop:
                 self._announced_stop = event.reason
@@ -307,12 +340,17 @@ class PlainDisplay:
         if summary is None:
             return
         if summary.campaign:
-            self._write(f"campaign: {summary.campaign}")
+            self._write(f"campaign: {campaign_text(summary.campaign, summary.tally)}")
         for key, value in summary_rows(summary):
             self._write(f"{key}: {value}")
         for line in details(summary):
             self._write(line)
         self._write(verdict(summary)[0])
+
+
+def _clock_time(wall: float) -> str:
+    """A wall-clock time of day, as a hint of when something happens."""
+    return time.strftime("%H:%M:%S", time.localtime(wall))
 
 
 def event_name(event: ev.Event) -> str:
@@ -321,11 +359,24 @@ def event_name(event: ev.Event) -> str:
 
 
 class JsonlDisplay:
-    """One JSON object per line per event, flushed at once, for other programs."""
+    """One JSON object per line per event, flushed at once, for other programs; a
+    `progress` event with the counts so far at most every `interval` seconds."""
 
-    def __init__(self, stream: TextIO, *, wall: Clock = time.time) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        tally: Tally | None = None,
+        *,
+        wall: Clock = time.time,
+        clock: Clock = time.monotonic,
+        interval: float = 5.0,
+    ) -> None:
         self._stream = stream
+        self._tally = tally
         self._wall = wall
+        self._clock = clock
+        self._interval = interval
+        self._last_progress: float | None = None
 
     def _emit(self, name: str, fields: dict[str, Any]) -> None:
         obj = {"event": name, **fields, "ts": self._wall()}
@@ -333,33 +384,56 @@ class JsonlDisplay:
         self._stream.flush()
 
     def start(self) -> None:
-        """Nothing to start: lines appear as events come."""
+        """The first `progress` event: nothing done yet."""
+        self._progress(force=True)
 
     def event(self, event: ev.Event) -> None:
         """Emit the event's fields; rejections one by one; requests not at all."""
         # Per-request start/end lines would outnumber everything else many
         # times over and say nothing the batch events do not.
         if isinstance(event, ev.RequestStarted | ev.RequestEnded):
+            self._progress()
             return
         if isinstance(event, ev.RecordsRead):
             for rejection in event.rejections:
                 self._emit("rejected", dataclasses.asdict(rejection))
             if event.read > 0:
-                fields = {"read": event.read, "rejected": event.rejected}
-                self._emit("records_read", {**fields, "duplicates": event.duplicates})
-            return
-        self._emit(event_name(event), dataclasses.asdict(event))
+                counts = {"read": event.read, "rejected": event.rejected}
+                self._emit("records_read", {**counts, "duplicates": event.duplicates})
+        elif isinstance(event, ev.Campaign):
+            fields = {"campaign": event.campaign, "name": event.name, "status": event.status}
+            self._emit("campaign", {**fields, "variables": dict(event.variables)})
+        else:
+            self._emit(event_name(event), dataclasses.asdict(event))
+        self._progress()
 
     def tick(self) -> None:
-        """Time alone is not an event."""
+        """A `progress` event when the interval has passed, even without events."""
+        self._progress()
+
+    def _progress(self, force: bool = False) -> None:
+        t = self._tally
+        if t is None:
+            return
+        now = self._clock()
+        last = self._last_progress
+        if not force and last is not None and now - last < self._interval:
+            return
+        self._last_progress = now
+        eta = t.eta()
+        fields: dict[str, Any] = {key: getattr(t, key) for key in PROGRESS_KEYS}
+        fields["fraction"] = t.fraction()
+        fields["eta_s"] = None if eta is None else round(eta, 1)
+        self._emit("progress", fields)
 
     def note(self, text: str) -> None:
         """A note is an event too, so the stream stays pure JSON lines."""
         self._emit("note", {"text": text})
 
     def stop(self, summary: Summary | None) -> None:
-        """Emit the summary object as the last line."""
+        """The last `progress` event, then the summary object as the last line."""
         if summary is not None:
+            self._progress(force=True)
             self._emit("summary", summary.to_json())
 
 
@@ -416,7 +490,7 @@ class RichDisplay:
             return _stopping_text(t), "bold red"
         if t.paused_until is not None and t.paused_until > now:
             left = t.paused_until - now
-            at = time.strftime("%H:%M:%S", time.localtime(self._wall() + left))
+            at = _clock_time(self._wall() + left)
             return f"rate limit: paused, resuming in {math.ceil(left)} s (at {at})", "yellow"
         if t.phase == "explain":
             done = f"{_plural(t.explain_requests, 'request')}, {t.explain_identified:,} confirmed"
@@ -448,8 +522,7 @@ class RichDisplay:
             ("Elapsed", format_elapsed(elapsed)),
             ("", ""),
         ]
-        title = f"Adding leads to campaign {self._campaign}" if self._campaign else None
-        table = Table(title=title, show_header=False, title_justify="left", padding=(0, 1))
+        table = Table(show_header=False, padding=(0, 1))
         for _ in range(2):
             table.add_column(style="bold")
             table.add_column(justify="right")
@@ -457,7 +530,23 @@ class RichDisplay:
         for left, right in zip(cells[0::2], cells[1::2], strict=True):
             table.add_row(*left, *right)
         text, style = self.status()
-        return Group(table, Text(text, style=style))
+        parts: list[RenderableType] = [table]
+        if self._campaign:
+            # A line of its own, not the table's title: a long name is not wrapped.
+            title = f"Adding leads to campaign {campaign_text(self._campaign, t)}"
+            parts.insert(0, Text(title, style="italic", overflow="ellipsis", no_wrap=True))
+        fraction = t.fraction()
+        if fraction is not None:
+            from rich.progress_bar import ProgressBar
+
+            pct, eta = progress_fields(t)
+            bar = Table.grid(padding=(0, 1))
+            bar.add_row(
+                ProgressBar(total=1.0, completed=fraction, width=40),
+                Text(f"{pct:>4}  ETA {eta}", style="bold"),
+            )
+            parts.append(bar)
+        return Group(*parts, Text(text, style=style))
 
     def event(self, event: ev.Event) -> None:
         """Redraw at once for the rare events a user should see without delay."""
@@ -481,7 +570,11 @@ class RichDisplay:
         from rich.table import Table
         from rich.text import Text
 
-        title = f"Campaign {summary.campaign}" if summary.campaign else "Summary"
+        title = (
+            f"Campaign {campaign_text(summary.campaign, summary.tally)}"
+            if summary.campaign
+            else "Summary"
+        )
         table = Table(title=title, show_header=False, title_justify="left")
         table.add_column(style="bold")
         table.add_column(justify="right")

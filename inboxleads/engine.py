@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 
 from . import events as ev
 from .batching import DEFAULT_MAX_REQUEST_BYTES, Batch, Batcher, Deduper
-from .client import Answer, InboxClient, Outcome
+from .client import Answer, CampaignInfo, InboxClient, Outcome
 from .errors import ApiRefused, InboxLeadsError, InputError, http_status_to_refusal
 from .identifiers import HandleRun, Kind, Lead
 from .inputs import Chunk, ColumnsUsed, Notice, OpenInput, ReadOptions, Rejection
@@ -80,6 +80,8 @@ class EngineConfig:
     stop_grace_s: float = 10.0
     dry_run: bool = False
     keep_failed_batches: bool = False
+    # Look the campaign up before the first batch (needs a client).
+    look_up: bool = False
 
 
 @dataclass
@@ -149,6 +151,9 @@ class Engine:
         self._regular_only = all(i.is_regular for i in inputs)
         # Delivered batches whose answer counted failures, kept for `explain`.
         self.failed_batches: list[tuple[Batch, int]] = []
+        # What the campaign look-up found (None: not asked, or it failed).
+        self.campaign: CampaignInfo | None = None
+        self._tables = 0  # table inputs whose header was read
 
     # -- stopping -------------------------------------------------------------
 
@@ -221,7 +226,6 @@ class Engine:
         part of the run: see `bug` and `error`.
         """
         try:
-            self.reader.start()
             await self.supervise(self._upload(), companions)
         finally:
             self._finish()
@@ -243,9 +247,56 @@ class Engine:
             self._group = None
 
     async def _upload(self) -> None:
+        if self.config.look_up and self.client is not None:
+            await self._look_up()
+        # Only now: a header is read with the campaign's variables. (After a stop in
+        # the look-up as well: the input is read as far as it has come, and listed.)
+        self.reader.start()
         await self._produce()
         while self._senders:
             await asyncio.wait(set(self._senders))
+
+    async def _look_up(self) -> None:
+        """Ask the API for the campaign, before any input is read: 401 refuses the run
+        (a dry run only warns); any other failure is a warning, and the Add-leads
+        answers decide."""
+        assert self.client is not None
+        client, config = self.client, self.config
+
+        def get() -> Awaitable[Answer]:
+            return client.get_campaign(config.campaign, config.timeout_s, self.clock())
+
+        answer, _ = await self._attempts(get, 0, 0, "lookup")
+        if answer is None:
+            return  # stopped
+        found = answer.campaign
+        if answer.outcome is Outcome.OK and found is not None:
+            self.limit.success()
+            self.campaign = found
+            self.reader.use_variables(found.variables)
+            self.emit(ev.Campaign(found.id, found.name, found.status, found.variables))
+            if found.status == "completed":
+                name = f" {found.name!r}" if found.name else ""
+                self.emit(
+                    ev.Note(
+                        f"campaign {found.id}{name} is completed: leads added to it "
+                        "may never be contacted"
+                    )
+                )
+            return
+        if answer.status == 401 and not config.dry_run:
+            self._refuse(answer)
+            return
+        status = answer.status
+        hint = http_status_to_refusal(status, config.campaign) if status else None
+        why = f"{hint} [{answer.message}]" if hint else answer.message
+        self.emit(
+            ev.Note(
+                f"campaign look-up failed ({why}): sending anyway, the Add-leads answers decide"
+                if not config.dry_run
+                else f"campaign look-up failed ({why})"
+            )
+        )
 
     def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
@@ -363,6 +414,23 @@ class Engine:
         await self._start(self._flush())
         self.emit(ev.InputFinished(self.ledger.counts.batches))
 
+    def _variables_unfilled(self, used: ColumnsUsed) -> None:
+        """One warning naming each campaign variable no column of a table provides."""
+        if self.campaign is None:
+            return
+        sent = {key for _, key in used.data}
+        missing = [(key, shown) for key, shown in self.campaign.variables if key not in sent]
+        if not missing:
+            return
+        named = ", ".join(key if key == shown else f"{key} ({shown!r})" for key, shown in missing)
+        self.say_once(
+            f"unfilled {named}",
+            f"{used.source}: no column provides the campaign variable"
+            f"{'s' if len(missing) > 1 else ''} {named}: personalisation with "
+            f"{'them' if len(missing) > 1 else 'it'} would be empty "
+            "(name a column for it with --map HEADER=KEY)",
+        )
+
     def _flush(self) -> list[Batch]:
         batch = self.batcher.flush()
         return [] if batch is None else self._register([batch])
@@ -402,6 +470,8 @@ class Engine:
                 self.emit(ev.Note(f"{record.source}:{record.line}: {record.text}"))
             elif isinstance(record, ColumnsUsed):
                 self.emit(ev.ColumnsRead(record.source, record.identifiers, record.data))
+                self._tables += 1
+                self._variables_unfilled(record)
             else:
                 read += 1
                 if isinstance(record, Rejection):
@@ -421,6 +491,7 @@ class Engine:
                 records[0].source if records else "",  # one input per chunk
                 tuple((str(kind), n) for kind, n in kinds.items()),
                 unique,
+                self.reader.position,
             )
         )
         if rejections:
@@ -485,42 +556,81 @@ class Engine:
         For the upload phase, the ledger follows the batch and records how it
         ended (a stop leaves it to the ledger's `stopped`, which knows where it was).
         """
+        assert self.client is not None
+        client, config = self.client, self.config
         upload = phase == "upload"
         ledger = self.ledger
-        attempt = 0
-        sent = 0
-        while True:
-            if self._stop.is_set():
-                break
+
+        def post() -> Awaitable[Answer]:
+            if upload:
+                ledger.waiting(batch, Waiting.IN_FLIGHT)
+            return client.post_leads(
+                config.campaign, batch.payload(), config.timeout_s, self.clock()
+            )
+
+        def retrying(answer: Answer) -> None:
+            if upload:
+                ledger.waiting(batch, Waiting.RETRY, answer.message)
+
+        answer, attempt = await self._attempts(post, batch.seq, len(batch), phase, retrying)
+        if answer is None:  # a stop came first
+            if upload:
+                ledger.stopped(batch, self.cause or "the run was stopped")
+            return Delivery(False, None, attempt)
+        if answer.outcome is Outcome.OK:
+            self.limit.success()
+            if upload:
+                ledger.delivered(batch, answer, attempt)
+                self._keep_if_failed(batch, answer.failed)
+                if self.journal is not None:
+                    digest = batch.digest(config.campaign)
+                    self.journal.record(digest, batch.seq, len(batch), answer)
+            return Delivery(True, answer, attempt)
+        if answer.outcome is Outcome.REFUSED:
+            if upload:
+                ledger.undelivered(batch, f"refused by the API: {answer.message}", attempt)
+            self._refuse(answer)
+            return Delivery(False, answer, attempt)
+        if answer.outcome is Outcome.TOO_LARGE and len(batch) > 1:
+            if upload:
+                await self._in_halves(batch, answer)
+            return Delivery(False, answer, attempt)
+        if answer.outcome is Outcome.TOO_LARGE and answer.status is not None:
+            answer = dataclasses.replace(answer, outcome=Outcome.REJECTED)
+        if answer.outcome is Outcome.REJECTED:
+            if upload:
+                ledger.undelivered(batch, f"rejected by the server: {answer.message}", attempt)
+            return Delivery(False, answer, attempt)
+        if upload:
+            tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+            ledger.undelivered(batch, f"gave up after {tries}: {answer.message}", attempt)
+        return Delivery(False, answer, attempt)
+
+    async def _attempts(
+        self,
+        call: Callable[[], Awaitable[Answer]],
+        seq: int,
+        size: int,
+        phase: str,
+        on_retry: Callable[[Answer], None] | None = None,
+    ) -> tuple[Answer | None, int]:
+        """Attempts of one request, each paced and holding a concurrency slot, until
+        an answer that is not retried or the last attempt: (that answer, requests
+        sent); (None, requests sent) when a stop came first.
+
+        A transient failure is retried after a backoff: a 429 holds every sender
+        for its Retry-After, and a 429 or 503 halves the concurrency."""
+        attempt = sent = 0
+        while not self._stop.is_set():
             attempt += 1
-            answer = await self._attempt(batch, attempt, phase)
+            answer = await self._attempt(call, seq, size, attempt, phase)
             if answer is None:  # a stop came before the request went out
                 break
             sent += 1
-            if answer.outcome is Outcome.OK:
-                self.limit.success()
-                if upload:
-                    ledger.delivered(batch, answer, attempt)
-                    self._keep_if_failed(batch, answer.failed)
-                    if self.journal is not None:
-                        digest = batch.digest(self.config.campaign)
-                        self.journal.record(digest, batch.seq, len(batch), answer)
-                return Delivery(True, answer, attempt)
-            if answer.outcome is Outcome.REFUSED:
-                if upload:
-                    ledger.undelivered(batch, f"refused by the API: {answer.message}", attempt)
-                self._refuse(answer)
-                return Delivery(False, answer, attempt)
-            if answer.outcome is Outcome.TOO_LARGE and len(batch) > 1:
-                if upload:
-                    await self._in_halves(batch, answer)
-                return Delivery(False, answer, attempt)
-            if answer.outcome is Outcome.TOO_LARGE and answer.status is not None:
-                answer = dataclasses.replace(answer, outcome=Outcome.REJECTED)
-            if answer.outcome is Outcome.REJECTED:
-                if upload:
-                    ledger.undelivered(batch, f"rejected by the server: {answer.message}", attempt)
-                return Delivery(False, answer, attempt)
+            # A connection cut while one lead alone was sent cannot be halved: retried.
+            alone = answer.outcome is Outcome.TOO_LARGE and answer.status is None and size <= 1
+            if answer.outcome is not Outcome.RETRY and not alone:
+                return answer, sent
             if answer.status in (429, 503):
                 self.limit.overload()
             if answer.status == 429:
@@ -528,21 +638,15 @@ class Engine:
                 hold = self._capped(answer.retry_after or 1.0, "Retry-After")
                 self.pacer.block(hold, f"rate limit: {answer.message}")
             if attempt >= self.config.retry.max_attempts:
-                if upload:
-                    tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
-                    reason = f"gave up after {tries}: {answer.message}"
-                    ledger.undelivered(batch, reason, attempt)
-                return Delivery(False, answer, attempt)
+                return answer, sent
             wait = self.config.retry.wait(attempt, answer.retry_after, self.rng)
-            if upload:
-                ledger.waiting(batch, Waiting.RETRY, answer.message)
-            self.emit(ev.RetryScheduled(batch.seq, attempt + 1, answer.message, wait, phase))
+            if on_retry is not None:
+                on_retry(answer)
+            self.emit(ev.RetryScheduled(seq, attempt + 1, answer.message, wait, phase))
             slept, _ = await self._until_stop(self.sleep(wait))
             if not slept:
                 break
-        if upload:
-            ledger.stopped(batch, self.cause or "the run was stopped")
-        return Delivery(False, None, sent)
+        return None, sent
 
     async def _in_halves(self, batch: Batch, answer: Answer) -> None:
         """The server would not take `batch` whole: send it as two halves, each ending
@@ -591,9 +695,10 @@ class Engine:
                 rate = dataclasses.replace(rate, reset=self.clock() + capped)
         self.pacer.observe(rate, start_seq)
 
-    async def _attempt(self, batch: Batch, attempt: int, phase: str) -> Answer | None:
+    async def _attempt(
+        self, call: Callable[[], Awaitable[Answer]], seq: int, size: int, attempt: int, phase: str
+    ) -> Answer | None:
         """One request, holding a concurrency slot; None when a stop came before it went out."""
-        assert self.client is not None
         got, _ = await self._until_stop(self.limit.acquire())
         if not got:
             return None
@@ -601,19 +706,16 @@ class Engine:
             turned, start_seq = await self._until_stop(self.pacer.wait_turn())
             if not turned or start_seq is None:
                 return None
-            if phase == "upload":
-                self.ledger.waiting(batch, Waiting.IN_FLIGHT)
-            self.emit(ev.RequestStarted(batch.seq, len(batch), attempt, phase))
+            request = call()
+            self.emit(ev.RequestStarted(seq, size, attempt, phase))
             status: int | None = None
             try:
-                answer = await self.client.post_leads(
-                    self.config.campaign, batch.payload(), self.config.timeout_s, self.clock()
-                )
+                answer = await request
                 status = answer.status
                 self._observe(answer, start_seq)
                 return answer
             finally:
-                self.emit(ev.RequestEnded(batch.seq, status, phase))
+                self.emit(ev.RequestEnded(seq, status, phase))
         finally:
             self.limit.release()
 

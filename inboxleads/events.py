@@ -24,6 +24,8 @@ class RecordsRead:
     source: str = ""
     kinds: tuple[tuple[str, int], ...] = ()
     unique: int = 0
+    # The bytes of input read up to the end of this chunk, over every input.
+    position: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,17 @@ class ColumnsRead:
 
 
 @dataclass(frozen=True, slots=True)
+class Campaign:
+    """The campaign look-up found the campaign: its name, status and variables
+    (key, display name), as the API gave them."""
+
+    campaign: str
+    name: str | None
+    status: str | None
+    variables: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Note:
     """A warning for the user that is not about one record (shown once, as a line)."""
 
@@ -182,5 +195,6 @@ Event = (
     | ExplainProgress
     | PhaseStarted
     | ColumnsRead
+    | Campaign
     | Note
 )

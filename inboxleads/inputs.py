@@ -132,6 +132,10 @@ class ReadOptions:
     no_data: bool = False
     # A Python codec name (`--encoding`); None: UTF-8. A BOM decides by itself.
     encoding: str | None = None
+    # `--map HEADER=KEY`, in order.
+    renames: tuple[tuple[str, str], ...] = ()
+    # The campaign's variables as (key, display name), once the look-up found them.
+    variables: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -1071,7 +1075,13 @@ def _read_table(
         turns up in one: Excel's trailing `,`)."""
         try:
             layout = cols.layout(
-                header, options.columns, options.data_columns, options.no_data, options.read_as
+                header,
+                options.columns,
+                options.data_columns,
+                options.no_data,
+                options.read_as,
+                options.renames,
+                options.variables,
             )
         except cols.HeaderError as exc:
             raise InputError(name, lines.explained(str(exc)), lines.number) from None
@@ -1084,7 +1094,7 @@ def _read_table(
     # A column is named by its key: the header, or what a repeated or empty one became.
     # (An identifier column goes in a row's data only when the row did not use it.)
     used_for_ids = {c.index for c in identifiers}
-    data_said = tuple((k, k) for i, k in layout.data if i not in used_for_ids)
+    data_said = tuple((layout.keys[i], k) for i, k in layout.data if i not in used_for_ids)
     yield ColumnsUsed(name, tuple(c.name for c in identifiers), data_said)
     width = len(header)
     names = frozenset(header)

@@ -91,7 +91,12 @@ class Reader:
         self._options = options
         self._chunk_size = max(1, min(READ_CHUNK, batch_hint))
         self._cond = threading.Condition()
-        self._outbox: deque[Chunk] = deque()
+        # Each chunk with the bytes of input read when it was handed over.
+        self._outbox: deque[tuple[Chunk, int]] = deque()
+        # The bytes read up to the last chunk taken, and the bytes of every input
+        # when each is a regular file (None: not known, as for a pipe).
+        self.position = 0
+        self.total_bytes = _total_bytes(inputs)
         self._finished = False
         self._error: BaseException | None = None
         self._closed = False
@@ -112,6 +117,10 @@ class Reader:
         self._thread = threading.Thread(target=self._main, name="inboxleads-reader", daemon=True)
         self._thread.start()
 
+    def use_variables(self, variables: tuple[tuple[str, str], ...]) -> None:
+        """Read table headers with the campaign's variables (before `start`)."""
+        self._options = dataclasses.replace(self._options, variables=variables)
+
     def take(self) -> Chunk | End | None:
         """The next chunk, END after the last one, or None when none is ready yet.
 
@@ -120,7 +129,7 @@ class Reader:
         """
         with self._cond:
             if self._outbox:
-                chunk = self._outbox.popleft()
+                chunk, self.position = self._outbox.popleft()
                 self._cond.notify_all()
                 return chunk
             if self._finished or self._sealed:
@@ -158,7 +167,7 @@ class Reader:
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while not (self._finished or self._stuck or self._thread is None):
-                chunks.extend(self._outbox)
+                chunks.extend(chunk for chunk, _ in self._outbox)
                 self._outbox.clear()
                 self._cond.notify_all()
                 left = deadline - time.monotonic()
@@ -171,7 +180,7 @@ class Reader:
         """Accept nothing more; return the chunks still in the outbox."""
         with self._cond:
             self._closed = self._halted = self._sealed = True
-            left = list(self._outbox)
+            left = [chunk for chunk, _ in self._outbox]
             self._outbox.clear()
             self._cond.notify_all()
             return left
@@ -185,13 +194,13 @@ class Reader:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._ready.set)
 
-    def _put(self, chunk: Chunk) -> None:
+    def _put(self, chunk: Chunk, position: int) -> None:
         with self._cond:
             while len(self._outbox) >= OUTBOX and not self._sealed:
                 self._cond.wait(_STEP_S)
             if self._sealed:
                 raise _Closed
-            self._outbox.append(chunk)
+            self._outbox.append((chunk, position))
             self.handed_over += records_in(chunk)
             self._cond.notify_all()
         self._signal()
@@ -221,10 +230,12 @@ class Reader:
 
     def _main(self) -> None:
         buffer: Chunk = []
+        done = 0  # the bytes of the inputs read to their end
+        stream: _Watched | None = None
 
         def hand_over() -> None:
             if buffer:
-                self._put(buffer.copy())
+                self._put(buffer.copy(), done + (stream.bytes_read if stream else 0))
                 buffer.clear()
 
         error: BaseException | None = None
@@ -248,6 +259,8 @@ class Reader:
                     hand_over()  # a chunk never mixes two inputs
                 finally:
                     source.close()
+                done += stream.bytes_read
+                stream = None
         except _Closed:
             with contextlib.suppress(_Closed):
                 hand_over()
@@ -266,6 +279,19 @@ class Reader:
                 with contextlib.suppress(Exception):
                     source.close()
         self._finish(error)
+
+
+def _total_bytes(inputs: list[OpenInput]) -> int | None:
+    """The size of every input, when each is a regular file; None otherwise."""
+    total = 0
+    for source in inputs:
+        if not source.is_regular:
+            return None
+        try:
+            total += os.fstat(source.stream.fileno()).st_size
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            return None
+    return total
 
 
 class _Watched:

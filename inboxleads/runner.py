@@ -132,6 +132,14 @@ class AddJob:
     max_time_s: float | None = None
     # Other files the run reads (the token file, .env): never an output either.
     also_read: tuple[Path, ...] = ()
+    # --no-check: no campaign look-up before sending.
+    no_check: bool = False
+
+    @property
+    def looks_up(self) -> bool:
+        """Whether the campaign is looked up: unless --no-check, and in a dry run
+        only with a token to ask with."""
+        return not self.no_check and (self.sandbox or not self.dry_run or bool(self.token))
 
 
 @dataclass
@@ -207,7 +215,7 @@ def check_job(job: AddJob, stdin: IO[bytes] | None = None) -> None:
     check_files(job, stdin)
     if job.token is not None and not job.sandbox:
         check_token(job.token)
-    if not job.sandbox and not job.dry_run:
+    if not job.sandbox and (not job.dry_run or job.looks_up):
         check_base_url(job.base_url)
         if not job.token:
             raise UsageError(
@@ -222,8 +230,17 @@ def check_columns(read: ReadOptions) -> None:
         raise UsageError("--data-columns names no column (for no data at all, use --no-data)")
     if read.data_columns and read.no_data:
         raise UsageError("--data-columns and --no-data contradict each other: use one")
-    if read.columns and read.fmt not in (Format.AUTO, Format.CSV, Format.TSV):
+    tables = (Format.AUTO, Format.CSV, Format.TSV)
+    if read.columns and read.fmt not in tables:
         raise UsageError(f"--column names a CSV/TSV column; --format {read.fmt} has none")
+    if read.renames and read.fmt not in tables:
+        raise UsageError(f"--map names a CSV/TSV column; --format {read.fmt} has none")
+    if read.renames and read.no_data:
+        raise UsageError("--map and --no-data contradict each other: use one")
+    keys = [key for _, key in read.renames]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise UsageError(f"--map sends two columns as {twice[0]!r}: a key takes one column")
 
 
 def check_encoding(name: str | None) -> None:
@@ -511,7 +528,7 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
     started = env.monotonic()
     control = _Stops(env)
     control.start(job.max_time_s)
-    tally = Tally()
+    tally = Tally(sending=not job.dry_run, clock=env.monotonic)
     engine: Engine | None = None
     early_bugs: list[BaseException] = []
 
@@ -557,8 +574,9 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
             lock = RunLock(lock_path(job.journal))
             await lock.acquire_async(job.wait_lock, lambda: control.given_up)
             journal = Journal.open(job.journal, _run_key(job))
-        # A dry run makes no request: no client, no TLS set-up.
-        http_client = contextlib.nullcontext(None) if job.dry_run else _http_client(job, env)
+        # A dry run makes no request but the look-up: without it, no client, no TLS set-up.
+        asks = not job.dry_run or job.looks_up
+        http_client = _http_client(job, env) if asks else contextlib.nullcontext(None)
         async with http_client as http:
             client = None if http is None else _client(job, http)
             engine = Engine(
@@ -573,6 +591,7 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
                 rng=env.rng,
                 on_abort=(lambda: _arm_watchdog(control)) if env.watchdog else None,
             )
+            tally.bytes_total = engine.reader.total_bytes
             control.bind(engine)
             if early_bugs:
                 engine.fail(early_bugs[0])
@@ -793,6 +812,7 @@ def _engine_config(job: AddJob) -> EngineConfig:
         stop_grace_s=job.stop_grace_s,
         dry_run=job.dry_run,
         keep_failed_batches=job.explain_failures is not None,
+        look_up=job.looks_up,
     )
 
 

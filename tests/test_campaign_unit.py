@@ -1,0 +1,341 @@
+"""The campaign look-up, the mapping of columns to its variables, and progress,
+below the command line: the client through httpx transports, the engine's
+look-up through `run_add` with a transport that records every request, the
+columns and the tally as plain functions.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from inboxleads import columns as cols
+from inboxleads import events as ev
+from inboxleads.accounting import Tally
+from inboxleads.client import InboxClient, Outcome
+from inboxleads.display import PlainDisplay, RichDisplay
+from inboxleads.errors import ExitStatus
+from inboxleads.inputs import ReadOptions
+from inboxleads.runner import AddJob, AddResult, run_add
+
+from .conftest import SECRET, FakeTime, quiet_env, write_lines
+
+VARIABLES = (("company-name", "Company name"), ("city", "City"), ("first-line", "First line"))
+CAMPAIGN = {
+    "id": "spring1",
+    "name": "Spring outreach",
+    "description": None,
+    "status": "active",
+    "targetsCount": 0,
+    "customVariables": {
+        key: {"displayName": shown, "description": None} for key, shown in VARIABLES
+    },
+    "steps": [{"unknown": True}],
+}
+
+
+# -- the mapping of columns ------------------------------------------------------
+
+
+def sent_as(header: list[str], **options: Any) -> dict[str, str]:
+    layout = cols.layout(header, variables=VARIABLES, **options)
+    return {layout.keys[i]: key for i, key in layout.data if i not in {0}}
+
+
+def test_a_header_equal_to_a_key_or_a_display_name_is_sent_under_the_key() -> None:
+    header = ["twitter", "Company Name", "CITY", "note", "first_line"]
+    assert sent_as(header) == {
+        "Company Name": "company-name",
+        "CITY": "city",
+        "note": "note",
+        "first_line": "first-line",
+    }
+
+
+def test_map_beats_the_automatic_mapping_and_names_a_column_the_user_chose() -> None:
+    header = ["twitter", "Company name", "note"]
+    mapped = sent_as(header, renames=(("note", "first-line"), ("Company name", "org")))
+    assert mapped == {"Company name": "org", "note": "first-line"}
+
+
+def test_map_of_a_column_that_is_not_there_names_the_columns() -> None:
+    with pytest.raises(cols.HeaderError, match=r"--map: no column 'Firm'.*'Company name'"):
+        sent_as(["twitter", "Company name"], renames=(("Firm", "company-name"),))
+
+
+def test_two_columns_never_go_out_under_one_key() -> None:
+    header = ["twitter", "Company name", "company-name"]
+    layout = cols.layout(header, variables=VARIABLES)
+    assert dict(layout.data)[2] == "company-name"  # the column of that very name keeps it
+    assert dict(layout.data)[1] == "Company name"
+    assert any("'Company name' is not sent as 'company-name'" in w for w in layout.warnings)
+
+
+def test_without_variables_every_column_keeps_its_name() -> None:
+    layout = cols.layout(["twitter", "Company name", "city"])
+    assert [key for _, key in layout.data] == ["twitter", "Company name", "city"]
+
+
+# -- the client's look-up ----------------------------------------------------------
+
+
+def look_up(handler: Any) -> Any:
+    async def go() -> Any:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            client = InboxClient(http, "https://api.test/api/v1", SECRET)
+            return await client.get_campaign("spring1", 5.0, 0.0)
+
+    import asyncio
+
+    return asyncio.run(go())
+
+
+def test_the_look_up_reads_name_status_and_variables_and_ignores_unknown_fields() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=CAMPAIGN, headers={"X-RateLimit-Remaining": "7"})
+
+    answer = look_up(handler)
+    assert answer.outcome is Outcome.OK
+    assert answer.campaign.name == "Spring outreach" and answer.campaign.status == "active"
+    assert answer.campaign.variables == VARIABLES
+    assert answer.rate.remaining == 7
+    (request,) = seen
+    assert request.method == "GET" and str(request.url).endswith("/api/v1/campaigns/spring1")
+    assert request.headers["authorization"] == f"Bearer {SECRET}"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "outcome"),
+    [
+        (200, b"<html>maintenance</html>", Outcome.REJECTED),
+        (200, b"[1, 2]", Outcome.REJECTED),
+        (401, b'{"error": {"code": "UNAUTHORIZED", "message": "invalid token"}}', Outcome.REFUSED),
+        (404, b'{"error": {"code": "CAMPAIGN_NOT_FOUND"}}', Outcome.REFUSED),
+        (503, b"", Outcome.RETRY),
+    ],
+)
+def test_look_up_answers_that_are_not_a_campaign(
+    status: int, body: bytes, outcome: Outcome
+) -> None:
+    answer = look_up(lambda request: httpx.Response(status, content=body))
+    assert answer.outcome is outcome and answer.campaign is None
+
+
+# -- the engine's look-up, through run_add -------------------------------------------
+
+
+class Recorder:
+    """A transport that answers the look-up as told and takes every batch."""
+
+    def __init__(self, lookup: list[httpx.Response]) -> None:
+        self.lookup = lookup
+        self.requests: list[tuple[str, str]] = []
+        self.bodies: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append((request.method, request.url.path))
+        if request.method == "GET":
+            return self.lookup.pop(0) if len(self.lookup) > 1 else self.lookup[0]
+        body = json.loads(request.content)
+        self.bodies.append(body)
+        n = sum(len(body.get(k, ())) for k in ("usernames", "platformIds", "leads"))
+        return httpx.Response(200, json={"added": n, "skipped": 0, "failed": 0})
+
+
+def run(
+    tmp_path: Path, recorder: Recorder, lines: list[str], name: str = "a.csv", **opts: Any
+) -> tuple[AddResult, list[dict[str, Any]]]:
+    fake = FakeTime()
+    err = io.StringIO()
+    job = AddJob(
+        campaign="spring1",
+        inputs=[str(write_lines(tmp_path / name, lines))],
+        token=SECRET,
+        base_url="https://api.test/api/v1",
+        progress="jsonl",
+        **opts,
+    )
+    env = quiet_env(fake, stderr=err, transport=httpx.MockTransport(recorder))
+    result = run_add(job, env)
+    return result, [json.loads(line) for line in err.getvalue().splitlines()]
+
+
+CSV = ["twitter,Company name,City,note", "@jack,Block,San Francisco,hi", "@paulg,YC,,"]
+
+
+def test_the_campaign_is_looked_up_first_and_its_variables_name_the_data(tmp_path: Path) -> None:
+    recorder = Recorder([httpx.Response(200, json=CAMPAIGN)])
+    result, events = run(tmp_path, recorder, CSV)
+    assert result.status == ExitStatus.OK
+    assert recorder.requests[0] == ("GET", "/api/v1/campaigns/spring1")
+    assert [m for m, _ in recorder.requests] == ["GET", "POST"]
+    leads = recorder.bodies[0]["leads"]
+    assert leads[0]["data"] == {"company-name": "Block", "city": "San Francisco", "note": "hi"}
+    assert leads[1]["data"] == {"company-name": "YC"}
+    summary = result.summary.to_json() if result.summary else {}
+    assert summary["campaign_name"] == "Spring outreach"
+    assert summary["campaign_status"] == "active"
+    assert summary["columns"]["data"] == {
+        "Company name": "company-name",
+        "City": "city",
+        "note": "note",
+    }
+    assert summary["requests"] == 2 and summary["lookup_requests"] == 1
+    (campaign,) = [e for e in events if e["event"] == "campaign"]
+    assert campaign["name"] == "Spring outreach" and campaign["variables"]["city"] == "City"
+    notes = [e["text"] for e in events if e["event"] == "note"]
+    assert len(notes) == 1, notes
+    assert (
+        notes[0].startswith("warning: ") and "a.csv: no column provides the campaign " in notes[0]
+    )
+    assert "variable first-line ('First line'): personalisation with it would be empty" in notes[0]
+
+
+def test_401_on_the_look_up_refuses_the_run_before_anything_is_read(tmp_path: Path) -> None:
+    refused = httpx.Response(401, json={"error": {"code": "UNAUTHORIZED", "message": "no"}})
+    recorder = Recorder([refused])
+    result, _ = run(tmp_path, recorder, ["@jack", "@paulg"], name="a.txt")
+    assert result.status == ExitStatus.REFUSED
+    assert recorder.requests == [("GET", "/api/v1/campaigns/spring1")]
+    assert result.summary is not None and result.summary.to_json()["delivered"] == 0
+
+
+@pytest.mark.parametrize("status", [403, 404, 400, 500])
+def test_other_look_up_failures_warn_once_and_the_upload_goes_on(
+    tmp_path: Path, status: int
+) -> None:
+    recorder = Recorder([httpx.Response(status, json={"error": {"code": "X", "message": "m"}})])
+    result, events = run(tmp_path, recorder, ["@jack", "@paulg"], name="a.txt", max_attempts=3)
+    assert result.status == ExitStatus.OK
+    gets = [r for r in recorder.requests if r[0] == "GET"]
+    assert len(gets) == (3 if status == 500 else 1)  # a 5xx is retried as uploads are
+    assert recorder.requests[-1][0] == "POST"
+    notes = [e["text"] for e in events if e["event"] == "note"]
+    assert len(notes) == 1 and notes[0].startswith("warning: campaign look-up failed")
+    summary = result.summary.to_json() if result.summary else {}
+    assert "campaign_name" not in summary and summary["delivered"] == 2
+
+
+def test_no_check_skips_the_look_up(tmp_path: Path) -> None:
+    recorder = Recorder([httpx.Response(200, json=CAMPAIGN)])
+    result, _ = run(tmp_path, recorder, CSV, no_check=True)
+    assert result.status == ExitStatus.OK
+    assert [m for m, _ in recorder.requests] == ["POST"]
+    assert recorder.bodies[0]["leads"][0]["data"]["Company name"] == "Block"
+
+
+def test_a_dry_run_looks_up_with_a_token_and_never_fails_for_it(tmp_path: Path) -> None:
+    refused = httpx.Response(401, json={"error": {"code": "UNAUTHORIZED", "message": "no"}})
+    recorder = Recorder([refused])
+    result, events = run(tmp_path, recorder, CSV, dry_run=True)
+    assert result.status == ExitStatus.OK
+    assert recorder.requests == [("GET", "/api/v1/campaigns/spring1")]
+    assert any("campaign look-up failed" in e.get("text", "") for e in events)
+
+    recorder = Recorder([httpx.Response(200, json=CAMPAIGN)])
+    result, _ = run(tmp_path, recorder, CSV, dry_run=True)
+    summary = result.summary.to_json() if result.summary else {}
+    assert summary["campaign_name"] == "Spring outreach"
+    assert summary["columns"]["data"]["Company name"] == "company-name"
+
+
+def test_a_completed_campaign_is_warned_about(tmp_path: Path) -> None:
+    recorder = Recorder([httpx.Response(200, json={**CAMPAIGN, "status": "completed"})])
+    result, events = run(tmp_path, recorder, ["@jack"], name="a.txt")
+    assert result.status == ExitStatus.OK
+    notes = [e["text"] for e in events if e["event"] == "note"]
+    assert any("is completed" in n for n in notes)
+
+
+def test_map_of_a_column_an_input_lacks_is_an_input_error(tmp_path: Path) -> None:
+    recorder = Recorder([httpx.Response(200, json=CAMPAIGN)])
+    read = ReadOptions(renames=(("Firm", "company-name"),))
+    result, _ = run(tmp_path, recorder, CSV, read=read)
+    assert result.status == ExitStatus.USAGE
+    assert result.error is not None and "--map: no column 'Firm'" in result.error.message
+    assert recorder.requests == []  # the header is checked before anything is sent
+
+
+# -- progress ------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_weighs_bytes_read_by_batches_ended_and_never_goes_back() -> None:
+    clock = Clock()
+    tally = Tally(clock=clock)
+    tally.bytes_total = 1000
+    assert tally.fraction() == 0.0 and tally.eta() is None
+    seen = []
+    for batch in range(4):
+        tally.apply(
+            ev.RecordsRead(read=10, rejected=0, duplicates=0, unique=10, position=(batch + 1) * 250)
+        )
+        tally.apply(ev.BatchQueued(batch, 10))
+        seen.append(tally.fraction())
+        clock.now += 2.0
+        tally.apply(ev.BatchDelivered(batch, 10, 10, 0, 0, 1))
+        seen.append(tally.fraction())
+    tally.apply(ev.InputFinished(4))
+    seen.append(tally.fraction())
+    assert seen == sorted(seen) and seen[0] == 0.0 and seen[-1] == 1.0
+    assert seen[1] == pytest.approx(0.25)
+    assert tally.eta() == 0.0
+
+
+def test_eta_comes_from_the_recent_rate() -> None:
+    clock = Clock()
+    tally = Tally(clock=clock)
+    tally.bytes_total = 1000
+    tally.apply(ev.RecordsRead(read=10, rejected=0, duplicates=0, unique=10, position=1000))
+    for seq in range(10):
+        tally.apply(ev.BatchQueued(seq, 1))
+    for seq in range(5):
+        clock.now += 3.0
+        tally.apply(ev.BatchDelivered(seq, 1, 1, 0, 0, 1))
+    # Half done in 15 s: another 15 s to go.
+    assert tally.eta() == pytest.approx(15.0)
+
+
+def test_progress_is_unknown_on_a_pipe() -> None:
+    tally = Tally()
+    tally.apply(ev.RecordsRead(read=10, rejected=0, duplicates=0, unique=10, position=500))
+    assert tally.fraction() is None and tally.eta() is None
+
+
+def test_the_displays_head_with_the_campaign_and_show_the_bar() -> None:
+    clock = Clock()
+    tally = Tally(clock=clock)
+    tally.bytes_total = 100
+    tally.apply(ev.Campaign("spring1", "Spring outreach", "active", VARIABLES))
+    tally.apply(ev.RecordsRead(read=4, rejected=0, duplicates=0, unique=4, position=100))
+    for seq in range(4):
+        tally.apply(ev.BatchQueued(seq, 1))
+    tally.apply(ev.BatchDelivered(0, 1, 1, 0, 0, 1))
+    out = io.StringIO()
+    rich = RichDisplay(
+        out, tally, is_terminal=False, no_color=True, clock=clock, campaign="spring1"
+    )
+    rich.console.width = 100
+    rich.console.print(rich.renderable())
+    text = out.getvalue()
+    assert 'Adding leads to campaign spring1 "Spring outreach" (active)' in text
+    assert "25%" in text and "ETA" in text
+    out = io.StringIO()
+    plain = PlainDisplay(out, tally, clock=clock)
+    plain.event(ev.Campaign("spring1", "Spring outreach", "active", VARIABLES))
+    assert out.getvalue() == 'campaign: spring1 "Spring outreach" (active)\n'
