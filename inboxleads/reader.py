@@ -163,6 +163,11 @@ class Reader:
     def drain(self, timeout_s: float) -> list[Chunk]:
         """After `halt`: wait (up to `timeout_s`, blocking) for the thread to hand
         over what it read, then seal; return every chunk not taken yet."""
+        if self._thread is None:
+            # Never started (the run ended in the campaign look-up): nothing was read.
+            for source in self._inputs:
+                with contextlib.suppress(Exception):
+                    source.close()
         chunks: list[Chunk] = []
         deadline = time.monotonic() + timeout_s
         with self._cond:
