@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 import inboxleads
 import inboxleads.cli
-from inboxleads.sandbox import (
+from inboxleads.sandbox.server import (
     API_PREFIX,
     DEFAULT_TOKEN,
     RunningSandbox,

@@ -15,7 +15,7 @@ Checks, in order
        (Unix seconds at which the oldest request leaves the window). Over the limit: 429
        ``RATE_LIMITED`` with ``Retry-After``; a 429 does not use a slot, and answers to
        path errors only report the window without using a slot.
-    4. Body: as in the reference (see `inboxleads.sandbox_state.validate_body`), with at
+    4. Body: as in the reference (see `inboxleads.sandbox.state.validate_body`), with at
        most ``max_total`` identifiers across all arrays; 400 ``VALIDATION_ERROR`` naming
        the field and why.
     5. Faults, for a request that passed all of the above, drawn from the rng in this
@@ -66,7 +66,7 @@ from types import TracebackType
 import uvicorn
 from starlette.applications import Starlette
 
-from .sandbox_app import (
+from .app import (
     API_PREFIX,
     DEFAULT_TOKEN,
     HANG_S,
@@ -75,7 +75,7 @@ from .sandbox_app import (
     create_app,
     sandbox_transport,
 )
-from .sandbox_state import SandboxState
+from .state import SandboxState
 
 __all__ = [
     "API_PREFIX",

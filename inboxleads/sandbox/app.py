@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from .sandbox_state import BodyError, SandboxState, count_usernames, validate_body
+from .state import BodyError, SandboxState, count_usernames, validate_body
 
 DEFAULT_TOKEN = "sandbox-token"
 API_PREFIX = "/api/v1"
