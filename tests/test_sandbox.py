@@ -27,13 +27,14 @@ from inboxleads.sandbox import (
     DEFAULT_TOKEN,
     HANG_S,
     Faults,
-    RunningSandbox,
     SandboxConfig,
     SandboxState,
     create_app,
     sandbox_transport,
     serve,
 )
+
+from .sandbox_server import RunningSandbox
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
 ROOT = Path(__file__).resolve().parents[1]

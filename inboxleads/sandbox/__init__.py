@@ -1,27 +1,88 @@
-"""The sandbox stand-in of the Inbox API; see `inboxleads.sandbox.server` for its rules."""
+"""A faithful stand-in of Inbox's "Add leads" endpoint, for tests, benchmarks and ``--sandbox``.
 
-from .server import (
-    API_PREFIX,
-    DEFAULT_TOKEN,
-    HANG_S,
-    Faults,
-    RunningSandbox,
-    SandboxConfig,
-    SandboxState,
-    create_app,
-    sandbox_transport,
-    serve,
-)
+``POST {API_PREFIX}/campaigns/v2/{campaignId}/leads`` behaves as the API reference
+says, plus these documented sandbox rules:
+
+Checks, in order
+    1. Auth: ``Authorization: Bearer <token>``. Missing, malformed or wrong: 401
+       ``UNAUTHORIZED``. Any token starting with ``ro_`` is a read-only token: 403
+       ``FORBIDDEN``.
+    2. Path: ``campaignId`` must match ``^[0-9a-z]+$`` (400 ``VALIDATION_ERROR``); ids
+       starting with ``missing`` do not exist (404 ``CAMPAIGN_NOT_FOUND``); any other
+       campaign exists.
+    3. Rate limit (when configured): a sliding window over arrival times. Every answer
+       after the auth check carries ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset``
+       (Unix seconds at which the oldest request leaves the window). Over the limit: 429
+       ``RATE_LIMITED`` with ``Retry-After``; a 429 does not use a slot, and answers to
+       path errors only report the window without using a slot.
+    4. Body: as in the reference (see `inboxleads.sandbox.state.validate_body`), with at
+       most ``max_total`` identifiers across all arrays; 400 ``VALIDATION_ERROR`` naming
+       the field and why.
+    5. Faults, for a request that passed all of the above, drawn from the rng in this
+       order: hang (sleeps 3600 s or until the client leaves, then drops the
+       connection), drop (connection broken, batch not applied), error (500
+       ``INTERNAL_ERROR`` / 502 ``BAD_GATEWAY`` / 503 ``SERVICE_UNAVAILABLE``, not
+       applied); otherwise the batch is applied, then lost (connection broken after
+       applying). A fault whose rate is 0 draws nothing, so a seed replays the same
+       faults. Latency: the answer goes out ``latency_s`` plus ``username_latency_s``
+       per username after the request arrived; reading, checking and applying the body
+       are part of that time. A client giving up meanwhile does not stop it, so its
+       batch may be applied all the same.
+
+Resolution rule
+    A username fails when it does not match ``^[A-Za-z0-9_]{1,15}$`` or, lower-cased,
+    starts with ``gone``. A platform ID fails when it does not match ``^[0-9]{1,19}$``
+    (so it is below 2**64) or ends with ``404``. An external ID fails when it does not
+    match ``^[0-9a-z]+$`` or starts with ``gone``. A transient upstream failure: a
+    username starting (case-insensitively) with ``flaky``, a platform ID ending with
+    ``503`` and an external ID starting with ``flaky`` fail the first time the campaign
+    receives them (in a request that was applied), and resolve every later time (the
+    campaign remembers them; usernames compared lower-case; a repeat in the same
+    request is a later time). Any other identifier resolves: it counts ``skipped``
+    when the campaign already has it (usernames compared lower-case; an earlier
+    duplicate in the same request counts), else ``added``.
+
+A broken connection is an answer started with a ``Content-Length`` it never completes:
+uvicorn closes the socket, so a real client fails with a transport error, and
+`sandbox_transport` raises `httpx.RemoteProtocolError` in-process. On shutdown, pending
+sleeps end at once and their requests are dropped. Unknown routes answer 404
+``NOT_FOUND`` and wrong methods 405 ``METHOD_NOT_ALLOWED``, in the same error shape.
+``GET {API_PREFIX}/_sandbox/state`` (no auth) returns what was received, as
+`SandboxState.snapshot` does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .config import API_PREFIX, DEFAULT_TOKEN, HANG_S, Faults, SandboxConfig
+from .state import SandboxState
+
+if TYPE_CHECKING:
+    from .app import create_app, sandbox_transport
+    from .server import serve
 
 __all__ = [
     "API_PREFIX",
     "DEFAULT_TOKEN",
     "HANG_S",
     "Faults",
-    "RunningSandbox",
     "SandboxConfig",
     "SandboxState",
     "create_app",
     "sandbox_transport",
     "serve",
 ]
+
+# Starlette and uvicorn are imported when first needed: the CLI reads this package's
+# constants and configuration on every start, and only `sandbox` and `--sandbox` run it.
+_LAZY = {"create_app": "app", "sandbox_transport": "app", "serve": "server"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -11,7 +11,6 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 
 import anyio
 import httpx
@@ -22,41 +21,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
+from .config import API_PREFIX, HANG_S, SandboxConfig
 from .state import BodyError, SandboxState, count_usernames, validate_body
 
-DEFAULT_TOKEN = "sandbox-token"
-API_PREFIX = "/api/v1"
-HANG_S = 3600.0
 _ERRORS = {500: "INTERNAL_ERROR", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE"}
 _ERROR_STATUSES = tuple(_ERRORS)
 _CAMPAIGN_ID = re.compile(r"[0-9a-z]+").fullmatch
-
-
-@dataclass
-class Faults:
-    """Misbehaviour to inject; rates are fractions of valid requests, drawn independently."""
-
-    latency_s: float = 0.0
-    username_latency_s: float = 0.0
-    error_rate: float = 0.0
-    drop_rate: float = 0.0
-    lost_rate: float = 0.0
-    hang_rate: float = 0.0
-    rate_limit: int = 0
-    rate_window_s: float = 60.0
-    seed: int | None = None
-
-
-@dataclass
-class SandboxConfig:
-    """What the sandbox accepts and how it misbehaves."""
-
-    token: str = DEFAULT_TOKEN
-    faults: Faults = field(default_factory=Faults)
-    max_total: int = 2000
-    # Bodies larger than this are answered 413 (0: no limit), as a server or a proxy
-    # in front of it may do; the API documents no limit of its own.
-    max_body_bytes: int = 0
 
 
 def _error(

@@ -1,7 +1,7 @@
 """The sandbox's pure half: body validation, the resolution rule, campaign state.
 
-Nothing here knows about HTTP; `inboxleads.sandbox` wraps it in an ASGI app.
-The rules are those documented in that module's docstring.
+Nothing here knows about HTTP; `inboxleads.sandbox.app` wraps it in an ASGI app.
+The rules are those documented in the docstring of `inboxleads.sandbox`.
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ class _Campaign:
 class SandboxState:
     """Campaign membership and a log of what the sandbox received.
 
-    Safe to read from another thread while the server runs (`RunningSandbox`).
+    Safe to read from another thread while the server runs in a thread of its own.
     The bodies returned are the server's own objects: read them, don't mutate them.
     """
 
