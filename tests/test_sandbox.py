@@ -1,4 +1,4 @@
-"""The sandbox stand-in of the Add leads endpoint: rules, rate limit, faults, serving."""
+"""The sandbox stand-ins of Add leads and Get campaign: rules, rate limit, faults, serving."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from inboxleads.sandbox import (
     DEFAULT_TOKEN,
     HANG_S,
     Faults,
+    SandboxCampaign,
     SandboxConfig,
     SandboxState,
     create_app,
@@ -204,7 +205,8 @@ async def test_invalid_body_is_400_naming_the_field(body: Any, field: str) -> No
 
 async def test_body_that_is_not_json_is_400() -> None:
     async with client_for(create_app()) as client:
-        response = await client.post("/campaigns/v2/c/leads", content=b"{nope", headers=AUTH)
+        headers = {**AUTH, "Content-Type": "application/json"}
+        response = await client.post("/campaigns/v2/c/leads", content=b"{nope", headers=headers)
     assert response.status_code == 400
     assert error_of(response)["message"].startswith("body:")
 
@@ -279,6 +281,7 @@ async def test_state_endpoint_reports_requests_and_members_without_auth() -> Non
         state = (await client.get("/_sandbox/state")).json()
     assert state["requests"] == 2
     assert state["by_status"] == {"200": 1, "401": 1}
+    assert state["lookups"] == {}
     assert state["campaigns"] == {
         "camp1": {
             "members": 1,
@@ -618,3 +621,160 @@ def test_serve_reports_its_url_and_returns_quietly_on_a_signal(sig: int, host: s
     assert proc.returncode == 0
     assert out == "returned\n"
     assert err == ""
+
+
+# --- get campaign --------------------------------------------------------------------------
+
+
+async def get_campaign(
+    app: Starlette, campaign: str = "camp1", headers: dict[str, str] | None = None
+) -> httpx.Response:
+    async with client_for(app) as client:
+        return await client.get(
+            f"/campaigns/{campaign}", headers=AUTH if headers is None else headers
+        )
+
+
+async def test_get_campaign_answers_the_campaign_object_counting_the_leads_it_holds() -> None:
+    app = create_app(clock=FakeClock(1_000_000.0))
+    await post(app, {"usernames": ["jack", "JACK", "gone_x"], "platformIds": ["1"]})
+    await post(app, {"usernames": ["ev"]}, campaign="other")
+    response = await get_campaign(app)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "id": "camp1",
+        "name": "Sandbox campaign",
+        "description": None,
+        "status": "active",
+        "targetsCount": 2,
+        "contactedCount": 0,
+        "isHydrating": False,
+        "customVariables": {},
+        "createdAt": "1970-01-12T13:46:40.000Z",
+    }
+    assert (await get_campaign(app, "never1")).json()["targetsCount"] == 0
+
+
+async def test_get_campaign_shows_the_configured_campaign_for_every_id() -> None:
+    campaign = SandboxCampaign(
+        name="Spring outreach",
+        status="paused",
+        description="Founders in SF",
+        variables={"company-name": "Company name", "city": "City"},
+    )
+    app = create_app(SandboxConfig(campaign=campaign))
+    for campaign_id in ("camp1", "z9"):
+        answer = (await get_campaign(app, campaign_id)).json()
+        assert answer["id"] == campaign_id
+        assert (answer["name"], answer["status"]) == ("Spring outreach", "paused")
+        assert answer["description"] == "Founders in SF"
+        assert answer["customVariables"] == {
+            "company-name": {"displayName": "Company name", "description": None},
+            "city": {"displayName": "City", "description": None},
+        }
+        assert list(answer["customVariables"]) == ["company-name", "city"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Basic c2FuZGJveA=="}, {"Authorization": "Bearer wrong-token"}],
+    ids=["missing", "basic", "wrong"],
+)
+async def test_get_campaign_without_a_good_token_is_401_in_the_error_shape(
+    headers: dict[str, str],
+) -> None:
+    response = await get_campaign(create_app(), headers=headers)
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "UNAUTHORIZED"
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_a_read_only_token_may_get_a_campaign_but_not_add_leads() -> None:
+    app = create_app()
+    read_only = {"Authorization": "Bearer ro_reader"}
+    assert (await get_campaign(app, headers=read_only)).status_code == 200
+    assert (await post(app, {"usernames": ["jack"]}, headers=read_only)).status_code == 403
+
+
+async def test_get_campaign_checks_the_id_as_adding_leads_does() -> None:
+    app = create_app()
+    bad = await get_campaign(app, "Camp-1")
+    assert bad.status_code == 400
+    assert error_of(bad)["code"] == "VALIDATION_ERROR"
+    assert "campaignId" in error_of(bad)["message"]
+    missing = await get_campaign(app, "missing42")
+    assert missing.status_code == 404
+    assert error_of(missing)["code"] == "CAMPAIGN_NOT_FOUND"
+
+
+async def test_get_campaign_uses_the_teams_rate_limit_slots_and_sends_its_headers() -> None:
+    clock = FakeClock(1000.0)
+    app = create_app(SandboxConfig(faults=Faults(rate_limit=3, rate_window_s=10.0)), clock=clock)
+    first = await get_campaign(app)
+    assert first.status_code == 200
+    assert first.headers["X-RateLimit-Limit"] == "3"
+    assert first.headers["X-RateLimit-Remaining"] == "2"
+    assert first.headers["X-RateLimit-Reset"] == "1010"
+    # Path errors report the window without using a slot, as adding leads does.
+    assert (await get_campaign(app, "missing1")).headers["X-RateLimit-Remaining"] == "2"
+    assert "X-RateLimit-Limit" not in (await get_campaign(app, headers={})).headers
+    clock.now = 1002.0
+    assert (await post(app, {"usernames": ["jack"]})).headers["X-RateLimit-Remaining"] == "1"
+    assert (await get_campaign(app)).headers["X-RateLimit-Remaining"] == "0"
+    clock.now = 1003.0
+    limited = await get_campaign(app)
+    assert limited.status_code == 429
+    assert error_of(limited)["code"] == "RATE_LIMITED"
+    assert limited.headers["Retry-After"] == "7"
+    assert (await post(app, {"usernames": ["ev"]})).status_code == 429
+
+
+async def test_get_campaign_waits_the_latency_but_draws_no_fault() -> None:
+    sleep = RecordingSleep()
+    faults = Faults(
+        latency_s=0.5, username_latency_s=1.0, error_rate=1.0, drop_rate=1.0, hang_rate=1.0
+    )
+    app = create_app(SandboxConfig(faults=faults), sleep=sleep, clock=FakeClock())
+    assert (await get_campaign(app)).status_code == 200
+    assert sleep.calls == [0.5]
+    assert state_of(app).faults() == {}
+
+
+async def test_getting_campaigns_leaves_a_seeds_fault_sequence_for_adding_leads_as_it_was() -> None:
+    async def statuses(look_up: bool) -> list[int]:
+        app = create_app(SandboxConfig(faults=Faults(error_rate=0.5, seed=3)))
+        out = []
+        for _ in range(10):
+            if look_up:
+                assert (await get_campaign(app)).status_code == 200
+            out.append((await post(app, {"usernames": ["jack"]})).status_code)
+        return out
+
+    without = await statuses(look_up=False)
+    assert len(set(without)) > 1
+    assert await statuses(look_up=True) == without
+
+
+async def test_get_campaign_answers_are_counted_apart_from_the_leads_requests() -> None:
+    app = create_app()
+    await post(app, {"usernames": ["jack"]})
+    await get_campaign(app)
+    await get_campaign(app, "missing1")
+    await get_campaign(app, headers={})
+    state = state_of(app)
+    assert state.lookups() == {200: 1, 404: 1, 401: 1}
+    assert state.requests_by_status() == {200: 1}
+    assert state.total_requests() == 1
+    async with client_for(app) as client:
+        snapshot = (await client.get("/_sandbox/state")).json()
+    assert snapshot["lookups"] == {"200": 1, "401": 1, "404": 1}
+    assert snapshot["requests"] == 1
+
+
+async def test_posting_to_a_campaign_or_getting_its_leads_is_405() -> None:
+    async with client_for(create_app()) as client:
+        posted = await client.post("/campaigns/camp1", json={"usernames": ["a"]}, headers=AUTH)
+        got = await client.get("/campaigns/v2/camp1/leads", headers=AUTH)
+    assert (posted.status_code, got.status_code) == (405, 405)
+    assert error_of(posted)["code"] == "METHOD_NOT_ALLOWED"

@@ -1,33 +1,38 @@
-"""A faithful stand-in of Inbox's "Add leads" endpoint, for tests, benchmarks and ``--sandbox``.
+"""A faithful stand-in of Inbox's "Add leads" and "Get campaign" endpoints, for tests,
+benchmarks and ``--sandbox``.
 
-``POST {API_PREFIX}/campaigns/v2/{campaignId}/leads`` behaves as the API reference
-says, plus these documented sandbox rules:
+``POST {API_PREFIX}/campaigns/v2/{campaignId}/leads`` (Add leads) and ``GET
+{API_PREFIX}/campaigns/{campaignId}`` (Get campaign) behave as the API reference says,
+plus these documented sandbox rules:
 
 Checks, in order
     1. Auth: ``Authorization: Bearer <token>``. Missing, malformed or wrong: 401
-       ``UNAUTHORIZED``. Any token starting with ``ro_`` is a read-only token: 403
-       ``FORBIDDEN``.
+       ``UNAUTHORIZED``. Any token starting with ``ro_`` is a read-only token: it may
+       get a campaign, and adding leads with it is 403 ``FORBIDDEN``.
     2. Path: ``campaignId`` must match ``^[0-9a-z]+$`` (400 ``VALIDATION_ERROR``); ids
        starting with ``missing`` do not exist (404 ``CAMPAIGN_NOT_FOUND``); any other
        campaign exists.
-    3. Rate limit (when configured): a sliding window over arrival times. Every answer
-       after the auth check carries ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset``
-       (Unix seconds at which the oldest request leaves the window). Over the limit: 429
-       ``RATE_LIMITED`` with ``Retry-After``; a 429 does not use a slot, and answers to
-       path errors only report the window without using a slot.
-    4. Body: as in the reference (see `inboxleads.sandbox.state.validate_body`), with at
-       most ``max_total`` identifiers across all arrays; 400 ``VALIDATION_ERROR`` naming
-       the field and why.
-    5. Faults, for a request that passed all of the above, drawn from the rng in this
-       order: hang (sleeps 3600 s or until the client leaves, then drops the
-       connection), drop (connection broken, batch not applied), error (500
+    3. Rate limit (when configured): a sliding window over arrival times, one for the
+       team: both endpoints use its slots. Every answer after the auth check carries
+       ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (Unix seconds at which the
+       oldest request leaves the window). Over the limit: 429 ``RATE_LIMITED`` with
+       ``Retry-After``; a 429 does not use a slot, and answers to path errors only report
+       the window without using a slot.
+    4. Add leads only, the body: as in the reference (see
+       `inboxleads.sandbox.state.validate_body`), with at most ``max_total`` identifiers
+       across all arrays; 400 ``VALIDATION_ERROR`` naming the field and why.
+    5. Add leads only, faults, for a request that passed all of the above, drawn from
+       the rng in this order: hang (sleeps 3600 s or until the client leaves, then drops
+       the connection), drop (connection broken, batch not applied), error (500
        ``INTERNAL_ERROR`` / 502 ``BAD_GATEWAY`` / 503 ``SERVICE_UNAVAILABLE``, not
        applied); otherwise the batch is applied, then lost (connection broken after
        applying). A fault whose rate is 0 draws nothing, so a seed replays the same
-       faults. Latency: the answer goes out ``latency_s`` plus ``username_latency_s``
-       per username after the request arrived; reading, checking and applying the body
-       are part of that time. A client giving up meanwhile does not stop it, so its
-       batch may be applied all the same.
+       faults; getting a campaign draws nothing, so it leaves them as they were.
+    6. Latency: the answer goes out ``latency_s`` (plus, adding leads,
+       ``username_latency_s`` per username) after the request arrived; reading, checking
+       and applying the body are part of that time. A client giving up meanwhile does
+       not stop it, so its batch may be applied all the same. Answers refused by the
+       checks above go out at once.
 
 Resolution rule
     A username fails when it does not match ``^[A-Za-z0-9_]{1,15}$`` or, lower-cased,
@@ -42,20 +47,30 @@ Resolution rule
     when the campaign already has it (usernames compared lower-case; an earlier
     duplicate in the same request counts), else ``added``.
 
+The campaign
+    Every campaign that exists is the `SandboxCampaign` of the configuration: its
+    ``name``, ``status``, ``description`` and custom variables (by key, each
+    ``{"displayName": ..., "description": null}``), with its own ``id``, a
+    ``targetsCount`` of the leads it holds now, ``contactedCount`` 0, ``isHydrating``
+    false and ``createdAt`` the time the sandbox started (ISO 8601, UTC).
+
 A broken connection is an answer started with a ``Content-Length`` it never completes:
 uvicorn closes the socket, so a real client fails with a transport error, and
 `sandbox_transport` raises `httpx.RemoteProtocolError` in-process. On shutdown, pending
 sleeps end at once and their requests are dropped. Unknown routes answer 404
 ``NOT_FOUND`` and wrong methods 405 ``METHOD_NOT_ALLOWED``, in the same error shape.
+
 ``GET {API_PREFIX}/_sandbox/state`` (no auth) returns what was received, as
-`SandboxState.snapshot` does.
+`SandboxState.snapshot` does: answers of Add leads by status (``requests``,
+``by_status``, ``faults``), answers of Get campaign by status apart (``lookups``), and
+for each campaign its size and the bodies applied.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import API_PREFIX, DEFAULT_TOKEN, HANG_S, Faults, SandboxConfig
+from .config import API_PREFIX, DEFAULT_TOKEN, HANG_S, Faults, SandboxCampaign, SandboxConfig
 from .state import SandboxState
 
 if TYPE_CHECKING:
@@ -67,6 +82,7 @@ __all__ = [
     "DEFAULT_TOKEN",
     "HANG_S",
     "Faults",
+    "SandboxCampaign",
     "SandboxConfig",
     "SandboxState",
     "create_app",

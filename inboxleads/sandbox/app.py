@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hmac
 import json
 import math
@@ -107,6 +108,9 @@ class _Endpoint:
         self._pauses: set[anyio.CancelScope] = set()
         self._sleep = sleep
         self._rng = rng
+        # Campaigns exist from the start: they were all made when the sandbox was.
+        created = datetime.datetime.fromtimestamp(clock(), datetime.UTC)
+        self._created_at = created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         faults = config.faults
         self._limiter = (
             _RateLimiter(faults.rate_limit, faults.rate_window_s, clock)
@@ -126,6 +130,12 @@ class _Endpoint:
             self.state.record_status(response.status_code)
         return response
 
+    async def campaign(self, request: Request) -> Response:
+        response = await self._look_up(request)
+        if not isinstance(response, _Broken):  # only a shutdown breaks a look-up off
+            self.state.record_lookup(response.status_code)
+        return response
+
     async def state_view(self, request: Request) -> Response:
         return JSONResponse(self.state.snapshot())
 
@@ -133,36 +143,74 @@ class _Endpoint:
         # No draw for a fault that is off, so a seed's sequence depends only on active faults.
         return rate > 0 and self._rng.random() < rate
 
-    def _auth_error(self, header: str | None) -> Response | None:
+    def _auth_error(self, header: str | None, *, write: bool) -> Response | None:
         scheme, _, token = (header or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             message = "missing or malformed Authorization header, expected 'Bearer <token>'"
             return _error(401, "UNAUTHORIZED", message, {"WWW-Authenticate": "Bearer"})
         if token.startswith("ro_"):
-            return _error(403, "FORBIDDEN", "this token is read-only and cannot add leads")
+            # A read-only token may read.
+            if write:
+                return _error(403, "FORBIDDEN", "this token is read-only and cannot add leads")
+            return None
         if not hmac.compare_digest(token.encode(), self.config.token.encode()):
             return _error(401, "UNAUTHORIZED", "invalid token", {"WWW-Authenticate": "Bearer"})
         return None
 
-    async def _answer(self, request: Request) -> Response:
-        arrived = self._clock()
-        denied = self._auth_error(request.headers.get("authorization"))
+    def _admit(
+        self, request: Request, *, write: bool
+    ) -> tuple[Response | None, dict[str, str] | None]:
+        """The checks both endpoints make first (auth, path, rate limit): a refusal, or
+        None and the rate-limit headers to send with the answer."""
+        denied = self._auth_error(request.headers.get("authorization"), write=write)
         if denied is not None:
-            return denied
+            return denied, None
         limiter = self._limiter
         rate_headers = limiter.peek() if limiter is not None else None
         campaign: str = request.path_params["campaignId"]
         if not _CAMPAIGN_ID(campaign):
             message = "campaignId: must match ^[0-9a-z]+$"
-            return _error(400, "VALIDATION_ERROR", message, rate_headers)
+            return _error(400, "VALIDATION_ERROR", message, rate_headers), None
         if campaign.startswith("missing"):
             message = f"campaign {campaign!r} not found"
-            return _error(404, "CAMPAIGN_NOT_FOUND", message, rate_headers)
+            return _error(404, "CAMPAIGN_NOT_FOUND", message, rate_headers), None
         if limiter is not None:
             allowed, rate_headers = limiter.acquire()
             if not allowed:
-                return _error(429, "RATE_LIMITED", "too many requests", rate_headers)
+                return _error(429, "RATE_LIMITED", "too many requests", rate_headers), None
+        return None, rate_headers
+
+    async def _look_up(self, request: Request) -> Response:
+        arrived = self._clock()
+        refusal, rate_headers = self._admit(request, write=False)
+        if refusal is not None:
+            return refusal
+        campaign: str = request.path_params["campaignId"]
+        about = self.config.campaign
+        variables = {
+            key: {"displayName": name, "description": None} for key, name in about.variables.items()
+        }
+        answer = {
+            "id": campaign,
+            "name": about.name,
+            "description": about.description,
+            "status": about.status,
+            "targetsCount": self.state.count(campaign),
+            "contactedCount": 0,
+            "isHydrating": False,
+            "customVariables": variables,
+            "createdAt": self._created_at,
+        }
+        response = JSONResponse(answer, headers=rate_headers)
+        return await self._after(self.config.faults.latency_s, arrived, response)
+
+    async def _answer(self, request: Request) -> Response:
+        arrived = self._clock()
+        refusal, rate_headers = self._admit(request, write=True)
+        if refusal is not None:
+            return refusal
+        campaign: str = request.path_params["campaignId"]
         too_large = self._too_large(request.headers.get("content-length"), rate_headers)
         if too_large is not None:
             return too_large
@@ -198,10 +246,15 @@ class _Endpoint:
         delay = faults.latency_s
         if faults.username_latency_s:
             delay += faults.username_latency_s * count_usernames(body)
-        # The latency is the time the request takes in all, from its arrival:
-        # reading, checking and applying a large body are part of it, not added
-        # to it. A client that gives up meanwhile doesn't stop the server: the
-        # batch may already have landed.
+        return await self._after(delay, arrived, response)
+
+    async def _after(self, delay: float, arrived: float, response: Response) -> Response:
+        """`response`, sent `delay` seconds after the request `arrived`.
+
+        The latency is the time the request takes in all, from its arrival: reading,
+        checking and applying a large body are part of it, not added to it. A client
+        that gives up meanwhile doesn't stop the server: the batch may already have landed.
+        """
         delay -= self._clock() - arrived
         if delay > 0 and not await self._pause(delay):
             return _Broken("shutdown")
@@ -272,6 +325,7 @@ def create_app(
     endpoint = _Endpoint(config, clock, sleep, rng)
     routes = [
         Route(API_PREFIX + "/campaigns/v2/{campaignId}/leads", endpoint.leads, methods=["POST"]),
+        Route(API_PREFIX + "/campaigns/{campaignId}", endpoint.campaign, methods=["GET"]),
         Route(API_PREFIX + "/_sandbox/state", endpoint.state_view, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 DEFAULT_TOKEN = "sandbox-token"
 API_PREFIX = "/api/v1"
 HANG_S = 3600.0
+CAMPAIGN_STATUSES = ("draft", "active", "paused", "completed")
+"""The statuses a campaign may have, as the API documents them."""
 
 
 @dataclass
@@ -25,8 +27,19 @@ class Faults:
 
 
 @dataclass
+class SandboxCampaign:
+    """What ``GET /campaigns/{campaignId}`` tells of every campaign that exists."""
+
+    name: str = "Sandbox campaign"
+    status: str = "active"
+    description: str | None = None
+    # Custom variables: key -> display name, in the order the campaign lists them.
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class SandboxConfig:
-    """What the sandbox accepts and how it misbehaves."""
+    """What the sandbox accepts, the campaign it shows and how it misbehaves."""
 
     token: str = DEFAULT_TOKEN
     faults: Faults = field(default_factory=Faults)
@@ -34,3 +47,4 @@ class SandboxConfig:
     # Bodies larger than this are answered 413 (0: no limit), as a server or a proxy
     # in front of it may do; the API documents no limit of its own.
     max_body_bytes: int = 0
+    campaign: SandboxCampaign = field(default_factory=SandboxCampaign)

@@ -202,6 +202,7 @@ class SandboxState:
         self.last_answer: float | None = None
         self._campaigns: dict[str, _Campaign] = {}
         self._by_status: dict[int, int] = {}
+        self._lookups: dict[int, int] = {}
         self._faults: dict[str, int] = {}
         self.in_flight = 0
         self.max_in_flight = 0
@@ -260,6 +261,11 @@ class SandboxState:
         with self._lock:
             self._by_status[status] = self._by_status.get(status, 0) + 1
 
+    def record_lookup(self, status: int) -> None:
+        """Count an answer sent by the campaign endpoint (``GET /campaigns/{id}``)."""
+        with self._lock:
+            self._lookups[status] = self._lookups.get(status, 0) + 1
+
     def record_fault(self, fault: str) -> None:
         """Count a request left without an answer: "drop", "lost", "hang" or "shutdown"."""
         with self._lock:
@@ -281,6 +287,17 @@ class SandboxState:
             if state is None:
                 return set()
             return {(kind, key) for kind, keys in state.members.items() for key in keys}
+
+    def count(self, campaign: str) -> int:
+        """How many leads `campaign` holds."""
+        with self._lock:
+            state = self._campaigns.get(campaign)
+            return sum(map(len, state.members.values())) if state else 0
+
+    def lookups(self) -> dict[int, int]:
+        """Answers sent by the campaign endpoint, by status code; not in the leads counts."""
+        with self._lock:
+            return dict(self._lookups)
 
     def requests_by_status(self) -> dict[int, int]:
         """Answers sent by the leads endpoint, by status code (unanswered requests not included)."""
@@ -324,6 +341,7 @@ class SandboxState:
             "requests": sum(by_status.values()) + sum(faults.values()),
             "by_status": {str(status): n for status, n in sorted(by_status.items())},
             "faults": faults,
+            "lookups": {str(status): n for status, n in sorted(self.lookups().items())},
             "max_in_flight": self.max_in_flight,
             # Seconds on the state's clock (default `time.monotonic`, shared by local processes).
             "timing": {"first_arrival": self.first_arrival, "last_answer": self.last_answer},
