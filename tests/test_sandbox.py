@@ -288,6 +288,7 @@ async def test_state_endpoint_reports_requests_and_members_without_auth() -> Non
             "requests": [
                 {"usernames": ["jack", "jack"], "platformIds": [], "externalIds": [], "leads": []}
             ],
+            "data": {},
         }
     }
 
@@ -778,3 +779,50 @@ async def test_posting_to_a_campaign_or_getting_its_leads_is_405() -> None:
         got = await client.get("/campaigns/v2/camp1/leads", headers=AUTH)
     assert (posted.status_code, got.status_code) == (405, 405)
     assert error_of(posted)["code"] == "METHOD_NOT_ALLOWED"
+
+
+# --- each lead's data ----------------------------------------------------------------------
+
+
+async def test_each_leads_data_is_kept_and_a_resend_keeps_the_first() -> None:
+    app = create_app()
+    first = {
+        "usernames": ["bare"],
+        "leads": [
+            {"username": "Jack", "data": {"company-name": "Block", "city": "SF"}},
+            {"platformId": "44196397", "data": {}},
+            {"externalId": "hy4k7m2x"},
+            {"username": "gone_x", "data": {"city": "nowhere"}},
+            {"username": "flaky_a", "data": {"city": "first"}},
+        ],
+    }
+    assert (await post(app, first)).json() == {"added": 4, "skipped": 0, "failed": 2}
+    again = {
+        "leads": [
+            {"username": "jack", "data": {"company-name": "Other"}},
+            {"username": "bare", "data": {"city": "late"}},
+            {"username": "flaky_a", "data": {"city": "second"}},
+        ]
+    }
+    assert (await post(app, again)).json() == {"added": 1, "skipped": 2, "failed": 0}
+    expected = {
+        ("username", "jack"): {"company-name": "Block", "city": "SF"},
+        ("platformId", "44196397"): {},
+        ("username", "flaky_a"): {"city": "second"},
+    }
+    assert state_of(app).data("camp1") == expected
+    assert state_of(app).data("other") == {}
+    async with client_for(app) as client:
+        snapshot = (await client.get("/_sandbox/state")).json()
+    assert snapshot["campaigns"]["camp1"]["data"] == {
+        "username:jack": {"company-name": "Block", "city": "SF"},
+        "platformId:44196397": {},
+        "username:flaky_a": {"city": "second"},
+    }
+
+
+async def test_a_lead_not_applied_keeps_no_data() -> None:
+    app = create_app(SandboxConfig(faults=Faults(error_rate=1.0, seed=1)))
+    response = await post(app, {"leads": [{"username": "jack", "data": {"c": "v"}}]})
+    assert response.status_code >= 500
+    assert state_of(app).data("camp1") == {}

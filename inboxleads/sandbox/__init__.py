@@ -45,7 +45,8 @@ Resolution rule
     campaign remembers them; usernames compared lower-case; a repeat in the same
     request is a later time). Any other identifier resolves: it counts ``skipped``
     when the campaign already has it (usernames compared lower-case; an earlier
-    duplicate in the same request counts), else ``added``.
+    duplicate in the same request counts), else ``added``. A lead object's ``data`` is
+    kept with the lead when it is added; a skipped re-send keeps the first.
 
 The campaign
     Every campaign that exists is the `SandboxCampaign` of the configuration: its
@@ -63,7 +64,9 @@ sleeps end at once and their requests are dropped. Unknown routes answer 404
 ``GET {API_PREFIX}/_sandbox/state`` (no auth) returns what was received, as
 `SandboxState.snapshot` does: answers of Add leads by status (``requests``,
 ``by_status``, ``faults``), answers of Get campaign by status apart (``lookups``), and
-for each campaign its size and the bodies applied.
+for each campaign its size, the bodies applied and the data of each lead, by
+``"kind:key"`` (``{"username:jack": {"company-name": "Block"}}``; usernames
+lower-cased, leads added without data left out).
 """
 
 from __future__ import annotations

@@ -152,12 +152,15 @@ def _key(kind: str, value: str) -> str:
 
 
 class _Campaign:
-    __slots__ = ("bodies", "members", "seen_flaky")
+    __slots__ = ("bodies", "data", "members", "seen_flaky")
 
     def __init__(self) -> None:
         # One set per kind: the same text as a username and as an external ID is two leads.
         self.members: dict[str, set[str]] = {kind: set() for kind in KINDS}
         self.bodies: list[dict[str, Any]] = []
+        # The `data` each lead came with when it was added, by (kind, key); a re-send
+        # is skipped, data and all, so the first data stays.
+        self.data: dict[tuple[str, str], dict[str, str]] = {}
         # The flaky identifiers this campaign has received once (and failed).
         self.seen_flaky: dict[str, set[str]] = {kind: set() for kind in KINDS}
 
@@ -188,7 +191,8 @@ class _Campaign:
 
 
 class SandboxState:
-    """Campaign membership and a log of what the sandbox received.
+    """Campaign membership, the data each lead came with, and a log of what the sandbox
+    received.
 
     Safe to read from another thread while the server runs in a thread of its own.
     The bodies returned are the server's own objects: read them, don't mutate them.
@@ -254,6 +258,8 @@ class SandboxState:
                 else:
                     members.add(key)
                     added += 1
+                    if "data" in lead:
+                        state.data[kind, key] = lead["data"]
         return added, skipped, failed
 
     def record_status(self, status: int) -> None:
@@ -294,6 +300,13 @@ class SandboxState:
             state = self._campaigns.get(campaign)
             return sum(map(len, state.members.values())) if state else 0
 
+    def data(self, campaign: str) -> dict[tuple[str, str], dict[str, str]]:
+        """The `data` object each lead of `campaign` was added with, by (kind, key) as in
+        `members`; leads added without one (bare identifiers too) are not in it."""
+        with self._lock:
+            state = self._campaigns.get(campaign)
+            return {lead: dict(data) for lead, data in state.data.items()} if state else {}
+
     def lookups(self) -> dict[int, int]:
         """Answers sent by the campaign endpoint, by status code; not in the leads counts."""
         with self._lock:
@@ -333,8 +346,9 @@ class SandboxState:
                 state = self._campaigns[campaign]
                 size = sum(len(keys) for keys in state.members.values())
                 bodies = list(state.bodies)
+                data = {f"{kind}:{key}": value for (kind, key), value in state.data.items()}
             requests = [{name: body.get(name, []) for name in _LOGGED} for body in bodies]
-            campaigns[campaign] = {"members": size, "requests": requests}
+            campaigns[campaign] = {"members": size, "requests": requests, "data": data}
         by_status = self.requests_by_status()
         faults = self.faults()
         return {
