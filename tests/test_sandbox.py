@@ -35,6 +35,7 @@ from inboxleads.sandbox import (
     serve,
 )
 
+from .conftest import cli_env
 from .sandbox_server import RunningSandbox
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
@@ -826,3 +827,161 @@ async def test_a_lead_not_applied_keeps_no_data() -> None:
     response = await post(app, {"leads": [{"username": "jack", "data": {"c": "v"}}]})
     assert response.status_code >= 500
     assert state_of(app).data("camp1") == {}
+
+
+# --- malformed requests --------------------------------------------------------------------
+
+
+JSON_HEADERS = {**AUTH, "Content-Type": "application/json"}
+
+
+async def test_json_nested_too_deeply_is_400_in_the_error_shape() -> None:
+    app = create_app()
+    async with client_for(app) as client:
+        response = await client.post(
+            "/campaigns/v2/c1/leads", content=b"[" * 100_000, headers=JSON_HEADERS
+        )
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["message"].startswith("body:")
+    assert state_of(app).requests_by_status() == {400: 1}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/campaigns/v2/c1/leads/"), ("GET", "/campaigns/c1/"), ("GET", "/_sandbox/state/")],
+)
+async def test_a_trailing_slash_is_404_in_the_error_shape_not_a_redirect(
+    method: str, path: str
+) -> None:
+    app = create_app()
+    async with client_for(app) as client:
+        response = await client.request(method, path, json={"usernames": ["a"]}, headers=AUTH)
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "NOT_FOUND"
+    assert "location" not in response.headers
+    assert state_of(app).members("c1") == set()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+        "application/jsonp",
+        None,
+    ],
+)
+async def test_a_body_not_said_to_be_json_is_415(content_type: str | None) -> None:
+    app = create_app(SandboxConfig(faults=Faults(rate_limit=5)), clock=FakeClock())
+    headers = dict(AUTH)
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    async with client_for(app) as client:
+        response = await client.post(
+            "/campaigns/v2/c1/leads", content=b'{"usernames": ["jack"]}', headers=headers
+        )
+    assert response.request.headers.get("content-type") == content_type
+    assert response.status_code == 415
+    assert error_of(response)["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert response.headers["X-RateLimit-Remaining"] == "4"
+    assert state_of(app).members("c1") == set()
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON"]
+)
+async def test_json_content_types_are_accepted(content_type: str) -> None:
+    async with client_for(create_app()) as client:
+        response = await client.post(
+            "/campaigns/v2/c1/leads",
+            content=b'{"usernames": ["jack"]}',
+            headers={**AUTH, "Content-Type": content_type},
+        )
+    assert response.json() == {"added": 1, "skipped": 0, "failed": 0}
+
+
+async def test_an_exception_in_a_handler_is_a_500_in_the_error_shape() -> None:
+    async def broken_sleep(seconds: float) -> None:
+        raise RuntimeError("boom")
+
+    app = create_app(SandboxConfig(faults=Faults(latency_s=1.0)), sleep=broken_sleep)
+    posted = await post(app, {"usernames": ["jack"]})
+    got = await get_campaign(app)
+    for response in (posted, got):
+        assert response.status_code == 500
+        assert error_of(response)["code"] == "INTERNAL_ERROR"
+    assert state_of(app).requests_by_status() == {500: 1}
+    assert state_of(app).lookups() == {500: 1}
+
+
+async def test_an_exception_outside_the_endpoints_is_a_500_in_the_error_shape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = create_app()
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(state_of(app), "snapshot", broken)
+    async with client_for(app) as client:
+        response = await client.get("/_sandbox/state")
+    assert response.status_code == 500
+    assert error_of(response)["code"] == "INTERNAL_ERROR"
+
+
+# --- the sandbox command -------------------------------------------------------------------
+
+
+class SandboxCommand:
+    """`python -m inboxleads sandbox --port 0 ARGS` in its own process, for a `with` block;
+    ended by its PID, its stderr kept."""
+
+    def __init__(self, *args: str, cwd: Path = ROOT) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "inboxleads", "sandbox", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(),
+            cwd=cwd,
+        )
+        self.stderr = ""
+        self.base_url = ""
+
+    def __enter__(self) -> SandboxCommand:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        match = re.fullmatch(r"export INBOX_BASE_URL=(http://127\.0\.0\.1:\d+/api/v1)\s*", line)
+        if match is None:
+            self.__exit__()
+            raise AssertionError(f"no URL from the sandbox: {line!r}\n{self.stderr}")
+        self.base_url = match.group(1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM; TerminateProcess on Windows
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        self.stderr = err.decode("utf-8", "replace")
+
+
+def test_the_sandbox_command_answers_malformed_requests_in_the_error_shape() -> None:
+    with SandboxCommand() as server, httpx.Client(base_url=server.base_url, timeout=30) as http:
+        leads = "/campaigns/v2/c1/leads"
+        nested = http.post(leads, content=b"[" * 100_000, headers=JSON_HEADERS)
+        slash = http.post(leads + "/", json={"usernames": ["jack"]}, headers=AUTH)
+        text = http.post(leads, content=b"jack", headers={**AUTH, "Content-Type": "text/plain"})
+        good = http.post(leads, json={"usernames": ["jack"]}, headers=AUTH)
+    assert "Traceback" not in server.stderr
+    assert "Exception" not in server.stderr
+    assert server.stderr.startswith("Sandbox listening on ")
+    assert (nested.status_code, error_of(nested)["code"]) == (400, "VALIDATION_ERROR")
+    assert (slash.status_code, error_of(slash)["code"]) == (404, "NOT_FOUND")
+    assert (text.status_code, error_of(text)["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
+    assert good.json() == {"added": 1, "skipped": 0, "failed": 0}

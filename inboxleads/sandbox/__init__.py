@@ -18,9 +18,13 @@ Checks, in order
        oldest request leaves the window). Over the limit: 429 ``RATE_LIMITED`` with
        ``Retry-After``; a 429 does not use a slot, and answers to path errors only report
        the window without using a slot.
-    4. Add leads only, the body: as in the reference (see
-       `inboxleads.sandbox.state.validate_body`), with at most ``max_total`` identifiers
-       across all arrays; 400 ``VALIDATION_ERROR`` naming the field and why.
+    4. Add leads only, the body: over ``max_body_bytes`` (when set), 413
+       ``PAYLOAD_TOO_LARGE``, judged by its ``Content-Length`` before it is read when it
+       has one; a ``Content-Type`` other than ``application/json`` (parameters such as
+       ``charset`` allowed), or none, 415 ``UNSUPPORTED_MEDIA_TYPE``. Then as in the
+       reference (see `inboxleads.sandbox.state.validate_body`), with at most
+       ``max_total`` identifiers across all arrays: 400 ``VALIDATION_ERROR`` naming the
+       field and why, for JSON nested too deeply to read as well.
     5. Add leads only, faults, for a request that passed all of the above, drawn from
        the rng in this order: hang (sleeps 3600 s or until the client leaves, then drops
        the connection), drop (connection broken, batch not applied), error (500
@@ -58,8 +62,10 @@ The campaign
 A broken connection is an answer started with a ``Content-Length`` it never completes:
 uvicorn closes the socket, so a real client fails with a transport error, and
 `sandbox_transport` raises `httpx.RemoteProtocolError` in-process. On shutdown, pending
-sleeps end at once and their requests are dropped. Unknown routes answer 404
-``NOT_FOUND`` and wrong methods 405 ``METHOD_NOT_ALLOWED``, in the same error shape.
+sleeps end at once and their requests are dropped. Unknown routes (a trailing slash
+too: there are no redirects) answer 404 ``NOT_FOUND`` and wrong methods 405
+``METHOD_NOT_ALLOWED``, in the same error shape; an exception of the sandbox's own is a
+500 ``INTERNAL_ERROR`` in that shape, never a traceback.
 
 ``GET {API_PREFIX}/_sandbox/state`` (no auth) returns what was received, as
 `SandboxState.snapshot` does: answers of Add leads by status (``requests``,

@@ -11,16 +11,18 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import API_PREFIX, HANG_S, SandboxConfig
 from .state import BodyError, SandboxState, count_usernames, validate_body
@@ -121,7 +123,7 @@ class _Endpoint:
     async def leads(self, request: Request) -> Response:
         self.state.enter()
         try:
-            response = await self._answer(request)
+            response = await _or_internal_error(self._answer(request))
         finally:
             self.state.leave()
         if isinstance(response, _Broken):
@@ -131,7 +133,7 @@ class _Endpoint:
         return response
 
     async def campaign(self, request: Request) -> Response:
-        response = await self._look_up(request)
+        response = await _or_internal_error(self._look_up(request))
         if not isinstance(response, _Broken):  # only a shutdown breaks a look-up off
             self.state.record_lookup(response.status_code)
         return response
@@ -214,6 +216,9 @@ class _Endpoint:
         too_large = self._too_large(request.headers.get("content-length"), rate_headers)
         if too_large is not None:
             return too_large
+        not_json = _media_type_error(request.headers.get("content-type"), rate_headers)
+        if not_json is not None:
+            return not_json
         raw = await request.body()
         too_large = self._too_large(str(len(raw)), rate_headers)
         if too_large is not None:
@@ -222,6 +227,8 @@ class _Endpoint:
             parsed = json.loads(raw)
         except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
             return _error(400, "VALIDATION_ERROR", "body: not valid JSON", rate_headers)
+        except RecursionError:
+            return _error(400, "VALIDATION_ERROR", "body: nested too deeply", rate_headers)
         try:
             body = validate_body(parsed, self.config.max_total)
         except BodyError as exc:
@@ -294,6 +301,53 @@ class _Endpoint:
             scope.cancel()
 
 
+def _media_type_error(content_type: str | None, headers: dict[str, str] | None) -> Response | None:
+    """415 in the documented error shape for a body not said to be JSON."""
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type == "application/json":
+        return None
+    given = f"not {media_type!r}" if media_type else "none was given"
+    message = f"Content-Type must be application/json, {given}"
+    return _error(415, "UNSUPPORTED_MEDIA_TYPE", message, headers)
+
+
+def _internal_error(exc: Exception) -> Response:
+    message = f"the sandbox failed to answer ({type(exc).__name__})"
+    return _error(500, "INTERNAL_ERROR", message)
+
+
+async def _or_internal_error(answer: Coroutine[Any, Any, Response]) -> Response:
+    """The answer, or a 500 in the error shape if making it raised (a bug of the sandbox):
+    the endpoint counts it as the answer it is."""
+    try:
+        return await answer
+    except Exception as exc:
+        return _internal_error(exc)
+
+
+class _AnswerErrors:
+    """Whatever a handler lets out becomes a 500 in the error shape, as the API answers:
+    not Starlette's plain-text one, and no traceback on the server's stderr."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._app(scope, receive, tracking_send)
+        except Exception as exc:
+            # An answer already begun can only be broken off, as a dropped connection is.
+            if scope["type"] == "http" and not started:
+                await _internal_error(exc)(scope, receive, send)
+
+
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -328,7 +382,13 @@ def create_app(
         Route(API_PREFIX + "/campaigns/{campaignId}", endpoint.campaign, methods=["GET"]),
         Route(API_PREFIX + "/_sandbox/state", endpoint.state_view, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(_AnswerErrors)],
+        exception_handlers={HTTPException: _http_error},
+    )
+    # A path with a trailing slash is a path the API does not have: 404, not a redirect.
+    app.router.redirect_slashes = False
     app.state.sandbox = endpoint.state
     app.state.sandbox_release = endpoint.release
     return app
