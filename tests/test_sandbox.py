@@ -34,8 +34,9 @@ from inboxleads.sandbox import (
     sandbox_transport,
     serve,
 )
+from inboxleads.sandbox.config import campaign_from_json, load_campaign
 
-from .conftest import cli_env
+from .conftest import Run, cli_env
 from .sandbox_server import RunningSandbox
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
@@ -985,3 +986,167 @@ def test_the_sandbox_command_answers_malformed_requests_in_the_error_shape() -> 
     assert (slash.status_code, error_of(slash)["code"]) == (404, "NOT_FOUND")
     assert (text.status_code, error_of(text)["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
     assert good.json() == {"added": 1, "skipped": 0, "failed": 0}
+
+
+def test_the_sandbox_command_sets_the_campaign_from_a_file_and_options(tmp_path: Path) -> None:
+    args = [
+        *("--campaign-file", str(ROOT / "samples" / "campaign.json")),
+        *("--campaign-name", "Autumn outreach"),
+        *("--campaign-variable", "city=Town"),
+        *("--campaign-variable", "team="),
+        *("--campaign-variable", "note=Note = what to say"),
+    ]
+    with SandboxCommand(*args) as server, httpx.Client(base_url=server.base_url) as http:
+        http.post("/campaigns/v2/c1/leads", json={"usernames": ["jack", "ev"]}, headers=AUTH)
+        answer = http.get("/campaigns/c1", headers=AUTH).json()
+    assert answer["name"] == "Autumn outreach"
+    assert answer["status"] == "active"
+    assert answer["targetsCount"] == 2
+    assert {key: value["displayName"] for key, value in answer["customVariables"].items()} == {
+        "company-name": "Company name",
+        "city": "Town",
+        "first-line": "First line",
+        "team": "team",
+        "note": "Note = what to say",
+    }
+
+
+def test_the_sandbox_command_sets_the_campaign_by_options_alone() -> None:
+    args = ["--campaign-status", "draft", "--campaign-variable", "company-name=Company name"]
+    with SandboxCommand(*args) as server, httpx.Client(base_url=server.base_url) as http:
+        answer = http.get("/campaigns/c1", headers=AUTH).json()
+    assert (answer["name"], answer["status"]) == ("Sandbox campaign", "draft")
+    assert answer["customVariables"] == {
+        "company-name": {"displayName": "Company name", "description": None}
+    }
+
+
+def test_the_sample_campaign_has_a_variable_for_the_sample_columns_and_one_for_none() -> None:
+    campaign = load_campaign(ROOT / "samples" / "campaign.json")
+    assert (campaign.name, campaign.status) == ("Spring outreach", "active")
+    assert campaign.variables == {
+        "company-name": "Company name",
+        "city": "City",
+        "first-line": "First line",
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({}, SandboxCampaign()),
+        (
+            {"name": "N", "status": "completed", "description": "D", "steps": [], "id": "x"},
+            SandboxCampaign(name="N", status="completed", description="D"),
+        ),
+        (
+            {"customVariables": {"a": "A", "b": "", "c": {"displayName": "", "x": 1}}},
+            SandboxCampaign(variables={"a": "A", "b": "b", "c": "c"}),
+        ),
+        (
+            {"customVariables": {"a": {"displayName": "A", "description": "why"}}},
+            SandboxCampaign(variables={"a": "A"}),
+        ),
+    ],
+    ids=["empty", "fields-and-unknown-ones", "short-and-empty-names", "variable-description"],
+)
+def test_a_campaign_reads_from_the_apis_shape(data: Any, expected: SandboxCampaign) -> None:
+    assert campaign_from_json(data) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"[]", "must be a JSON object"),
+        (
+            b'{"status": "live"}',
+            'status: must be one of draft, active, paused, completed, not "live"',
+        ),
+        (b'{"name": 3}', "name: must be a string"),
+        (b'{"description": []}', "description: must be a string"),
+        (b'{"customVariables": []}', "customVariables: must be an object"),
+        (b'{"customVariables": {"city": 3}}', "customVariables.city: must be"),
+        (
+            b'{"customVariables": {"city": {"name": "City"}}}',
+            "customVariables.city.displayName: must be a string",
+        ),
+        (b'{"customVariables": {"": "x"}}', "key must not be empty"),
+        (b"{nope", "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"name": "\xff"}', "not UTF-8 text"),
+    ],
+)
+def test_a_bad_campaign_file_is_a_usage_error_naming_it(
+    run_cli: Run, tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "campaign.json"
+    path.write_bytes(content)
+    result = run_cli("sandbox", "--port", "0", "--campaign-file", str(path), timeout=30)
+    assert result.code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"inboxleads: error: --campaign-file {path}: ")
+    assert problem in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_campaign_file_that_cannot_be_read_is_a_usage_error(run_cli: Run, tmp_path: Path) -> None:
+    for path in (tmp_path / "absent.json", tmp_path):
+        result = run_cli("sandbox", "--port", "0", "--campaign-file", str(path), timeout=30)
+        assert result.code == 2
+        assert result.stderr.startswith(f"inboxleads: error: --campaign-file {path}: cannot read")
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--port", "65536"], "--port"),
+        (["--port", "-1"], "--port"),
+        (["--error-rate", "1.5"], "--error-rate"),
+        (["--drop-rate", "-0.1"], "--drop-rate"),
+        (["--lost-rate", "nan"], "--lost-rate"),
+        (["--hang-rate", "inf"], "--hang-rate"),
+        (["--rate-window", "0"], "--rate-window"),
+        (["--rate-window", "-5"], "--rate-window"),
+        (["--rate-window", "nan"], "--rate-window"),
+        (["--rate-window", "inf"], "--rate-window"),
+        (["--latency", "-1"], "--latency"),
+        (["--latency", "nan"], "--latency"),
+        (["--latency", "inf"], "--latency"),
+        (["--username-latency", "-0.5"], "--username-latency"),
+        (["--username-latency", "inf"], "--username-latency"),
+        (["--rate-limit", "-1"], "--rate-limit"),
+        (["--token", ""], "--token"),
+        (["--token", "two words"], "--token"),
+        (["--token", "tab\there"], "--token"),
+        (["--token", "bell\x07"], "--token"),
+        (["--token", "tök"], "--token"),
+        (["--max-body-bytes", "-1"], "--max-body-bytes"),
+        (["--campaign-status", "live"], "--campaign-status"),
+        (["--campaign-variable", "city"], "--campaign-variable"),
+        (["--campaign-variable", "=City"], "--campaign-variable"),
+        (["--campaign-variable", "a=A", "--campaign-variable", "a=B"], "--campaign-variable"),
+    ],
+)
+def test_nonsense_sandbox_options_are_usage_errors(
+    run_cli: Run, args: list[str], option: str
+) -> None:
+    result = run_cli("sandbox", "--port", "0", *args, timeout=30)
+    assert result.code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"inboxleads: error: {option} ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_importing_the_sandbox_loads_neither_starlette_nor_uvicorn() -> None:
+    code = (
+        "import sys, inboxleads.sandbox\n"
+        "print(sorted({'starlette', 'uvicorn'} & {m.split('.')[0] for m in sys.modules}))\n"
+        "inboxleads.sandbox.serve\n"
+        "print(sorted({'starlette', 'uvicorn'} & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert out == "[]\n['starlette', 'uvicorn']\n"

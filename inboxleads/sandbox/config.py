@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 DEFAULT_TOKEN = "sandbox-token"
 API_PREFIX = "/api/v1"
@@ -48,3 +51,71 @@ class SandboxConfig:
     # in front of it may do; the API documents no limit of its own.
     max_body_bytes: int = 0
     campaign: SandboxCampaign = field(default_factory=SandboxCampaign)
+
+
+def campaign_from_json(data: object) -> SandboxCampaign:
+    """The campaign a JSON object describes, in the shape the API answers it.
+
+    ``name``, ``status``, ``description`` and ``customVariables`` are read, each
+    optional; a variable is ``{"displayName": ..., "description": ...}`` or, for
+    short, its display name alone, and an empty display name is the key. Other
+    fields (a variable's description too: the sandbox answers null) are ignored, so
+    a campaign object copied from the API will do. Raises `ValueError` naming the
+    field and what is wrong with it.
+    """
+    if not isinstance(data, dict):
+        raise ValueError("must be a JSON object")
+    campaign = SandboxCampaign()
+    if "name" in data:
+        campaign.name = _string(data["name"], "name")
+    if "status" in data:
+        status = data["status"]
+        if status not in CAMPAIGN_STATUSES:
+            expected = ", ".join(CAMPAIGN_STATUSES)
+            raise ValueError(f"status: must be one of {expected}, not {json.dumps(status)}")
+        campaign.status = status
+    if data.get("description") is not None:
+        campaign.description = _string(data["description"], "description")
+    variables = data.get("customVariables", {})
+    if not isinstance(variables, dict):
+        raise ValueError("customVariables: must be an object")
+    for key, value in variables.items():
+        if not key:
+            raise ValueError("customVariables: a variable's key must not be empty")
+        where = f"customVariables.{key}"
+        if isinstance(value, dict):
+            display = _string(value.get("displayName"), where + ".displayName")
+        elif isinstance(value, str):
+            display = value
+        else:
+            raise ValueError(f'{where}: must be {{"displayName": "..."}} or a display name')
+        campaign.variables[key] = display or key
+    return campaign
+
+
+def load_campaign(path: str | Path) -> SandboxCampaign:
+    """The campaign a JSON file describes (see `campaign_from_json`).
+
+    Raises `ValueError` saying what is wrong, without the file's name.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("not valid JSON: nested too deeply") from None
+    return campaign_from_json(data)
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: must be a string")
+    return value
