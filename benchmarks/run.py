@@ -379,7 +379,7 @@ def _span(state: dict[str, Any]) -> float:
     timing = state.get("timing") or {}
     first, last = timing.get("first_arrival"), timing.get("last_answer")
     if first is None or last is None:
-        raise RuntimeError("the sandbox reports no timing (inboxleads/sandbox_state.py)")
+        raise RuntimeError("the sandbox reports no timing (inboxleads/sandbox/state.py)")
     return float(last) - float(first)
 
 

@@ -692,7 +692,9 @@ def default_journal(campaign: str, paths: list[str]) -> Path:
 
 
 @app.command(
-    epilog="Example:\n\n  inboxleads sandbox --port 8765 --rate-limit 1200 --error-rate 0.1"
+    epilog="Examples:\n\n  inboxleads sandbox --port 8765 --rate-limit 1200 --error-rate 0.1"
+    "\n\n  inboxleads sandbox --campaign-file samples/campaign.json"
+    "\n\n  inboxleads sandbox --campaign-variable company-name='Company name'"
 )
 @_reports_errors
 def sandbox(
@@ -737,20 +739,113 @@ def sandbox(
             help="Answer 413 Payload Too Large to bodies over this size (0: no limit).",
         ),
     ] = 0,
+    campaign_file: Annotated[
+        str | None,
+        typer.Option(
+            "--campaign-file",
+            metavar="PATH",
+            help="JSON campaign, as the API answers it: name, status, customVariables "
+            "(see samples/campaign.json). The options below override its name and status "
+            "and add to its variables.",
+            show_default=False,
+        ),
+    ] = None,
+    campaign_name: Annotated[
+        str | None,
+        typer.Option(
+            "--campaign-name",
+            help="Every campaign's name (default: Sandbox campaign).",
+            show_default=False,
+        ),
+    ] = None,
+    campaign_status: Annotated[
+        str | None,
+        typer.Option(
+            "--campaign-status",
+            metavar="STATUS",
+            help="Every campaign's status: draft, active (the default), paused or completed.",
+            show_default=False,
+        ),
+    ] = None,
+    campaign_variables: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--campaign-variable",
+            metavar="KEY=DISPLAY",
+            help="A custom variable of every campaign, by key and display name (the key "
+            "when empty); repeat for more.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run the built-in stand-in of the Add leads endpoint on a loopback port.
+    """Run the built-in stand-in of the Add leads and Get campaign endpoints on a loopback port.
 
     It validates requests as the API reference does, keeps campaign membership
     (a re-sent lead is skipped) and fails unresolvable identifiers: usernames
     starting with "gone", user IDs ending in 404, external IDs starting with
     "gone". Usernames and external IDs starting with "flaky" and user IDs ending
     in 503 fail only the first time a campaign receives them. Campaign ids
-    starting with "missing" do not exist.
+    starting with "missing" do not exist; GET /campaigns/ID answers every other
+    one with the name, status and custom variables set here.
     """
-    from .sandbox import DEFAULT_TOKEN, Faults, SandboxConfig, serve
+    import math
+    import re
 
+    from .sandbox import DEFAULT_TOKEN, Faults, SandboxConfig, serve
+    from .sandbox.config import CAMPAIGN_STATUSES, SandboxCampaign, load_campaign
+
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0 (any free port) to 65535, not {port}")
+    # Visible ASCII, one or more: else no client could send it as it is in a header.
+    if token is not None and not re.fullmatch(r"[!-~]+", token):
+        raise UsageError("--token must be printable ASCII without spaces, and not empty")
+    for option, rate in [
+        ("--error-rate", error_rate),
+        ("--drop-rate", drop_rate),
+        ("--lost-rate", lost_rate),
+        ("--hang-rate", hang_rate),
+    ]:
+        if not 0 <= rate <= 1:  # nan too
+            raise UsageError(f"{option} must be a fraction from 0 to 1, not {rate}")
+    for option, seconds in [("--latency", latency), ("--username-latency", username_latency)]:
+        if not 0 <= seconds < math.inf:
+            raise UsageError(
+                f"{option} must be a finite number of seconds, 0 or more, not {seconds}"
+            )
+    if not 0 < rate_window < math.inf:
+        raise UsageError(
+            f"--rate-window must be a finite number of seconds above 0, not {rate_window}"
+        )
+    if rate_limit < 0:
+        raise UsageError("--rate-limit must be 0 (unlimited) or more")
     if max_body_bytes < 0:
         raise UsageError("--max-body-bytes must be 0 (no limit) or more")
+
+    campaign = SandboxCampaign()
+    if campaign_file is not None:
+        try:
+            campaign = load_campaign(campaign_file)
+        except ValueError as exc:
+            raise UsageError(f"--campaign-file {campaign_file}: {exc}") from None
+    if campaign_name is not None:
+        campaign.name = campaign_name
+    if campaign_status is not None:
+        if campaign_status not in CAMPAIGN_STATUSES:
+            expected = ", ".join(CAMPAIGN_STATUSES)
+            raise UsageError(
+                f"--campaign-status must be one of {expected}, not {campaign_status!r}"
+            )
+        campaign.status = campaign_status
+    given: set[str] = set()
+    for text in campaign_variables or []:
+        key, equals, display = text.partition("=")
+        if not key or not equals:
+            raise UsageError(f"--campaign-variable takes KEY=DISPLAY, not {text!r}")
+        if key in given:
+            raise UsageError(f"--campaign-variable {key!r} is given twice")
+        given.add(key)
+        campaign.variables[key] = display or key
+
     config = SandboxConfig(
         token=token or DEFAULT_TOKEN,
         max_body_bytes=max_body_bytes,
@@ -765,6 +860,7 @@ def sandbox(
             rate_window_s=rate_window,
             seed=seed,
         ),
+        campaign=campaign,
     )
 
     def ready(base_url: str) -> None:

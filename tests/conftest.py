@@ -31,7 +31,9 @@ import httpx
 import pytest
 
 from inboxleads.runner import Environment
-from inboxleads.sandbox import Faults, RunningSandbox, SandboxConfig
+from inboxleads.sandbox import Faults, SandboxConfig
+
+from .sandbox_server import RunningSandbox
 
 MARKERS = {
     "posix": "needs a POSIX system (pty, fifo, fcntl/termios, signals sent to another "

@@ -22,9 +22,9 @@ from inboxleads import columns as cols
 from inboxleads.errors import InputError
 from inboxleads.identifiers import ReadAs
 from inboxleads.inputs import STDIN_NAME, Format, OpenInput, ReadOptions, read_records
-from inboxleads.sandbox import RunningSandbox
 
 from .conftest import Run, api_env, write_lines
+from .sandbox_server import RunningSandbox
 
 KINDS = ("username", "platformId", "externalId")
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from inboxleads.lock import RunLock
-from inboxleads.sandbox import RunningSandbox
 
 from .conftest import (
     CONTRACT_KEYS,
@@ -26,6 +25,7 @@ from .conftest import (
     cli_env,
     write_lines,
 )
+from .sandbox_server import RunningSandbox
 
 Run = Callable[..., CliResult]
 

@@ -27,9 +27,10 @@ from inboxleads.errors import ExitStatus
 from inboxleads.explain import Explainer, Explanation
 from inboxleads.identifiers import Kind, Lead
 from inboxleads.runner import AddJob, AddResult, run_add
-from inboxleads.sandbox import Faults, RunningSandbox, SandboxConfig, create_app, sandbox_transport
+from inboxleads.sandbox import Faults, SandboxConfig, create_app, sandbox_transport
 
 from .conftest import SECRET, CliResult, FakeTime, api_env, quiet_env, write_lines
+from .sandbox_server import RunningSandbox
 
 
 def run_against(

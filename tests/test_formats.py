@@ -18,9 +18,9 @@ import pytest
 
 from inboxleads.errors import ExitStatus
 from inboxleads.runner import AddJob, AddResult, run_add
-from inboxleads.sandbox import RunningSandbox
 
 from .conftest import SECRET, FakeTime, Run, api_env, quiet_env, write_lines
+from .sandbox_server import RunningSandbox
 
 KINDS = ("username", "platformId", "externalId")
 ARRAYS = ("usernames", "platformIds", "externalIds")

@@ -11,9 +11,8 @@ import csv
 import io
 from pathlib import Path
 
-from inboxleads.sandbox import RunningSandbox
-
 from .conftest import Run, api_env
+from .sandbox_server import RunningSandbox
 
 
 def _rejects(path: Path) -> list[tuple[int, str]]:

@@ -36,17 +36,11 @@ from starlette.routing import Route
 
 import inboxleads
 import inboxleads.cli
-from inboxleads.sandbox import (
-    API_PREFIX,
-    DEFAULT_TOKEN,
-    RunningSandbox,
-    SandboxConfig,
-    _bind,
-    _uvicorn_config,
-    create_app,
-)
+from inboxleads.sandbox import API_PREFIX, DEFAULT_TOKEN, SandboxConfig, create_app
+from inboxleads.sandbox.server import _bind, _uvicorn_config
 
 from .conftest import SECRET, CliResult, api_env, assert_private, cli_env, write_lines
+from .sandbox_server import RunningSandbox
 
 Run = Callable[..., CliResult]
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,9 +21,10 @@ import httpx
 
 from inboxleads.errors import ExitStatus
 from inboxleads.runner import AddJob, AddResult, run_add
-from inboxleads.sandbox import RunningSandbox, SandboxConfig
+from inboxleads.sandbox import SandboxConfig
 
 from .conftest import SECRET, FakeTime, Run, api_env, quiet_env, write_lines
+from .sandbox_server import RunningSandbox
 
 Start = Callable[..., RunningSandbox]
 

@@ -1,4 +1,4 @@
-"""The sandbox stand-in of the Add leads endpoint: rules, rate limit, faults, serving."""
+"""The sandbox stand-ins of Add leads and Get campaign: rules, rate limit, faults, serving."""
 
 from __future__ import annotations
 
@@ -27,13 +27,17 @@ from inboxleads.sandbox import (
     DEFAULT_TOKEN,
     HANG_S,
     Faults,
-    RunningSandbox,
+    SandboxCampaign,
     SandboxConfig,
     SandboxState,
     create_app,
     sandbox_transport,
     serve,
 )
+from inboxleads.sandbox.config import campaign_from_json, load_campaign
+
+from .conftest import Run, cli_env
+from .sandbox_server import RunningSandbox
 
 AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,7 +207,8 @@ async def test_invalid_body_is_400_naming_the_field(body: Any, field: str) -> No
 
 async def test_body_that_is_not_json_is_400() -> None:
     async with client_for(create_app()) as client:
-        response = await client.post("/campaigns/v2/c/leads", content=b"{nope", headers=AUTH)
+        headers = {**AUTH, "Content-Type": "application/json"}
+        response = await client.post("/campaigns/v2/c/leads", content=b"{nope", headers=headers)
     assert response.status_code == 400
     assert error_of(response)["message"].startswith("body:")
 
@@ -278,12 +283,14 @@ async def test_state_endpoint_reports_requests_and_members_without_auth() -> Non
         state = (await client.get("/_sandbox/state")).json()
     assert state["requests"] == 2
     assert state["by_status"] == {"200": 1, "401": 1}
+    assert state["lookups"] == {}
     assert state["campaigns"] == {
         "camp1": {
             "members": 1,
             "requests": [
                 {"usernames": ["jack", "jack"], "platformIds": [], "externalIds": [], "leads": []}
             ],
+            "data": {},
         }
     }
 
@@ -617,3 +624,529 @@ def test_serve_reports_its_url_and_returns_quietly_on_a_signal(sig: int, host: s
     assert proc.returncode == 0
     assert out == "returned\n"
     assert err == ""
+
+
+# --- get campaign --------------------------------------------------------------------------
+
+
+async def get_campaign(
+    app: Starlette, campaign: str = "camp1", headers: dict[str, str] | None = None
+) -> httpx.Response:
+    async with client_for(app) as client:
+        return await client.get(
+            f"/campaigns/{campaign}", headers=AUTH if headers is None else headers
+        )
+
+
+async def test_get_campaign_answers_the_campaign_object_counting_the_leads_it_holds() -> None:
+    app = create_app(clock=FakeClock(1_000_000.0))
+    await post(app, {"usernames": ["jack", "JACK", "gone_x"], "platformIds": ["1"]})
+    await post(app, {"usernames": ["ev"]}, campaign="other")
+    response = await get_campaign(app)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "id": "camp1",
+        "name": "Sandbox campaign",
+        "description": None,
+        "status": "active",
+        "targetsCount": 2,
+        "contactedCount": 0,
+        "isHydrating": False,
+        "customVariables": {},
+        "createdAt": "1970-01-12T13:46:40.000Z",
+    }
+    assert (await get_campaign(app, "never1")).json()["targetsCount"] == 0
+
+
+async def test_get_campaign_shows_the_configured_campaign_for_every_id() -> None:
+    campaign = SandboxCampaign(
+        name="Spring outreach",
+        status="paused",
+        description="Founders in SF",
+        variables={"company-name": "Company name", "city": "City"},
+    )
+    app = create_app(SandboxConfig(campaign=campaign))
+    for campaign_id in ("camp1", "z9"):
+        answer = (await get_campaign(app, campaign_id)).json()
+        assert answer["id"] == campaign_id
+        assert (answer["name"], answer["status"]) == ("Spring outreach", "paused")
+        assert answer["description"] == "Founders in SF"
+        assert answer["customVariables"] == {
+            "company-name": {"displayName": "Company name", "description": None},
+            "city": {"displayName": "City", "description": None},
+        }
+        assert list(answer["customVariables"]) == ["company-name", "city"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Basic c2FuZGJveA=="}, {"Authorization": "Bearer wrong-token"}],
+    ids=["missing", "basic", "wrong"],
+)
+async def test_get_campaign_without_a_good_token_is_401_in_the_error_shape(
+    headers: dict[str, str],
+) -> None:
+    response = await get_campaign(create_app(), headers=headers)
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "UNAUTHORIZED"
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_a_read_only_token_may_get_a_campaign_but_not_add_leads() -> None:
+    app = create_app()
+    read_only = {"Authorization": "Bearer ro_reader"}
+    assert (await get_campaign(app, headers=read_only)).status_code == 200
+    assert (await post(app, {"usernames": ["jack"]}, headers=read_only)).status_code == 403
+
+
+async def test_get_campaign_checks_the_id_as_adding_leads_does() -> None:
+    app = create_app()
+    bad = await get_campaign(app, "Camp-1")
+    assert bad.status_code == 400
+    assert error_of(bad)["code"] == "VALIDATION_ERROR"
+    assert "campaignId" in error_of(bad)["message"]
+    missing = await get_campaign(app, "missing42")
+    assert missing.status_code == 404
+    assert error_of(missing)["code"] == "CAMPAIGN_NOT_FOUND"
+
+
+async def test_get_campaign_uses_the_teams_rate_limit_slots_and_sends_its_headers() -> None:
+    clock = FakeClock(1000.0)
+    app = create_app(SandboxConfig(faults=Faults(rate_limit=3, rate_window_s=10.0)), clock=clock)
+    first = await get_campaign(app)
+    assert first.status_code == 200
+    assert first.headers["X-RateLimit-Limit"] == "3"
+    assert first.headers["X-RateLimit-Remaining"] == "2"
+    assert first.headers["X-RateLimit-Reset"] == "1010"
+    # Path errors report the window without using a slot, as adding leads does.
+    assert (await get_campaign(app, "missing1")).headers["X-RateLimit-Remaining"] == "2"
+    assert "X-RateLimit-Limit" not in (await get_campaign(app, headers={})).headers
+    clock.now = 1002.0
+    assert (await post(app, {"usernames": ["jack"]})).headers["X-RateLimit-Remaining"] == "1"
+    assert (await get_campaign(app)).headers["X-RateLimit-Remaining"] == "0"
+    clock.now = 1003.0
+    limited = await get_campaign(app)
+    assert limited.status_code == 429
+    assert error_of(limited)["code"] == "RATE_LIMITED"
+    assert limited.headers["Retry-After"] == "7"
+    assert (await post(app, {"usernames": ["ev"]})).status_code == 429
+
+
+async def test_get_campaign_waits_the_latency_but_draws_no_fault() -> None:
+    sleep = RecordingSleep()
+    faults = Faults(
+        latency_s=0.5, username_latency_s=1.0, error_rate=1.0, drop_rate=1.0, hang_rate=1.0
+    )
+    app = create_app(SandboxConfig(faults=faults), sleep=sleep, clock=FakeClock())
+    assert (await get_campaign(app)).status_code == 200
+    assert sleep.calls == [0.5]
+    assert state_of(app).faults() == {}
+
+
+async def test_getting_campaigns_leaves_a_seeds_fault_sequence_for_adding_leads_as_it_was() -> None:
+    async def statuses(look_up: bool) -> list[int]:
+        app = create_app(SandboxConfig(faults=Faults(error_rate=0.5, seed=3)))
+        out = []
+        for _ in range(10):
+            if look_up:
+                assert (await get_campaign(app)).status_code == 200
+            out.append((await post(app, {"usernames": ["jack"]})).status_code)
+        return out
+
+    without = await statuses(look_up=False)
+    assert len(set(without)) > 1
+    assert await statuses(look_up=True) == without
+
+
+async def test_get_campaign_answers_are_counted_apart_from_the_leads_requests() -> None:
+    app = create_app()
+    await post(app, {"usernames": ["jack"]})
+    await get_campaign(app)
+    await get_campaign(app, "missing1")
+    await get_campaign(app, headers={})
+    state = state_of(app)
+    assert state.lookups() == {200: 1, 404: 1, 401: 1}
+    assert state.requests_by_status() == {200: 1}
+    assert state.total_requests() == 1
+    async with client_for(app) as client:
+        snapshot = (await client.get("/_sandbox/state")).json()
+    assert snapshot["lookups"] == {"200": 1, "401": 1, "404": 1}
+    assert snapshot["requests"] == 1
+
+
+async def test_posting_to_a_campaign_or_getting_its_leads_is_405() -> None:
+    async with client_for(create_app()) as client:
+        posted = await client.post("/campaigns/camp1", json={"usernames": ["a"]}, headers=AUTH)
+        got = await client.get("/campaigns/v2/camp1/leads", headers=AUTH)
+    assert (posted.status_code, got.status_code) == (405, 405)
+    assert error_of(posted)["code"] == "METHOD_NOT_ALLOWED"
+
+
+# --- each lead's data ----------------------------------------------------------------------
+
+
+async def test_each_leads_data_is_kept_and_a_resend_keeps_the_first() -> None:
+    app = create_app()
+    first = {
+        "usernames": ["bare"],
+        "leads": [
+            {"username": "Jack", "data": {"company-name": "Block", "city": "SF"}},
+            {"platformId": "44196397", "data": {}},
+            {"externalId": "hy4k7m2x"},
+            {"username": "gone_x", "data": {"city": "nowhere"}},
+            {"username": "flaky_a", "data": {"city": "first"}},
+        ],
+    }
+    assert (await post(app, first)).json() == {"added": 4, "skipped": 0, "failed": 2}
+    again = {
+        "leads": [
+            {"username": "jack", "data": {"company-name": "Other"}},
+            {"username": "bare", "data": {"city": "late"}},
+            {"username": "flaky_a", "data": {"city": "second"}},
+        ]
+    }
+    assert (await post(app, again)).json() == {"added": 1, "skipped": 2, "failed": 0}
+    expected = {
+        ("username", "jack"): {"company-name": "Block", "city": "SF"},
+        ("platformId", "44196397"): {},
+        ("username", "flaky_a"): {"city": "second"},
+    }
+    assert state_of(app).data("camp1") == expected
+    assert state_of(app).data("other") == {}
+    async with client_for(app) as client:
+        snapshot = (await client.get("/_sandbox/state")).json()
+    assert snapshot["campaigns"]["camp1"]["data"] == {
+        "username:jack": {"company-name": "Block", "city": "SF"},
+        "platformId:44196397": {},
+        "username:flaky_a": {"city": "second"},
+    }
+
+
+async def test_a_lead_not_applied_keeps_no_data() -> None:
+    app = create_app(SandboxConfig(faults=Faults(error_rate=1.0, seed=1)))
+    response = await post(app, {"leads": [{"username": "jack", "data": {"c": "v"}}]})
+    assert response.status_code >= 500
+    assert state_of(app).data("camp1") == {}
+
+
+# --- malformed requests --------------------------------------------------------------------
+
+
+JSON_HEADERS = {**AUTH, "Content-Type": "application/json"}
+
+
+async def test_json_nested_too_deeply_is_400_in_the_error_shape() -> None:
+    app = create_app()
+    async with client_for(app) as client:
+        response = await client.post(
+            "/campaigns/v2/c1/leads", content=b"[" * 100_000, headers=JSON_HEADERS
+        )
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["message"].startswith("body:")
+    assert state_of(app).requests_by_status() == {400: 1}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/campaigns/v2/c1/leads/"), ("GET", "/campaigns/c1/"), ("GET", "/_sandbox/state/")],
+)
+async def test_a_trailing_slash_is_404_in_the_error_shape_not_a_redirect(
+    method: str, path: str
+) -> None:
+    app = create_app()
+    async with client_for(app) as client:
+        response = await client.request(method, path, json={"usernames": ["a"]}, headers=AUTH)
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "NOT_FOUND"
+    assert "location" not in response.headers
+    assert state_of(app).members("c1") == set()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+        "application/jsonp",
+        None,
+    ],
+)
+async def test_a_body_not_said_to_be_json_is_415(content_type: str | None) -> None:
+    app = create_app(SandboxConfig(faults=Faults(rate_limit=5)), clock=FakeClock())
+    headers = dict(AUTH)
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    async with client_for(app) as client:
+        response = await client.post(
+            "/campaigns/v2/c1/leads", content=b'{"usernames": ["jack"]}', headers=headers
+        )
+    assert response.request.headers.get("content-type") == content_type
+    assert response.status_code == 415
+    assert error_of(response)["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert response.headers["X-RateLimit-Remaining"] == "4"
+    assert state_of(app).members("c1") == set()
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON"]
+)
+async def test_json_content_types_are_accepted(content_type: str) -> None:
+    async with client_for(create_app()) as client:
+        response = await client.post(
+            "/campaigns/v2/c1/leads",
+            content=b'{"usernames": ["jack"]}',
+            headers={**AUTH, "Content-Type": content_type},
+        )
+    assert response.json() == {"added": 1, "skipped": 0, "failed": 0}
+
+
+async def test_an_exception_in_a_handler_is_a_500_in_the_error_shape() -> None:
+    async def broken_sleep(seconds: float) -> None:
+        raise RuntimeError("boom")
+
+    app = create_app(SandboxConfig(faults=Faults(latency_s=1.0)), sleep=broken_sleep)
+    posted = await post(app, {"usernames": ["jack"]})
+    got = await get_campaign(app)
+    for response in (posted, got):
+        assert response.status_code == 500
+        assert error_of(response)["code"] == "INTERNAL_ERROR"
+    assert state_of(app).requests_by_status() == {500: 1}
+    assert state_of(app).lookups() == {500: 1}
+
+
+async def test_an_exception_outside_the_endpoints_is_a_500_in_the_error_shape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = create_app()
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(state_of(app), "snapshot", broken)
+    async with client_for(app) as client:
+        response = await client.get("/_sandbox/state")
+    assert response.status_code == 500
+    assert error_of(response)["code"] == "INTERNAL_ERROR"
+
+
+# --- the sandbox command -------------------------------------------------------------------
+
+
+class SandboxCommand:
+    """`python -m inboxleads sandbox --port 0 ARGS` in its own process, for a `with` block;
+    ended by its PID, its stderr kept."""
+
+    def __init__(self, *args: str, cwd: Path = ROOT) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "inboxleads", "sandbox", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(),
+            cwd=cwd,
+        )
+        self.stderr = ""
+        self.base_url = ""
+
+    def __enter__(self) -> SandboxCommand:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        match = re.fullmatch(r"export INBOX_BASE_URL=(http://127\.0\.0\.1:\d+/api/v1)\s*", line)
+        if match is None:
+            self.__exit__()
+            raise AssertionError(f"no URL from the sandbox: {line!r}\n{self.stderr}")
+        self.base_url = match.group(1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM; TerminateProcess on Windows
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        self.stderr = err.decode("utf-8", "replace")
+
+
+def test_the_sandbox_command_answers_malformed_requests_in_the_error_shape() -> None:
+    with SandboxCommand() as server, httpx.Client(base_url=server.base_url, timeout=30) as http:
+        leads = "/campaigns/v2/c1/leads"
+        nested = http.post(leads, content=b"[" * 100_000, headers=JSON_HEADERS)
+        slash = http.post(leads + "/", json={"usernames": ["jack"]}, headers=AUTH)
+        text = http.post(leads, content=b"jack", headers={**AUTH, "Content-Type": "text/plain"})
+        good = http.post(leads, json={"usernames": ["jack"]}, headers=AUTH)
+    assert "Traceback" not in server.stderr
+    assert "Exception" not in server.stderr
+    assert server.stderr.startswith("Sandbox listening on ")
+    assert (nested.status_code, error_of(nested)["code"]) == (400, "VALIDATION_ERROR")
+    assert (slash.status_code, error_of(slash)["code"]) == (404, "NOT_FOUND")
+    assert (text.status_code, error_of(text)["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
+    assert good.json() == {"added": 1, "skipped": 0, "failed": 0}
+
+
+def test_the_sandbox_command_sets_the_campaign_from_a_file_and_options(tmp_path: Path) -> None:
+    args = [
+        *("--campaign-file", str(ROOT / "samples" / "campaign.json")),
+        *("--campaign-name", "Autumn outreach"),
+        *("--campaign-variable", "city=Town"),
+        *("--campaign-variable", "team="),
+        *("--campaign-variable", "note=Note = what to say"),
+    ]
+    with SandboxCommand(*args) as server, httpx.Client(base_url=server.base_url) as http:
+        http.post("/campaigns/v2/c1/leads", json={"usernames": ["jack", "ev"]}, headers=AUTH)
+        answer = http.get("/campaigns/c1", headers=AUTH).json()
+    assert answer["name"] == "Autumn outreach"
+    assert answer["status"] == "active"
+    assert answer["targetsCount"] == 2
+    assert {key: value["displayName"] for key, value in answer["customVariables"].items()} == {
+        "company-name": "Company name",
+        "city": "Town",
+        "first-line": "First line",
+        "team": "team",
+        "note": "Note = what to say",
+    }
+
+
+def test_the_sandbox_command_sets_the_campaign_by_options_alone() -> None:
+    args = ["--campaign-status", "draft", "--campaign-variable", "company-name=Company name"]
+    with SandboxCommand(*args) as server, httpx.Client(base_url=server.base_url) as http:
+        answer = http.get("/campaigns/c1", headers=AUTH).json()
+    assert (answer["name"], answer["status"]) == ("Sandbox campaign", "draft")
+    assert answer["customVariables"] == {
+        "company-name": {"displayName": "Company name", "description": None}
+    }
+
+
+def test_the_sample_campaign_has_a_variable_for_the_sample_columns_and_one_for_none() -> None:
+    campaign = load_campaign(ROOT / "samples" / "campaign.json")
+    assert (campaign.name, campaign.status) == ("Spring outreach", "active")
+    assert campaign.variables == {
+        "company-name": "Company name",
+        "city": "City",
+        "first-line": "First line",
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({}, SandboxCampaign()),
+        (
+            {"name": "N", "status": "completed", "description": "D", "steps": [], "id": "x"},
+            SandboxCampaign(name="N", status="completed", description="D"),
+        ),
+        (
+            {"customVariables": {"a": "A", "b": "", "c": {"displayName": "", "x": 1}}},
+            SandboxCampaign(variables={"a": "A", "b": "b", "c": "c"}),
+        ),
+        (
+            {"customVariables": {"a": {"displayName": "A", "description": "why"}}},
+            SandboxCampaign(variables={"a": "A"}),
+        ),
+    ],
+    ids=["empty", "fields-and-unknown-ones", "short-and-empty-names", "variable-description"],
+)
+def test_a_campaign_reads_from_the_apis_shape(data: Any, expected: SandboxCampaign) -> None:
+    assert campaign_from_json(data) == expected
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"[]", "must be a JSON object"),
+        (
+            b'{"status": "live"}',
+            'status: must be one of draft, active, paused, completed, not "live"',
+        ),
+        (b'{"name": 3}', "name: must be a string"),
+        (b'{"description": []}', "description: must be a string"),
+        (b'{"customVariables": []}', "customVariables: must be an object"),
+        (b'{"customVariables": {"city": 3}}', "customVariables.city: must be"),
+        (
+            b'{"customVariables": {"city": {"name": "City"}}}',
+            "customVariables.city.displayName: must be a string",
+        ),
+        (b'{"customVariables": {"": "x"}}', "key must not be empty"),
+        (b"{nope", "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"name": "\xff"}', "not UTF-8 text"),
+    ],
+)
+def test_a_bad_campaign_file_is_a_usage_error_naming_it(
+    run_cli: Run, tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "campaign.json"
+    path.write_bytes(content)
+    result = run_cli("sandbox", "--port", "0", "--campaign-file", str(path), timeout=30)
+    assert result.code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"inboxleads: error: --campaign-file {path}: ")
+    assert problem in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_campaign_file_that_cannot_be_read_is_a_usage_error(run_cli: Run, tmp_path: Path) -> None:
+    for path in (tmp_path / "absent.json", tmp_path):
+        result = run_cli("sandbox", "--port", "0", "--campaign-file", str(path), timeout=30)
+        assert result.code == 2
+        assert result.stderr.startswith(f"inboxleads: error: --campaign-file {path}: cannot read")
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--port", "65536"], "--port"),
+        (["--port", "-1"], "--port"),
+        (["--error-rate", "1.5"], "--error-rate"),
+        (["--drop-rate", "-0.1"], "--drop-rate"),
+        (["--lost-rate", "nan"], "--lost-rate"),
+        (["--hang-rate", "inf"], "--hang-rate"),
+        (["--rate-window", "0"], "--rate-window"),
+        (["--rate-window", "-5"], "--rate-window"),
+        (["--rate-window", "nan"], "--rate-window"),
+        (["--rate-window", "inf"], "--rate-window"),
+        (["--latency", "-1"], "--latency"),
+        (["--latency", "nan"], "--latency"),
+        (["--latency", "inf"], "--latency"),
+        (["--username-latency", "-0.5"], "--username-latency"),
+        (["--username-latency", "inf"], "--username-latency"),
+        (["--rate-limit", "-1"], "--rate-limit"),
+        (["--token", ""], "--token"),
+        (["--token", "two words"], "--token"),
+        (["--token", "tab\there"], "--token"),
+        (["--token", "bell\x07"], "--token"),
+        (["--token", "tök"], "--token"),
+        (["--max-body-bytes", "-1"], "--max-body-bytes"),
+        (["--campaign-status", "live"], "--campaign-status"),
+        (["--campaign-variable", "city"], "--campaign-variable"),
+        (["--campaign-variable", "=City"], "--campaign-variable"),
+        (["--campaign-variable", "a=A", "--campaign-variable", "a=B"], "--campaign-variable"),
+    ],
+)
+def test_nonsense_sandbox_options_are_usage_errors(
+    run_cli: Run, args: list[str], option: str
+) -> None:
+    result = run_cli("sandbox", "--port", "0", *args, timeout=30)
+    assert result.code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"inboxleads: error: {option} ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_importing_the_sandbox_loads_neither_starlette_nor_uvicorn() -> None:
+    code = (
+        "import sys, inboxleads.sandbox\n"
+        "print(sorted({'starlette', 'uvicorn'} & {m.split('.')[0] for m in sys.modules}))\n"
+        "inboxleads.sandbox.serve\n"
+        "print(sorted({'starlette', 'uvicorn'} & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert out == "[]\n['starlette', 'uvicorn']\n"

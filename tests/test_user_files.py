@@ -27,9 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from inboxleads.sandbox import RunningSandbox, SandboxConfig
+from inboxleads.sandbox import SandboxConfig
 
 from .conftest import SECRET, CliResult, Run, api_env, cli_env, symlink_or_skip, write_lines
+from .sandbox_server import RunningSandbox
 
 
 @contextmanager

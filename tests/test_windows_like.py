@@ -17,9 +17,9 @@ import pytest
 
 from inboxleads import cli
 from inboxleads.errors import Interrupted
-from inboxleads.sandbox import RunningSandbox
 
 from .conftest import SECRET, CliResult, api_env, cli_env, write_lines
+from .sandbox_server import RunningSandbox
 
 LAUNCHER = Path(__file__).with_name("windows_like.py")
 BAD = ["not a handle!", "https://example.com/alice"]

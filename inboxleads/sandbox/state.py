@@ -1,7 +1,7 @@
 """The sandbox's pure half: body validation, the resolution rule, campaign state.
 
-Nothing here knows about HTTP; `inboxleads.sandbox` wraps it in an ASGI app.
-The rules are those documented in that module's docstring.
+Nothing here knows about HTTP; `inboxleads.sandbox.app` wraps it in an ASGI app.
+The rules are those documented in the docstring of `inboxleads.sandbox`.
 """
 
 from __future__ import annotations
@@ -152,12 +152,15 @@ def _key(kind: str, value: str) -> str:
 
 
 class _Campaign:
-    __slots__ = ("bodies", "members", "seen_flaky")
+    __slots__ = ("bodies", "data", "members", "seen_flaky")
 
     def __init__(self) -> None:
         # One set per kind: the same text as a username and as an external ID is two leads.
         self.members: dict[str, set[str]] = {kind: set() for kind in KINDS}
         self.bodies: list[dict[str, Any]] = []
+        # The `data` each lead came with when it was added, by (kind, key); a re-send
+        # is skipped, data and all, so the first data stays.
+        self.data: dict[tuple[str, str], dict[str, str]] = {}
         # The flaky identifiers this campaign has received once (and failed).
         self.seen_flaky: dict[str, set[str]] = {kind: set() for kind in KINDS}
 
@@ -188,9 +191,10 @@ class _Campaign:
 
 
 class SandboxState:
-    """Campaign membership and a log of what the sandbox received.
+    """Campaign membership, the data each lead came with, and a log of what the sandbox
+    received.
 
-    Safe to read from another thread while the server runs (`RunningSandbox`).
+    Safe to read from another thread while the server runs in a thread of its own.
     The bodies returned are the server's own objects: read them, don't mutate them.
     """
 
@@ -202,6 +206,7 @@ class SandboxState:
         self.last_answer: float | None = None
         self._campaigns: dict[str, _Campaign] = {}
         self._by_status: dict[int, int] = {}
+        self._lookups: dict[int, int] = {}
         self._faults: dict[str, int] = {}
         self.in_flight = 0
         self.max_in_flight = 0
@@ -253,12 +258,19 @@ class SandboxState:
                 else:
                     members.add(key)
                     added += 1
+                    if "data" in lead:
+                        state.data[kind, key] = lead["data"]
         return added, skipped, failed
 
     def record_status(self, status: int) -> None:
         """Count an answer sent by the leads endpoint."""
         with self._lock:
             self._by_status[status] = self._by_status.get(status, 0) + 1
+
+    def record_lookup(self, status: int) -> None:
+        """Count an answer sent by the campaign endpoint (``GET /campaigns/{id}``)."""
+        with self._lock:
+            self._lookups[status] = self._lookups.get(status, 0) + 1
 
     def record_fault(self, fault: str) -> None:
         """Count a request left without an answer: "drop", "lost", "hang" or "shutdown"."""
@@ -281,6 +293,24 @@ class SandboxState:
             if state is None:
                 return set()
             return {(kind, key) for kind, keys in state.members.items() for key in keys}
+
+    def count(self, campaign: str) -> int:
+        """How many leads `campaign` holds."""
+        with self._lock:
+            state = self._campaigns.get(campaign)
+            return sum(map(len, state.members.values())) if state else 0
+
+    def data(self, campaign: str) -> dict[tuple[str, str], dict[str, str]]:
+        """The `data` object each lead of `campaign` was added with, by (kind, key) as in
+        `members`; leads added without one (bare identifiers too) are not in it."""
+        with self._lock:
+            state = self._campaigns.get(campaign)
+            return {lead: dict(data) for lead, data in state.data.items()} if state else {}
+
+    def lookups(self) -> dict[int, int]:
+        """Answers sent by the campaign endpoint, by status code; not in the leads counts."""
+        with self._lock:
+            return dict(self._lookups)
 
     def requests_by_status(self) -> dict[int, int]:
         """Answers sent by the leads endpoint, by status code (unanswered requests not included)."""
@@ -316,14 +346,16 @@ class SandboxState:
                 state = self._campaigns[campaign]
                 size = sum(len(keys) for keys in state.members.values())
                 bodies = list(state.bodies)
+                data = {f"{kind}:{key}": value for (kind, key), value in state.data.items()}
             requests = [{name: body.get(name, []) for name in _LOGGED} for body in bodies]
-            campaigns[campaign] = {"members": size, "requests": requests}
+            campaigns[campaign] = {"members": size, "requests": requests, "data": data}
         by_status = self.requests_by_status()
         faults = self.faults()
         return {
             "requests": sum(by_status.values()) + sum(faults.values()),
             "by_status": {str(status): n for status, n in sorted(by_status.items())},
             "faults": faults,
+            "lookups": {str(status): n for status, n in sorted(self.lookups().items())},
             "max_in_flight": self.max_in_flight,
             # Seconds on the state's clock (default `time.monotonic`, shared by local processes).
             "timing": {"first_arrival": self.first_arrival, "last_answer": self.last_answer},

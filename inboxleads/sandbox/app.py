@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hmac
 import json
 import math
@@ -10,53 +11,25 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .sandbox_state import BodyError, SandboxState, count_usernames, validate_body
+from .config import API_PREFIX, HANG_S, SandboxConfig
+from .state import BodyError, SandboxState, count_usernames, validate_body
 
-DEFAULT_TOKEN = "sandbox-token"
-API_PREFIX = "/api/v1"
-HANG_S = 3600.0
 _ERRORS = {500: "INTERNAL_ERROR", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE"}
 _ERROR_STATUSES = tuple(_ERRORS)
 _CAMPAIGN_ID = re.compile(r"[0-9a-z]+").fullmatch
-
-
-@dataclass
-class Faults:
-    """Misbehaviour to inject; rates are fractions of valid requests, drawn independently."""
-
-    latency_s: float = 0.0
-    username_latency_s: float = 0.0
-    error_rate: float = 0.0
-    drop_rate: float = 0.0
-    lost_rate: float = 0.0
-    hang_rate: float = 0.0
-    rate_limit: int = 0
-    rate_window_s: float = 60.0
-    seed: int | None = None
-
-
-@dataclass
-class SandboxConfig:
-    """What the sandbox accepts and how it misbehaves."""
-
-    token: str = DEFAULT_TOKEN
-    faults: Faults = field(default_factory=Faults)
-    max_total: int = 2000
-    # Bodies larger than this are answered 413 (0: no limit), as a server or a proxy
-    # in front of it may do; the API documents no limit of its own.
-    max_body_bytes: int = 0
 
 
 def _error(
@@ -137,6 +110,9 @@ class _Endpoint:
         self._pauses: set[anyio.CancelScope] = set()
         self._sleep = sleep
         self._rng = rng
+        # Campaigns exist from the start: they were all made when the sandbox was.
+        created = datetime.datetime.fromtimestamp(clock(), datetime.UTC)
+        self._created_at = created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         faults = config.faults
         self._limiter = (
             _RateLimiter(faults.rate_limit, faults.rate_window_s, clock)
@@ -147,13 +123,19 @@ class _Endpoint:
     async def leads(self, request: Request) -> Response:
         self.state.enter()
         try:
-            response = await self._answer(request)
+            response = await _or_internal_error(self._answer(request))
         finally:
             self.state.leave()
         if isinstance(response, _Broken):
             self.state.record_fault(response.fault)
         else:
             self.state.record_status(response.status_code)
+        return response
+
+    async def campaign(self, request: Request) -> Response:
+        response = await _or_internal_error(self._look_up(request))
+        if not isinstance(response, _Broken):  # only a shutdown breaks a look-up off
+            self.state.record_lookup(response.status_code)
         return response
 
     async def state_view(self, request: Request) -> Response:
@@ -163,39 +145,80 @@ class _Endpoint:
         # No draw for a fault that is off, so a seed's sequence depends only on active faults.
         return rate > 0 and self._rng.random() < rate
 
-    def _auth_error(self, header: str | None) -> Response | None:
+    def _auth_error(self, header: str | None, *, write: bool) -> Response | None:
         scheme, _, token = (header or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             message = "missing or malformed Authorization header, expected 'Bearer <token>'"
             return _error(401, "UNAUTHORIZED", message, {"WWW-Authenticate": "Bearer"})
         if token.startswith("ro_"):
-            return _error(403, "FORBIDDEN", "this token is read-only and cannot add leads")
+            # A read-only token may read.
+            if write:
+                return _error(403, "FORBIDDEN", "this token is read-only and cannot add leads")
+            return None
         if not hmac.compare_digest(token.encode(), self.config.token.encode()):
             return _error(401, "UNAUTHORIZED", "invalid token", {"WWW-Authenticate": "Bearer"})
         return None
 
-    async def _answer(self, request: Request) -> Response:
-        arrived = self._clock()
-        denied = self._auth_error(request.headers.get("authorization"))
+    def _admit(
+        self, request: Request, *, write: bool
+    ) -> tuple[Response | None, dict[str, str] | None]:
+        """The checks both endpoints make first (auth, path, rate limit): a refusal, or
+        None and the rate-limit headers to send with the answer."""
+        denied = self._auth_error(request.headers.get("authorization"), write=write)
         if denied is not None:
-            return denied
+            return denied, None
         limiter = self._limiter
         rate_headers = limiter.peek() if limiter is not None else None
         campaign: str = request.path_params["campaignId"]
         if not _CAMPAIGN_ID(campaign):
             message = "campaignId: must match ^[0-9a-z]+$"
-            return _error(400, "VALIDATION_ERROR", message, rate_headers)
+            return _error(400, "VALIDATION_ERROR", message, rate_headers), None
         if campaign.startswith("missing"):
             message = f"campaign {campaign!r} not found"
-            return _error(404, "CAMPAIGN_NOT_FOUND", message, rate_headers)
+            return _error(404, "CAMPAIGN_NOT_FOUND", message, rate_headers), None
         if limiter is not None:
             allowed, rate_headers = limiter.acquire()
             if not allowed:
-                return _error(429, "RATE_LIMITED", "too many requests", rate_headers)
+                return _error(429, "RATE_LIMITED", "too many requests", rate_headers), None
+        return None, rate_headers
+
+    async def _look_up(self, request: Request) -> Response:
+        arrived = self._clock()
+        refusal, rate_headers = self._admit(request, write=False)
+        if refusal is not None:
+            return refusal
+        campaign: str = request.path_params["campaignId"]
+        about = self.config.campaign
+        variables = {
+            key: {"displayName": name, "description": None} for key, name in about.variables.items()
+        }
+        answer = {
+            "id": campaign,
+            "name": about.name,
+            "description": about.description,
+            "status": about.status,
+            "targetsCount": self.state.count(campaign),
+            "contactedCount": 0,
+            "isHydrating": False,
+            "customVariables": variables,
+            "createdAt": self._created_at,
+        }
+        response = JSONResponse(answer, headers=rate_headers)
+        return await self._after(self.config.faults.latency_s, arrived, response)
+
+    async def _answer(self, request: Request) -> Response:
+        arrived = self._clock()
+        refusal, rate_headers = self._admit(request, write=True)
+        if refusal is not None:
+            return refusal
+        campaign: str = request.path_params["campaignId"]
         too_large = self._too_large(request.headers.get("content-length"), rate_headers)
         if too_large is not None:
             return too_large
+        not_json = _media_type_error(request.headers.get("content-type"), rate_headers)
+        if not_json is not None:
+            return not_json
         raw = await request.body()
         too_large = self._too_large(str(len(raw)), rate_headers)
         if too_large is not None:
@@ -204,6 +227,8 @@ class _Endpoint:
             parsed = json.loads(raw)
         except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
             return _error(400, "VALIDATION_ERROR", "body: not valid JSON", rate_headers)
+        except RecursionError:
+            return _error(400, "VALIDATION_ERROR", "body: nested too deeply", rate_headers)
         try:
             body = validate_body(parsed, self.config.max_total)
         except BodyError as exc:
@@ -228,10 +253,15 @@ class _Endpoint:
         delay = faults.latency_s
         if faults.username_latency_s:
             delay += faults.username_latency_s * count_usernames(body)
-        # The latency is the time the request takes in all, from its arrival:
-        # reading, checking and applying a large body are part of it, not added
-        # to it. A client that gives up meanwhile doesn't stop the server: the
-        # batch may already have landed.
+        return await self._after(delay, arrived, response)
+
+    async def _after(self, delay: float, arrived: float, response: Response) -> Response:
+        """`response`, sent `delay` seconds after the request `arrived`.
+
+        The latency is the time the request takes in all, from its arrival: reading,
+        checking and applying a large body are part of it, not added to it. A client
+        that gives up meanwhile doesn't stop the server: the batch may already have landed.
+        """
         delay -= self._clock() - arrived
         if delay > 0 and not await self._pause(delay):
             return _Broken("shutdown")
@@ -271,6 +301,53 @@ class _Endpoint:
             scope.cancel()
 
 
+def _media_type_error(content_type: str | None, headers: dict[str, str] | None) -> Response | None:
+    """415 in the documented error shape for a body not said to be JSON."""
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type == "application/json":
+        return None
+    given = f"not {media_type!r}" if media_type else "none was given"
+    message = f"Content-Type must be application/json, {given}"
+    return _error(415, "UNSUPPORTED_MEDIA_TYPE", message, headers)
+
+
+def _internal_error(exc: Exception) -> Response:
+    message = f"the sandbox failed to answer ({type(exc).__name__})"
+    return _error(500, "INTERNAL_ERROR", message)
+
+
+async def _or_internal_error(answer: Coroutine[Any, Any, Response]) -> Response:
+    """The answer, or a 500 in the error shape if making it raised (a bug of the sandbox):
+    the endpoint counts it as the answer it is."""
+    try:
+        return await answer
+    except Exception as exc:
+        return _internal_error(exc)
+
+
+class _AnswerErrors:
+    """Whatever a handler lets out becomes a 500 in the error shape, as the API answers:
+    not Starlette's plain-text one, and no traceback on the server's stderr."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._app(scope, receive, tracking_send)
+        except Exception as exc:
+            # An answer already begun can only be broken off, as a dropped connection is.
+            if scope["type"] == "http" and not started:
+                await _internal_error(exc)(scope, receive, send)
+
+
 async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
@@ -302,9 +379,16 @@ def create_app(
     endpoint = _Endpoint(config, clock, sleep, rng)
     routes = [
         Route(API_PREFIX + "/campaigns/v2/{campaignId}/leads", endpoint.leads, methods=["POST"]),
+        Route(API_PREFIX + "/campaigns/{campaignId}", endpoint.campaign, methods=["GET"]),
         Route(API_PREFIX + "/_sandbox/state", endpoint.state_view, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(_AnswerErrors)],
+        exception_handlers={HTTPException: _http_error},
+    )
+    # A path with a trailing slash is a path the API does not have: 404, not a redirect.
+    app.router.redirect_slashes = False
     app.state.sandbox = endpoint.state
     app.state.sandbox_release = endpoint.release
     return app

@@ -1,0 +1,121 @@
+"""What the sandbox is told: its token, its faults, its campaign; no HTTP here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TOKEN = "sandbox-token"
+API_PREFIX = "/api/v1"
+HANG_S = 3600.0
+CAMPAIGN_STATUSES = ("draft", "active", "paused", "completed")
+"""The statuses a campaign may have, as the API documents them."""
+
+
+@dataclass
+class Faults:
+    """Misbehaviour to inject; rates are fractions of valid requests, drawn independently."""
+
+    latency_s: float = 0.0
+    username_latency_s: float = 0.0
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    lost_rate: float = 0.0
+    hang_rate: float = 0.0
+    rate_limit: int = 0
+    rate_window_s: float = 60.0
+    seed: int | None = None
+
+
+@dataclass
+class SandboxCampaign:
+    """What ``GET /campaigns/{campaignId}`` tells of every campaign that exists."""
+
+    name: str = "Sandbox campaign"
+    status: str = "active"
+    description: str | None = None
+    # Custom variables: key -> display name, in the order the campaign lists them.
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SandboxConfig:
+    """What the sandbox accepts, the campaign it shows and how it misbehaves."""
+
+    token: str = DEFAULT_TOKEN
+    faults: Faults = field(default_factory=Faults)
+    max_total: int = 2000
+    # Bodies larger than this are answered 413 (0: no limit), as a server or a proxy
+    # in front of it may do; the API documents no limit of its own.
+    max_body_bytes: int = 0
+    campaign: SandboxCampaign = field(default_factory=SandboxCampaign)
+
+
+def campaign_from_json(data: object) -> SandboxCampaign:
+    """The campaign a JSON object describes, in the shape the API answers it.
+
+    ``name``, ``status``, ``description`` and ``customVariables`` are read, each
+    optional; a variable is ``{"displayName": ..., "description": ...}`` or, for
+    short, its display name alone, and an empty display name is the key. Other
+    fields (a variable's description too: the sandbox answers null) are ignored, so
+    a campaign object copied from the API will do. Raises `ValueError` naming the
+    field and what is wrong with it.
+    """
+    if not isinstance(data, dict):
+        raise ValueError("must be a JSON object")
+    campaign = SandboxCampaign()
+    if "name" in data:
+        campaign.name = _string(data["name"], "name")
+    if "status" in data:
+        status = data["status"]
+        if status not in CAMPAIGN_STATUSES:
+            expected = ", ".join(CAMPAIGN_STATUSES)
+            raise ValueError(f"status: must be one of {expected}, not {json.dumps(status)}")
+        campaign.status = status
+    if data.get("description") is not None:
+        campaign.description = _string(data["description"], "description")
+    variables = data.get("customVariables", {})
+    if not isinstance(variables, dict):
+        raise ValueError("customVariables: must be an object")
+    for key, value in variables.items():
+        if not key:
+            raise ValueError("customVariables: a variable's key must not be empty")
+        where = f"customVariables.{key}"
+        if isinstance(value, dict):
+            display = _string(value.get("displayName"), where + ".displayName")
+        elif isinstance(value, str):
+            display = value
+        else:
+            raise ValueError(f'{where}: must be {{"displayName": "..."}} or a display name')
+        campaign.variables[key] = display or key
+    return campaign
+
+
+def load_campaign(path: str | Path) -> SandboxCampaign:
+    """The campaign a JSON file describes (see `campaign_from_json`).
+
+    Raises `ValueError` saying what is wrong, without the file's name.
+    """
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read it: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("not valid JSON: nested too deeply") from None
+    return campaign_from_json(data)
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: must be a string")
+    return value
