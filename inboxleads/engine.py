@@ -198,12 +198,19 @@ class Engine:
         if self._on_abort is not None:
             self._on_abort()
 
-    def _refuse(self, answer: Answer) -> None:
+    def _refuse(self, answer: Answer, *, abandon: bool = True) -> None:
+        """The API refused the run: send nothing more. Requests in flight are
+        abandoned; with nothing in flight (the look-up), the run stops as for a
+        first signal, so the input is still read as far as it has come and listed."""
         if self.refused is None:
             status = answer.status or 0
             hint = http_status_to_refusal(status, self.config.campaign) or answer.message
             self.refused = ApiRefused(f"{hint} [{answer.message}]", status)
-            self.abort(f"the API refused the run ({status})")
+            why = f"the API refused the run ({status})"
+            if abandon:
+                self.abort(why)
+            else:
+                self.request_stop(why)
 
     def _on_pause(self, wait_s: float, reason: str) -> None:
         resume_at = self.clock() + wait_s
@@ -285,7 +292,7 @@ class Engine:
                 )
             return
         if answer.status == 401 and not config.dry_run:
-            self._refuse(answer)
+            self._refuse(answer, abandon=False)
             return
         status = answer.status
         hint = http_status_to_refusal(status, config.campaign) if status else None

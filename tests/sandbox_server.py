@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
+from typing import Any
 
 from inboxleads.sandbox import SandboxConfig, SandboxState, create_app
 from inboxleads.sandbox.server import _GRACE_S, _bind, _Server
@@ -14,8 +16,13 @@ from inboxleads.sandbox.server import _GRACE_S, _bind, _Server
 class RunningSandbox:
     """The sandbox on 127.0.0.1 (a free port) in a background thread, for a ``with`` block."""
 
-    def __init__(self, config: SandboxConfig | None = None) -> None:
+    def __init__(
+        self, config: SandboxConfig | None = None, wrap: Callable[[Any], Any] | None = None
+    ) -> None:
+        """`wrap` puts an ASGI app of the test's in front of the sandbox's (to make
+        one endpoint misbehave); the state stays the sandbox's."""
         self._app = create_app(config)
+        self._wrap = wrap
         self.state: SandboxState = self._app.state.sandbox
         self.base_url = ""
         self._server: _Server | None = None
@@ -26,6 +33,8 @@ class RunningSandbox:
         sock, self.base_url = _bind("127.0.0.1", 0)
         self._sock = sock
         server = self._server = _Server(self._app)
+        if self._wrap is not None:
+            server.config.app = self._wrap(self._app)  # uvicorn loads it when it starts
         self._thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="sandbox", daemon=True
         )

@@ -40,11 +40,11 @@ def failing_look_up(status: int) -> Wrap:
     def wrap(app: Any) -> Any:
         async def front(scope: Scope, receive: Receive, send: Send) -> None:
             path = scope.get("path", "")
-            if scope["type"] == "http" and scope["method"] == "GET" and "/leads" not in path:
-                if path.startswith("/api/v1/campaigns/"):
-                    body = {"error": {"code": "X", "message": f"look-up {status}", "status": status}}
-                    await JSONResponse(body, status)(scope, receive, send)
-                    return
+            look_up = scope["type"] == "http" and scope["method"] == "GET"
+            if look_up and "/leads" not in path and path.startswith("/api/v1/campaigns/"):
+                body = {"error": {"code": "X", "message": f"look-up {status}", "status": status}}
+                await JSONResponse(body, status)(scope, receive, send)
+                return
             await app(scope, receive, send)
 
         return front
@@ -83,7 +83,9 @@ def test_name_and_status_head_the_run_and_the_summary(
 ) -> None:
     server = server_with()
     path = write_lines(tmp_path / "a.txt", ["@jack", "@paulg"])
-    result = run_cli("add", "spring1", str(path), "--json", "--progress", "plain", env=api_env(server))
+    result = run_cli(
+        "add", "spring1", str(path), "--json", "--progress", "plain", env=api_env(server)
+    )
     assert result.code == 0, result.stderr
     summary = summary_of(result)
     assert (summary["campaign_name"], summary["campaign_status"]) == ("Spring outreach", "active")
@@ -193,7 +195,7 @@ def test_a_look_up_that_fails_otherwise_only_warns(
     result = run_cli(*argv, env=api_env(server))
     assert result.code == 0, result.stderr
     (warning,) = [w for w in warnings(result) if "look-up" in w]
-    assert f"campaign look-up failed" in warning and str(status) in warning
+    assert "campaign look-up failed" in warning and str(status) in warning
     summary = summary_of(result)
     assert "campaign_name" not in summary
     assert summary["lookup_requests"] == (2 if status == 503 else 1)  # a 5xx is retried

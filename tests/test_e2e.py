@@ -72,7 +72,8 @@ def test_100k_mixed_forms_arrive_once_each_in_50_requests(
     assert all(len(b["usernames"]) <= 2000 and b["platform"] == "twitter" for b in bodies)
     summary = result.summary
     assert summary.keys() >= CONTRACT_KEYS
-    assert summary["requests"] == 50 == sandbox_server.state.requests_by_status()[200]
+    assert summary["upload_requests"] == 50 == sandbox_server.state.requests_by_status()[200]
+    assert summary["requests"] == 51 and sandbox_server.state.lookups() == {200: 1}
     assert summary["added"] == len(sandbox_server.state.members("c100k")) == 100_000
     assert (summary["read"], summary["duplicates"], summary["unique"]) == (100_002, 2, 100_000)
     assert summary["delivered"] == 100_000 and summary["exit_code"] == 0
@@ -153,7 +154,9 @@ def test_refusal_stops_sending_at_once(
         "add", "stop1", str(path), "--batch-size", "10", "--concurrency", "1", "--json", env=env
     )
     assert result.code == 3
-    assert sandbox_server.state.requests_by_status() == {401: 1}
+    # The campaign look-up met the 401 first: no batch went out.
+    assert sandbox_server.state.lookups() == {401: 1}
+    assert sandbox_server.state.requests_by_status() == {}
     assert result.summary["undelivered"] == 500
 
 
@@ -332,7 +335,7 @@ def test_requests_really_overlap_up_to_the_concurrency(
         "--json",
         env=api_env(server),
     )
-    assert result.code == 0 and result.summary["requests"] == 8
+    assert result.code == 0 and result.summary["upload_requests"] == 8
     # The server saw all eight requests at once: they overlapped on the wire.
     assert server.state.max_in_flight == 8
 

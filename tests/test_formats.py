@@ -663,7 +663,7 @@ def test_empty_files_exit_0_and_send_nothing(
     (tmp_path / "blank.txt").write_bytes(b"\n# nothing here\n\n")
     result = run_cli("add", "empty1", *names, "--json", env=api_env(sandbox_server))
     assert result.code == 0, result.stderr
-    assert result.summary["read"] == 0 and result.summary["requests"] == 0
+    assert result.summary["read"] == 0 and result.summary["upload_requests"] == 0
     assert _nothing_sent(sandbox_server)
 
 
@@ -801,7 +801,7 @@ def test_dry_run_json_reports_sources_kinds_and_rejections_and_sends_nothing(
     )
     assert result.code == 0, result.stderr
     summary = result.summary
-    assert summary["dry_run"] is True and summary["requests"] == 0
+    assert summary["dry_run"] is True and summary["upload_requests"] == 0
     assert (summary["read"], summary["rejected"], summary["duplicates"], summary["unique"]) == (
         13,
         6,

@@ -287,7 +287,10 @@ def test_progress_plain_prints_a_line_at_most_every_log_interval(
     assert "\x1b" not in result.stderr and "\r" not in result.stderr
     progress = [line for line in result.stderr.splitlines() if line.startswith("progress:")]
     assert 1 <= len(progress) <= elapsed / 1 + 2, progress
-    shape = re.compile(r"progress: batches \d+/(\d+|\?) sent \d+ added \d+ .* elapsed \d+:\d\d$")
+    shape = re.compile(
+        r"progress: batches \d+/(\d+|\?) sent \d+ added \d+ .* elapsed \d+:\d\d"
+        r" pct (\d+%|\?) eta (\d+:\d\d|\?)$"
+    )
     assert all(shape.match(line) for line in progress), progress
     assert "added: 25" in result.stderr.splitlines()
 
@@ -301,7 +304,9 @@ def test_progress_auto_is_plain_when_stderr_is_not_a_terminal(
     lines = result.stderr.splitlines()
     assert "\x1b" not in result.stderr and "\r" not in result.stderr
     assert not re.search("[\u2500-\u257f]", result.stderr), "a rich table on a pipe"
-    assert lines[0] == "campaign: auto1" and "added: 2" in lines
+    # The campaign as the look-up found it, first, and again over the summary.
+    assert lines[0] == 'campaign: auto1 "Sandbox campaign" (active)' and "added: 2" in lines
+    assert lines.count(lines[0]) == 2
     assert lines[-1] == "All 2 unique identifiers delivered."
 
 
@@ -402,8 +407,8 @@ def test_second_run_exits_4_and_a_wait_lock_run_resumes_after_the_first(
     assert first.returncode == 0 and third.returncode == 0, (err1, err3)
     one = json.loads(out1.decode().splitlines()[-1])
     three = json.loads(out3.decode().splitlines()[-1])
-    assert one["delivered"] == 40 and one["requests"] == 10
-    assert (three["resumed"], three["unique"], three["requests"]) == (40, 40, 0)
+    assert one["delivered"] == 40 and one["upload_requests"] == 10
+    assert (three["resumed"], three["unique"], three["upload_requests"]) == (40, 40, 0)
     assert slow.state.total_requests() == 10
     # The --wait-lock run was started before the first run's last answer and ended after it.
     last_answer = slow.state.last_answer
@@ -425,7 +430,7 @@ def test_resume_keeps_its_journal_under_xdg_state_home(
     again = run_cli("add", "resume1", str(path), "--resume", "--json", env=env)
     summary = again.summary
     assert again.code == 0
-    assert (summary["resumed"], summary["unique"], summary["requests"]) == (4, 4, 0)
+    assert (summary["resumed"], summary["unique"], summary["upload_requests"]) == (4, 4, 0)
     assert len(sandbox_server.state.received("resume1")) == 4
 
 
@@ -487,7 +492,7 @@ def test_readme_cron_recipe_syncs_then_resumes_everything(
     received = sandbox_server.state.received("c0ffee42")
     assert sorted(v for _, v in received) == ["ada_l", "bob_b", "gone_c"]
     assert sandbox_server.state.bodies("c0ffee42")[0]["leads"][0]["data"]["company"] == "Acme"
-    assert (second["resumed"], second["unique"], second["requests"]) == (3, 3, 0)
+    assert (second["resumed"], second["unique"], second["upload_requests"]) == (3, 3, 0)
     assert len((workdir / "sync.log").read_text().splitlines()) == 2
     assert not mailed.exists(), "mail ran after a successful sync"
     for written in [*workdir.iterdir(), *(tmp_path / "state").rglob("*")]:
@@ -674,7 +679,9 @@ def test_cross_origin_redirect_is_refused_and_never_followed(run_cli: Run, tmp_p
     # Neither the leads nor the token went to the host the user did not configure.
     assert target.requests == []
     assert result.code == 3 and "--base-url" in result.stderr and "307" in result.stderr
-    assert result.summary["undelivered"] == 2 and result.summary["requests"] == 1
+    # The look-up met the redirect first (a warning), then the upload's request did.
+    assert result.summary["undelivered"] == 2 and result.summary["upload_requests"] == 1
+    assert result.summary["lookup_requests"] == 1
     assert (tmp_path / "left.txt").read_text().split() == ["jack", "naval"]
 
 

@@ -63,7 +63,7 @@ def test_flaky_server_still_gets_every_lead(start_sandbox: Start, tmp_path: Path
     summary = result.summary.to_json()
     assert {v for _, v in server.state.members("flaky1")} == set(handles)
     assert summary["delivered"] == 3000 and summary["undelivered"] == 0
-    assert summary["retries"] > 0 and summary["requests"] == 30 + summary["retries"]
+    assert summary["retries"] > 0 and summary["upload_requests"] == 30 + summary["retries"]
     faults = server.state.faults()
     assert faults.get("drop", 0) > 0 and faults.get("lost", 0) > 0
     # An answer lost after the batch was applied makes the retry count as skipped.

@@ -242,7 +242,7 @@ def test_a_413_splits_the_batch_until_the_server_takes_it(run_cli: Run, tmp_path
     summary = result.summary
     assert (summary["delivered"], summary["undelivered"], summary["added"]) == (300, 0, 300)
     assert summary["batches"] == len(bodies)
-    assert summary["requests"] == statuses[200] + statuses[413]
+    assert summary["upload_requests"] == statuses[200] + statuses[413]
     assert "too large for the server" in result.stderr and "sending it in halves" in result.stderr
     said = re.search(
         r"([\d,]+) requests were too large for the server \(the smallest ([\d,]+)", result.stderr
@@ -437,7 +437,7 @@ def test_a_run_where_every_record_is_rejected_exits_2(
         assert result.code == 2
         assert "every record read was rejected" in result.stderr
         summary = result.summary
-        assert (summary["read"], summary["rejected"], summary["requests"]) == (
+        assert (summary["read"], summary["rejected"], summary["upload_requests"]) == (
             len(lines),
             len(lines),
             0,

@@ -129,7 +129,7 @@ def test_resume_on_a_windows_like_interpreter_sends_each_batch_once(
     again = run_windows_like("add", "winres", "leads.txt", "--resume", "--json", env=env)
     assert (first.code, again.code) == (0, 0), first.stderr + again.stderr
     assert first.summary["added"] == len(good)
-    assert again.summary["resumed"] == len(good) and again.summary["requests"] == 0
+    assert again.summary["resumed"] == len(good) and again.summary["upload_requests"] == 0
     received = [value for _, value in sandbox_server.state.received("winres")]
     assert sorted(received) == sorted(good)  # each handle reached the server once
     journals = list((tmp_path / "state" / "journals").glob("winres-*.journal"))
