@@ -42,7 +42,7 @@ SHOWN = SandboxCampaign(
 
 def _leads(path: Path) -> None:
     lines = ["twitter,Company name,City"]
-    for i in range(24_000):
+    for i in range(60_000):
         handle = f"gone_{i:05d}" if i % 997 == 0 else f"@lead_{i:05d}"
         lines.append(f"{handle},Company {i % 300},City {i % 40}")
     lines += ["not a handle,,", "https://example.com/x,,", "@lead_00001,,", "LEAD_00002,,"]
@@ -74,7 +74,7 @@ async def _run(path: Path, out: Path) -> None:
         started = time.monotonic()
         task = asyncio.create_task(engine.run())
         # A frame part-way through, once the ETA is known.
-        while (tally.batches_done < 5 or tally.eta() is None) and not task.done():  # noqa: ASYNC110
+        while (tally.batches_done < 8 or tally.eta() is None) and not task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         record.print(display.renderable())
         await task
