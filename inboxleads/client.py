@@ -315,6 +315,11 @@ class InboxClient:
         return response.status_code, response.headers, body
 
     def _masked(self, answer: Answer) -> Answer:
-        if self._token in answer.message:
-            answer = dataclasses.replace(answer, message=answer.message.replace(self._token, "***"))
+        """The answer's message without the token, and without control characters
+        (a server's words are shown on terminals and written to logs)."""
+        message = answer.message.replace(self._token, "***")
+        if not message.isprintable():
+            message = "".join(ch if ch.isprintable() else "?" for ch in message)
+        if message != answer.message:
+            answer = dataclasses.replace(answer, message=message)
         return answer

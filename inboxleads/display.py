@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from . import events as ev
 from .accounting import Summary, Tally
+from .errors import cut, printable
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -119,8 +120,9 @@ def campaign_text(campaign: str, tally: Tally) -> str:
     found = tally.campaign
     if found is None:
         return campaign
-    name = f" {json.dumps(found.name, ensure_ascii=False)}" if found.name else ""
-    status = f" ({found.status})" if found.status else ""
+    # What the server says is quoted: no control character reaches a terminal or a log.
+    name = f" {json.dumps(cut(found.name), ensure_ascii=False)}" if found.name else ""
+    status = f" ({printable(found.status)})" if found.status else ""
     return f"{campaign}{name}{status}"
 
 

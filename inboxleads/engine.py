@@ -50,7 +50,7 @@ from typing import Any, TypeVar
 from . import events as ev
 from .batching import DEFAULT_MAX_REQUEST_BYTES, Batch, Batcher, Deduper
 from .client import Answer, CampaignInfo, InboxClient, Outcome
-from .errors import ApiRefused, InboxLeadsError, InputError, http_status_to_refusal
+from .errors import ApiRefused, InboxLeadsError, InputError, cut, http_status_to_refusal, printable
 from .identifiers import HandleRun, Kind, Lead
 from .inputs import Chunk, ColumnsUsed, Notice, OpenInput, ReadOptions, Rejection
 from .journal import Journal
@@ -283,7 +283,7 @@ class Engine:
             self.reader.use_variables(found.variables)
             self.emit(ev.Campaign(found.id, found.name, found.status, found.variables))
             if found.status == "completed":
-                name = f" {found.name!r}" if found.name else ""
+                name = f" {cut(found.name)!r}" if found.name else ""
                 self.emit(
                     ev.Note(
                         f"campaign {found.id}{name} is completed: leads added to it "
@@ -429,7 +429,10 @@ class Engine:
         missing = [(key, shown) for key, shown in self.campaign.variables if key not in sent]
         if not missing:
             return
-        named = ", ".join(key if key == shown else f"{key} ({shown!r})" for key, shown in missing)
+        named = ", ".join(
+            printable(key) if key == shown else f"{printable(key)} ({shown!r})"
+            for key, shown in missing
+        )
         self.say_once(
             f"unfilled {named}",
             f"{used.source}: no column provides the campaign variable"

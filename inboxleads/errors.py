@@ -143,3 +143,17 @@ class Bug(InboxLeadsError):
         import traceback
 
         return cls(f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)))
+
+
+def cut(text: str, most: int = 100) -> str:
+    """`text`, cut to `most` characters at most (an ellipsis says so)."""
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def printable(text: str) -> str:
+    """A word from the server as it may be shown: as it is when it is one printable
+    word, else quoted (and cut to a reasonable length), so that no control
+    character reaches a terminal or a log."""
+    if text.isprintable() and " " not in text and len(text) <= 100:
+        return text
+    return repr(cut(text))

@@ -31,7 +31,7 @@ import httpx
 import pytest
 
 from inboxleads.runner import Environment
-from inboxleads.sandbox import Faults, SandboxConfig
+from inboxleads.sandbox import Faults, SandboxCampaign, SandboxConfig
 
 from .sandbox_server import RunningSandbox
 
@@ -207,8 +207,16 @@ def start_sandbox() -> Iterator[Callable[..., RunningSandbox]]:
     """Start sandboxes with faults: `start_sandbox(error_rate=0.3, seed=1)`."""
     running: list[RunningSandbox] = []
 
-    def start(**faults: Any) -> RunningSandbox:
-        server = RunningSandbox(SandboxConfig(token=SECRET, faults=Faults(**faults)))
+    def start(
+        campaign: SandboxCampaign | None = None,
+        wrap: Callable[[Any], Any] | None = None,
+        **faults: Any,
+    ) -> RunningSandbox:
+        """A sandbox with `faults`, showing `campaign`, behind `wrap` (see RunningSandbox)."""
+        config = SandboxConfig(token=SECRET, faults=Faults(**faults))
+        if campaign is not None:
+            config.campaign = campaign
+        server = RunningSandbox(config, wrap=wrap)
         server.__enter__()
         running.append(server)
         return server

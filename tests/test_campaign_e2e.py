@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,9 @@ import pytest
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from inboxleads.sandbox import Faults, SandboxCampaign, SandboxConfig
+from inboxleads.sandbox import SandboxCampaign
 
-from .conftest import SECRET, CliResult, api_env, write_lines
+from .conftest import CliResult, api_env, write_lines
 from .sandbox_server import RunningSandbox
 
 VARIABLES = {"company-name": "Company name", "city": "City", "first-line": "First line"}
@@ -53,21 +53,15 @@ def failing_look_up(status: int) -> Wrap:
 
 
 @pytest.fixture
-def server_with() -> Iterator[Callable[..., RunningSandbox]]:
-    running: list[RunningSandbox] = []
+def server_with(
+    start_sandbox: Callable[..., RunningSandbox],
+) -> Callable[..., RunningSandbox]:
+    """Sandboxes showing the campaign `CAMPAIGN` unless told otherwise."""
 
-    def start(
-        campaign: SandboxCampaign = CAMPAIGN, wrap: Wrap | None = None, **faults: Any
-    ) -> RunningSandbox:
-        config = SandboxConfig(token=SECRET, campaign=campaign, faults=Faults(**faults))
-        server = RunningSandbox(config, wrap=wrap)
-        server.__enter__()
-        running.append(server)
-        return server
+    def start(campaign: SandboxCampaign = CAMPAIGN, **options: Any) -> RunningSandbox:
+        return start_sandbox(campaign=campaign, **options)
 
-    yield start
-    for server in running:
-        server.__exit__(None, None, None)
+    return start
 
 
 def summary_of(result: CliResult) -> dict[str, Any]:

@@ -339,3 +339,32 @@ def test_the_displays_head_with_the_campaign_and_show_the_bar() -> None:
     plain = PlainDisplay(out, tally, clock=clock)
     plain.event(ev.Campaign("spring1", "Spring outreach", "active", VARIABLES))
     assert out.getvalue() == 'campaign: spring1 "Spring outreach" (active)\n'
+
+
+def test_what_the_server_names_reaches_no_terminal_raw(tmp_path: Path) -> None:
+    odd = {
+        **CAMPAIGN,
+        "name": "Spring\x1b[31m\nred",
+        "status": "completed\x1b]0;x\x07",
+        "customVariables": {"k\x1b[2J": {"displayName": "Shown\x1b[2J"}},
+    }
+    recorder = Recorder([httpx.Response(200, json=odd)])
+    fake = FakeTime()
+    err = io.StringIO()
+    job = AddJob(
+        campaign="spring1",
+        inputs=[str(write_lines(tmp_path / "a.csv", CSV))],
+        token=SECRET,
+        base_url="https://api.test/api/v1",
+        progress="plain",
+    )
+    result = run_add(job, quiet_env(fake, stderr=err, transport=httpx.MockTransport(recorder)))
+    assert result.status == ExitStatus.OK
+    text = err.getvalue()
+    assert "\x1b" not in text and "\x07" not in text
+    assert 'campaign: spring1 "Spring\\u001b[31m\\nred"' in text or "Spring\\x1b" in text
+    assert "no column provides" in text and "('completed\\x1b]0;x\\x07')" in text
+
+    refused = httpx.Response(401, content=b'{"error": "no\x1b[2J entry"}')
+    result, events = run(tmp_path, Recorder([refused]), ["@jack"], name="b.txt")
+    assert result.error is not None and "\x1b" not in result.error.message
