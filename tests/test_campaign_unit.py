@@ -366,5 +366,5 @@ def test_what_the_server_names_reaches_no_terminal_raw(tmp_path: Path) -> None:
     assert "no column provides" in text and "('completed\\x1b]0;x\\x07')" in text
 
     refused = httpx.Response(401, content=b'{"error": "no\x1b[2J entry"}')
-    result, events = run(tmp_path, Recorder([refused]), ["@jack"], name="b.txt")
+    result, _ = run(tmp_path, Recorder([refused]), ["@jack"], name="b.txt")
     assert result.error is not None and "\x1b" not in result.error.message
