@@ -14,6 +14,7 @@ import json
 import os
 import stat
 import sys
+import time
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -668,6 +669,12 @@ def _renames(given: list[str]) -> tuple[tuple[str, str], ...]:
     last `=`: a header may hold one, a variable's key does not)."""
     renames: dict[str, str] = {}
     for item in given:
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(
+                f"--map {item!r}: not valid UTF-8 (check the terminal's or the script's encoding)"
+            ) from None
         header, equals, key = item.rpartition("=")
         header, key = header.strip(), key.strip()
         if not equals or not header or not key:
@@ -885,7 +892,8 @@ def _print_error(message: str, event_exit_code: int | None = None) -> None:
     if event_exit_code is None:
         line = f"inboxleads: error: {message}"
     else:
-        line = json.dumps({"event": "error", "message": message, "exit_code": event_exit_code})
+        event = {"event": "error", "message": message, "exit_code": event_exit_code}
+        line = json.dumps({**event, "ts": time.time()})
     try:
         if sys.stderr is not None:
             sys.stderr.write(line + "\n")

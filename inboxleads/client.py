@@ -253,9 +253,9 @@ class InboxClient:
         if answer.outcome is not Outcome.OK:
             return answer
         found = parse_campaign(campaign, body)
-        if found is None:
+        if found is None:  # retried, as an upload's answer that is not the documented JSON
             message = "answer is not the documented JSON"
-            return Answer(Outcome.REJECTED, status, message, rate=answer.rate)
+            return Answer(Outcome.RETRY, status, message, rate=answer.rate)
         return dataclasses.replace(answer, campaign=found)
 
     async def post_leads(

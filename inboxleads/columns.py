@@ -186,7 +186,8 @@ def layout(
         for name in data_columns:
             chosen.update(_matching(header, keys, name, "--data-columns"))
         data = [(i, keys[i]) for i in sorted(chosen)]
-    data = _sent_as(header, keys, data, renames, variables, warnings)
+    ids = {c.index for c in identifiers}
+    data = _sent_as(header, keys, data, ids, renames, variables, warnings)
     return Layout(tuple(identifiers), tuple(data), tuple(warnings), tuple(keys))
 
 
@@ -194,27 +195,41 @@ def _sent_as(
     header: list[str],
     keys: list[str],
     data: list[tuple[int, str]],
+    ids: set[int],
     renames: tuple[tuple[str, str], ...],
     variables: tuple[tuple[str, str], ...],
     warnings: list[str],
 ) -> list[tuple[int, str]]:
     """The key each data column is sent as: `--map` first, then the campaign
-    variable whose key or display name the column's name equals (case, spaces,
-    `-` and `_` ignored; a key before a display name), else its own name.
+    variable whose key or display name the column's name equals (case, spaces
+    and punctuation ignored; a key before a display name), else its own name.
 
     Two columns never go out under one key. A key goes to the column `--map`
     gave it, else to the column of that very name, else to the first column
     mapped to it; the others keep their own name (said in a warning)."""
+    sent = {index for index, _ in data}
     mapped: dict[int, str] = {}
     for name, key in renames:
-        for index in _matching(header, keys, name, "--map"):
-            mapped[index] = key
+        index = _matching(header, keys, name, "--map")[0]  # a repeated name: the first
+        if index in ids:
+            raise HeaderError(
+                f"--map: column {keys[index]!r} holds the identifier; only data columns "
+                "are sent under another key"
+            )
+        if index not in sent:
+            raise HeaderError(f"--map: column {keys[index]!r} is not sent (see --data-columns)")
+        mapped[index] = key
     by_name: dict[str, str] = {}
     for key, _ in variables:
         by_name.setdefault(normalise(key), key)
     for key, shown in variables:
         by_name.setdefault(normalise(shown), key)
-    wanted = {index: mapped.get(index) or by_name.get(normalise(own), own) for index, own in data}
+    # Identifier columns keep their names (their values are data only in rows that
+    # took their identifier from another column).
+    wanted = {
+        index: mapped.get(index) or (own if index in ids else by_name.get(normalise(own), own))
+        for index, own in data
+    }
 
     def claim(index: int) -> tuple[int, int]:
         own = keys[index]

@@ -121,7 +121,7 @@ def campaign_text(campaign: str, tally: Tally) -> str:
     if found is None:
         return campaign
     # What the server says is quoted: no control character reaches a terminal or a log.
-    name = f" {json.dumps(cut(found.name), ensure_ascii=False)}" if found.name else ""
+    name = f" {_quoted(cut(found.name))}" if found.name else ""
     status = f" ({printable(found.status)})" if found.status else ""
     return f"{campaign}{name}{status}"
 
@@ -316,7 +316,8 @@ class PlainDisplay:
             # A new pause, or one pushed at least a second further, is news.
             if previous is None or self._clock() >= previous or event.resume_at >= previous + 1:
                 self._announced_pause = event.resume_at
-                reason = f" ({event.reason})" if event.reason else ""
+                reason = event.reason.removeprefix("rate limit: ")
+                reason = f" ({reason})" if reason else ""
                 lifts = _clock_time(self._wall() + event.wait_s)
                 self._write(f"rate limit: pausing {event.wait_s:.1f} s, until {lifts}{reason}")
         elif isinstance(event, ev.Campaign):
@@ -348,6 +349,15 @@ class PlainDisplay:
         for line in details(summary):
             self._write(line)
         self._write(verdict(summary)[0])
+
+
+def _quoted(text: str) -> str:
+    """`text` in double quotes, with every character that is not printable escaped
+    (control characters, and format characters such as a right-to-left override)."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    if quoted.isprintable():
+        return quoted
+    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in quoted)
 
 
 def _clock_time(wall: float) -> str:

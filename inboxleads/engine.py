@@ -63,6 +63,8 @@ T = TypeVar("T")
 Companion = Callable[[], Awaitable[None]]
 # How long an ending run waits for the reader to hand over what it already read.
 DRAIN_S = 0.5
+# The campaign variables a warning names at most.
+MOST_NAMED = 20
 
 
 @dataclass
@@ -154,6 +156,7 @@ class Engine:
         # What the campaign look-up found (None: not asked, or it failed).
         self.campaign: CampaignInfo | None = None
         self._tables = 0  # table inputs whose header was read
+        self._batches_said: int | None = None  # the batches InputFinished said
 
     # -- stopping -------------------------------------------------------------
 
@@ -364,7 +367,7 @@ class Engine:
             if self.bug is None:
                 self.bug = exc
                 self.bug_trace = "".join(traceback.format_exception(exc))
-        self.emit(ev.InputFinished(self.ledger.counts.batches))
+        self._input_finished()
 
     def _end_now(self, batches: list[Batch], cause: str) -> None:
         """Batches formed once the run has ended are not sent."""
@@ -419,7 +422,17 @@ class Engine:
                 waits.append(timer)
             await first(*waits)
         await self._start(self._flush())
-        self.emit(ev.InputFinished(self.ledger.counts.batches))
+        if self.config.read.renames and not self._tables:
+            self.emit(ev.Note("--map: no input had a header, so no column was mapped"))
+        self._input_finished()
+
+    def _input_finished(self) -> None:
+        """Every input was read: say how many batches there are (again only if a stop
+        formed more after that)."""
+        batches = self.ledger.counts.batches
+        if batches != self._batches_said:
+            self._batches_said = batches
+            self.emit(ev.InputFinished(batches))
 
     def _variables_unfilled(self, used: ColumnsUsed) -> None:
         """One warning naming each campaign variable no column of a table provides."""
@@ -430,15 +443,17 @@ class Engine:
         if not missing:
             return
         named = ", ".join(
-            printable(key) if key == shown else f"{printable(key)} ({shown!r})"
-            for key, shown in missing
+            printable(key) if key == shown else f"{printable(key)} ({cut(shown)!r})"
+            for key, shown in missing[:MOST_NAMED]
         )
+        if len(missing) > MOST_NAMED:
+            named += f" and {len(missing) - MOST_NAMED:,} more"
         self.say_once(
             f"unfilled {named}",
             f"{used.source}: no column provides the campaign variable"
             f"{'s' if len(missing) > 1 else ''} {named}: personalisation with "
             f"{'them' if len(missing) > 1 else 'it'} would be empty "
-            "(name a column for it with --map HEADER=KEY)",
+            f"(name a column for {'each' if len(missing) > 1 else 'it'} with --map HEADER=KEY)",
         )
 
     def _flush(self) -> list[Batch]:

@@ -207,9 +207,9 @@ def test_progress_rises_from_0_to_1_with_an_eta_on_a_file_and_is_null_on_a_pipe(
     server_with: Callable[..., RunningSandbox], run_cli: Callable[..., CliResult], tmp_path: Path
 ) -> None:
     server = server_with(latency_s=0.15)
-    leads = [f"lead_{i:04d}" for i in range(1000)]
+    leads = [f"lead_{i:05d}" for i in range(5000)]
     path = write_lines(tmp_path / "a.txt", leads)
-    argv = ["add", "spring7", str(path), "--batch-size", "40", "--concurrency", "2"]
+    argv = ["add", "spring7", str(path), "--batch-size", "200", "--concurrency", "2"]
     argv += ["--progress", "jsonl", "--log-interval", "0.1"]
     result = run_cli(*argv, env=api_env(server))
     assert result.code == 0, result.stderr
@@ -219,7 +219,12 @@ def test_progress_rises_from_0_to_1_with_an_eta_on_a_file_and_is_null_on_a_pipe(
     assert fractions == sorted(fractions) and len(set(fractions)) > 5, fractions
     etas = [e["eta_s"] for e in seen if e["eta_s"] is not None and 0 < e["fraction"] < 1]
     assert etas, seen
-    assert seen[-1]["delivered"] == 1000 and seen[-1]["eta_s"] == 0.0
+    # The fraction follows the batches that ended (25 in all), not the bytes read ahead.
+    assert all(abs(e["fraction"] - e["batches_done"] / 25) <= 0.1 for e in seen), seen
+    # The number of batches is said once, when the input has been read.
+    finished = [line for line in result.stderr.splitlines() if '"input_finished"' in line]
+    assert len(finished) == 1 and json.loads(finished[0])["batches"] == 25
+    assert seen[-1]["delivered"] == 5000 and seen[-1]["eta_s"] == 0.0
 
     argv[2] = "-"
     argv[1] = "spring8"
@@ -227,4 +232,20 @@ def test_progress_rises_from_0_to_1_with_an_eta_on_a_file_and_is_null_on_a_pipe(
     assert result.code == 0, result.stderr
     seen = progress_events(result.stderr)
     assert seen and all(e["fraction"] is None and e["eta_s"] is None for e in seen)
-    assert seen[-1]["delivered"] == 1000
+    assert seen[-1]["delivered"] == 5000
+
+
+def test_map_of_a_value_that_is_not_utf8_is_a_usage_error(
+    run_cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "a.csv", CSV)
+    result = run_cli("add", "spring9", str(path), "--sandbox", "--json", "--map", "note=x\udcff")
+    assert result.code == 2 and "--map" in result.stderr and "UTF-8" in result.stderr
+    assert summary_of(result)["exit_code"] == 2
+
+
+def test_map_with_no_table_input_says_so(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "a.txt", ["@jack"])
+    result = run_cli("add", "spring10", str(path), "--sandbox", "--map", "note=x")
+    assert result.code == 0, result.stderr
+    assert "warning: --map: no input had a header, so no column was mapped" in result.stderr

@@ -68,6 +68,26 @@ def test_map_of_a_column_that_is_not_there_names_the_columns() -> None:
         sent_as(["twitter", "Company name"], renames=(("Firm", "company-name"),))
 
 
+def test_map_names_a_data_column_that_is_sent() -> None:
+    header = ["name", "twitter_username", "twitter_id", "note"]
+    with pytest.raises(cols.HeaderError, match="'twitter_id' holds the identifier"):
+        cols.layout(header, renames=(("twitter_id", "first-line"),))
+    with pytest.raises(cols.HeaderError, match="'note' is not sent"):
+        cols.layout(header, data_columns=("name",), renames=(("note", "first-line"),))
+
+
+def test_map_of_a_repeated_name_maps_the_first_column_of_it() -> None:
+    layout = cols.layout(["handle", "name", "name"], renames=(("name", "first-line"),))
+    assert [key for _, key in layout.data if _ > 0] == ["first-line", "name_2"]
+    assert not layout.warnings[1:], layout.warnings
+
+
+def test_identifier_columns_keep_their_names() -> None:
+    # A variable named like an identifier column does not rename it.
+    layout = cols.layout(["twitter", "x_id", "note"], variables=(("twitter", "Twitter"),))
+    assert dict(layout.data)[0] == "twitter" and dict(layout.data)[1] == "x_id"
+
+
 def test_two_columns_never_go_out_under_one_key() -> None:
     header = ["twitter", "Company name", "company-name"]
     layout = cols.layout(header, variables=VARIABLES)
@@ -115,8 +135,8 @@ def test_the_look_up_reads_name_status_and_variables_and_ignores_unknown_fields(
 @pytest.mark.parametrize(
     ("status", "body", "outcome"),
     [
-        (200, b"<html>maintenance</html>", Outcome.REJECTED),
-        (200, b"[1, 2]", Outcome.REJECTED),
+        (200, b"<html>maintenance</html>", Outcome.RETRY),
+        (200, b"[1, 2]", Outcome.RETRY),
         (401, b'{"error": {"code": "UNAUTHORIZED", "message": "invalid token"}}', Outcome.REFUSED),
         (404, b'{"error": {"code": "CAMPAIGN_NOT_FOUND"}}', Outcome.REFUSED),
         (503, b"", Outcome.RETRY),
