@@ -165,6 +165,9 @@ class Schedule:
     pre_stop: StopPlan | None  # resume: a first run with the same journal, stopped so
     # The sandbox answers 413 to larger bodies: batches are split, down to one lead.
     max_body_bytes: int = 0
+    # The campaign look-up: "ok" (the sandbox answers), "404" or "503" (answered so
+    # here, every time: a warning, or retries then a warning), "skip" (--no-check).
+    lookup: str = "ok"
 
     @property
     def data(self) -> bytes:
@@ -203,6 +206,8 @@ class Schedule:
         )
         if self.max_body_bytes:
             parts.append(f"413 over {self.max_body_bytes} bytes")
+        if self.lookup != "ok":
+            parts.append(f"lookup={self.lookup}")
         parts.append("stops=[" + "; ".join(map(str, self.stops)) + "]")
         if self.inject is not None:
             parts.append(f"inject={self.inject}")
@@ -393,6 +398,7 @@ def make_schedule(seed: int) -> Schedule:
     journal = resume or (inject is not None and inject.where == "journal") or rng.random() < 0.15
     # Drawn last, so that every earlier draw of a seed stays what it was.
     max_body_bytes = rng.choice([250, 500, 1000]) if not slow and rng.random() < 0.15 else 0
+    lookup = rng.choices(["ok", "404", "503", "skip"], weights=[70, 10, 10, 10])[0]
 
     return Schedule(
         seed=seed,
@@ -415,6 +421,7 @@ def make_schedule(seed: int) -> Schedule:
         journal=journal,
         pre_stop=pre_stop,
         max_body_bytes=max_body_bytes,
+        lookup=lookup,
     )
 
 
@@ -603,11 +610,15 @@ class Stderr(io.StringIO):
 
 
 class Transport(httpx.AsyncBaseTransport):
-    """The sandbox's transport, whose N-th request may raise instead."""
+    """The sandbox's transport, whose N-th request may raise instead, and which may
+    answer every campaign look-up with an error of its own (`lookup`)."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, inject: Injection | None) -> None:
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, inject: Injection | None, lookup: str = "ok"
+    ) -> None:
         self.inner = inner
         self.inject = inject
+        self.lookup = lookup
         self.requests = 0
         self.fired = False
 
@@ -616,6 +627,10 @@ class Transport(httpx.AsyncBaseTransport):
         if self.inject is not None and self.requests == self.inject.at:
             self.fired = True
             raise self.inject.make()
+        if request.method == "GET" and self.lookup in ("404", "503"):
+            status = int(self.lookup)
+            body = {"error": {"code": "X", "message": "look-up refused here", "status": status}}
+            return httpx.Response(status, json=body)
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -869,7 +884,7 @@ def run_once(
     control = Control(plans, schedule.stop_grace_s)
     stderr = Stderr(control, inject if inject is not None and inject.where == "display" else None)
     client_inject = inject if inject is not None and inject.where == "client" else None
-    transport = Transport(sandbox_transport(app), client_inject)
+    transport = Transport(sandbox_transport(app), client_inject, schedule.lookup)
     feeder = Feeder(control, schedule) if schedule.source == "pipe" else None
     stdin_file = open(input_path, "rb") if schedule.source == "stdin-file" else None  # noqa: SIM115
     stdin: Any = feeder.stdin if feeder is not None else stdin_file or io.BytesIO(b"")
@@ -902,6 +917,7 @@ def run_once(
         journal=journal_path,
         undelivered=undelivered_path,
         json_summary=True,
+        no_check=schedule.lookup == "skip",
     )
     state = app.state.sandbox
     before = len(state.received(CAMPAIGN))
