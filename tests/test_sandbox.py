@@ -849,6 +849,111 @@ async def test_json_nested_too_deeply_is_400_in_the_error_shape() -> None:
     assert state_of(app).requests_by_status() == {400: 1}
 
 
+async def post_raw(app: Starlette, content: bytes) -> httpx.Response:
+    async with client_for(app) as client:
+        return await client.post("/campaigns/v2/c1/leads", content=content, headers=JSON_HEADERS)
+
+
+async def get_state(app: Starlette) -> httpx.Response:
+    async with client_for(app) as client:
+        return await client.get("/_sandbox/state")
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        (
+            rb'{"leads":[{"username":"jack","data":{"a":"\udfff"}}],"platform":"twitter"}',
+            "leads[0].data.a",
+        ),
+        (rb'{"usernames":["\ud800"],"platform":"twitter"}', "usernames[0]"),
+        (rb'{"usernames":["jack","x\uDBFFy"]}', "usernames[1]"),
+        (rb'{"externalIds":["\ude00\ud83d"]}', "externalIds[0]"),
+        (rb'{"leads":[{"username":"ev"},{"externalId":"\udC00"}]}', "leads[1].externalId"),
+        (rb'{"leads":[{"username":"jack","data":{"\ud800":"v"}}]}', "leads[0].data"),
+        (rb'{"usernames":["jack"],"\ud800":1}', "body"),
+    ],
+)
+async def test_a_string_holding_half_a_character_is_400_and_never_stored(
+    content: bytes, field: str
+) -> None:
+    app = create_app()
+    response = await post_raw(app, content)
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["message"].startswith(field + ": ")
+    assert "half of a character" in error["message"]
+    assert state_of(app).bodies("c1") == []
+    state = await get_state(app)
+    assert state.status_code == 200
+    assert state.json()["by_status"] == {"400": 1}
+    assert (await post(app, {"usernames": ["jack"]}, campaign="c1")).status_code == 200
+    assert (await get_state(app)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"usernames":["\xed\xa0\x80"]}',  # a surrogate written in UTF-8 bytes
+        '{"usernames":["\ud800"]}'.encode("utf-16-le", "surrogatepass"),
+    ],
+    ids=["utf-8", "utf-16"],
+)
+async def test_a_body_encoding_half_a_character_is_not_valid_json(content: bytes) -> None:
+    app = create_app()
+    response = await post_raw(app, content)
+    assert response.status_code == 400
+    assert error_of(response)["message"] == "body: not valid JSON"
+    assert (await get_state(app)).status_code == 200
+
+
+async def test_whole_characters_escaped_as_pairs_or_backslashes_are_accepted() -> None:
+    app = create_app()
+    content = rb'{"leads":[{"username":"jack","data":{"a":"\ud83d\ude00","b":"\\ud800"}}]}'
+    response = await post_raw(app, content)
+    assert response.json() == {"added": 1, "skipped": 0, "failed": 0}
+    state = await get_state(app)
+    assert state.status_code == 200
+    assert state.json()["campaigns"]["c1"]["data"] == {
+        "username:jack": {"a": "\U0001f600", "b": "\\ud800"}
+    }
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"usernames":[NaN]}',
+        b'{"platformIds":[Infinity]}',
+        b'{"leads":[{"username":"jack","data":{"a":-Infinity}}]}',
+        b'{"usernames":["jack"],"platform":NaN}',
+    ],
+)
+async def test_nan_and_infinity_are_not_json(content: bytes) -> None:
+    app = create_app()
+    response = await post_raw(app, content)
+    assert response.status_code == 400
+    error = error_of(response)
+    assert (error["code"], error["message"]) == ("VALIDATION_ERROR", "body: not valid JSON")
+    assert state_of(app).bodies("c1") == []
+
+
+async def test_nothing_a_client_sends_makes_the_campaign_or_state_answer_500() -> None:
+    app = create_app()
+    odd_token = {"Authorization": b"Bearer t\xff\xed\xa0\x80"}
+    async with client_for(app) as client:
+        answers = [
+            await client.get("/campaigns/%ED%A0%80", headers=AUTH),
+            await client.get("/campaigns/%FF", headers=AUTH),
+            await client.get("/campaigns/c1", headers=odd_token),
+            await client.post(
+                "/campaigns/v2/c1/leads", json={"usernames": ["a"]}, headers=odd_token
+            ),
+        ]
+    assert [response.status_code for response in answers] == [400, 400, 401, 401]
+    assert (await get_state(app)).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [("POST", "/campaigns/v2/c1/leads/"), ("GET", "/campaigns/c1/"), ("GET", "/_sandbox/state/")],
@@ -1075,6 +1180,18 @@ def test_a_campaign_reads_from_the_apis_shape(data: Any, expected: SandboxCampai
         (b"", "not valid JSON"),
         (b"[" * 100_000, "nested too deeply"),
         (b'{"name": "\xff"}', "not UTF-8 text"),
+        (b'{"name": "bad \\ud800 name"}', "name: holds half of a character"),
+        (b'{"description": "\\udfff"}', "description: holds half of a character"),
+        (
+            b'{"status": "\\ud800"}',
+            'status: must be one of draft, active, paused, completed, not "\\ud800"',
+        ),
+        (b'{"customVariables": {"k\\udfff": "K"}}', "customVariables: a key holds half of"),
+        (b'{"customVariables": {"k": "\\udfff"}}', "customVariables.k: holds half of"),
+        (
+            b'{"customVariables": {"k": {"displayName": "\\ud800"}}}',
+            "customVariables.k.displayName: holds half of",
+        ),
     ],
 )
 def test_a_bad_campaign_file_is_a_usage_error_naming_it(
@@ -1088,6 +1205,28 @@ def test_a_bad_campaign_file_is_a_usage_error_naming_it(
     assert result.stderr.startswith(f"inboxleads: error: --campaign-file {path}: ")
     assert problem in result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("campaign", "problem"),
+    [
+        (SandboxCampaign(name="bad \ud800 name"), "name: holds half of a character"),
+        (
+            SandboxCampaign(status="\udcff"),
+            'status: must be one of draft, active, paused, completed, not "\\udcff"',
+        ),
+        (SandboxCampaign(description="\udfff"), "description: holds half of a character"),
+        (SandboxCampaign(variables={"k\udcff": "K"}), "customVariables: a key holds half of a"),
+        (SandboxCampaign(variables={"k": "\udcff"}), "customVariables.k: holds half of a"),
+    ],
+    ids=["name", "status", "description", "key", "display-name"],
+)
+def test_a_campaign_the_api_could_not_answer_is_refused_when_the_app_is_made(
+    campaign: SandboxCampaign, problem: str
+) -> None:
+    with pytest.raises(ValueError, match=r"^the sandbox's campaign: ") as raised:
+        create_app(SandboxConfig(campaign=campaign))
+    assert problem in str(raised.value)
 
 
 def test_a_campaign_file_that_cannot_be_read_is_a_usage_error(run_cli: Run, tmp_path: Path) -> None:
@@ -1126,6 +1265,9 @@ def test_a_campaign_file_that_cannot_be_read_is_a_usage_error(run_cli: Run, tmp_
         (["--campaign-variable", "city"], "--campaign-variable"),
         (["--campaign-variable", "=City"], "--campaign-variable"),
         (["--campaign-variable", "a=A", "--campaign-variable", "a=B"], "--campaign-variable"),
+        # Bytes that are not UTF-8, as Python gives them: surrogate escapes.
+        (["--campaign-status", "x\udcff"], "--campaign-status"),
+        (["--token", "t\udcff"], "--token"),
     ],
 )
 def test_nonsense_sandbox_options_are_usage_errors(

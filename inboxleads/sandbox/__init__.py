@@ -24,7 +24,11 @@ Checks, in order
        ``charset`` allowed), or none, 415 ``UNSUPPORTED_MEDIA_TYPE``. Then as in the
        reference (see `inboxleads.sandbox.state.validate_body`), with at most
        ``max_total`` identifiers across all arrays: 400 ``VALIDATION_ERROR`` naming the
-       field and why, for JSON nested too deeply to read as well.
+       field and why, for JSON nested too deeply to read as well. A body that is not
+       UTF-8 (or UTF-16/32) text, or holds ``NaN`` or ``Infinity`` (not JSON), is
+       "body: not valid JSON"; a string or key holding half of a character (a lone
+       surrogate escape such as ``\\ud800``, which no answer could carry; a pair is one
+       character) is refused naming where it is, and never stored.
     5. Add leads only, faults, for a request that passed all of the above, drawn from
        the rng in this order: hang (sleeps 3600 s or until the client leaves, then drops
        the connection), drop (connection broken, batch not applied), error (500
@@ -57,7 +61,9 @@ The campaign
     ``name``, ``status``, ``description`` and custom variables (by key, each
     ``{"displayName": ..., "description": null}``), with its own ``id``, a
     ``targetsCount`` of the leads it holds now, ``contactedCount`` 0, ``isHydrating``
-    false and ``createdAt`` the time the sandbox started (ISO 8601, UTC).
+    false and ``createdAt`` the time the sandbox started (ISO 8601, UTC). `create_app`
+    refuses a campaign it could not answer (a status the API does not have, a text
+    holding half of a character) with `ValueError`.
 
 A broken connection is an answer started with a ``Content-Length`` it never completes:
 uvicorn closes the socket, so a real client fails with a transport error, and

@@ -25,7 +25,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import API_PREFIX, HANG_S, SandboxConfig
-from .state import BodyError, SandboxState, count_usernames, validate_body
+from .state import (
+    BodyError,
+    SandboxState,
+    check_whole_characters,
+    count_usernames,
+    validate_body,
+)
 
 _ERRORS = {500: "INTERNAL_ERROR", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE"}
 _ERROR_STATUSES = tuple(_ERRORS)
@@ -224,12 +230,15 @@ class _Endpoint:
         if too_large is not None:
             return too_large
         try:
-            parsed = json.loads(raw)
+            # Decoded strictly: `json.loads` of bytes would let encoded surrogates through.
+            text = raw.decode(json.detect_encoding(raw))
+            parsed = json.loads(text, parse_constant=_not_json)
         except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
             return _error(400, "VALIDATION_ERROR", "body: not valid JSON", rate_headers)
         except RecursionError:
             return _error(400, "VALIDATION_ERROR", "body: nested too deeply", rate_headers)
         try:
+            check_whole_characters(text, parsed)
             body = validate_body(parsed, self.config.max_total)
         except BodyError as exc:
             return _error(400, "VALIDATION_ERROR", str(exc), rate_headers)
@@ -301,6 +310,11 @@ class _Endpoint:
             scope.cancel()
 
 
+def _not_json(constant: str) -> Any:
+    """`json.loads` reads NaN, Infinity and -Infinity, which are not JSON: refuse them."""
+    raise ValueError(f"{constant} is not JSON")
+
+
 def _media_type_error(content_type: str | None, headers: dict[str, str] | None) -> Response | None:
     """415 in the documented error shape for a body not said to be JSON."""
     media_type = (content_type or "").partition(";")[0].strip().lower()
@@ -370,10 +384,18 @@ def create_app(
 ) -> Starlette:
     """The sandbox as an ASGI app; `rng` defaults to ``random.Random(config.faults.seed)``.
 
+    Raises `ValueError` when the API could not answer the campaign of `config` (see
+    `SandboxCampaign.problem`).
+
     ``app.state.sandbox`` is its `SandboxState`; ``app.state.sandbox_release()``, called
     from the app's event loop, ends pending latency and hang sleeps (for shutdown).
     """
     config = config or SandboxConfig()
+    # Checked here, where every campaign the sandbox shows passes: a text no answer can
+    # carry would make every look-up fail.
+    problem = config.campaign.problem()
+    if problem is not None:
+        raise ValueError(f"the sandbox's campaign: {problem}")
     if rng is None:
         rng = random.Random(config.faults.seed)
     endpoint = _Endpoint(config, clock, sleep, rng)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,21 @@ API_PREFIX = "/api/v1"
 HANG_S = 3600.0
 CAMPAIGN_STATUSES = ("draft", "active", "paused", "completed")
 """The statuses a campaign may have, as the API documents them."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]").search
+
+
+def half_character(text: str) -> str | None:
+    """Why `text` cannot be sent as UTF-8, or None when it can.
+
+    A Python string holds half of a character (a lone surrogate) when JSON wrote it as
+    one ``\\u`` escape of a pair, or when the command line held bytes that were not
+    UTF-8. No answer can carry it.
+    """
+    found = _SURROGATE(text)
+    if found is None:
+        return None
+    return f"holds half of a character (a lone surrogate, \\u{ord(found.group()):04x})"
 
 
 @dataclass
@@ -39,6 +55,24 @@ class SandboxCampaign:
     # Custom variables: key -> display name, in the order the campaign lists them.
     variables: dict[str, str] = field(default_factory=dict)
 
+    def problem(self) -> str | None:
+        """What keeps the API from answering this campaign (a text UTF-8 cannot carry,
+        a status it does not have), naming the field; None when nothing does."""
+        if self.status not in CAMPAIGN_STATUSES:
+            expected = ", ".join(CAMPAIGN_STATUSES)
+            return f"status: must be one of {expected}, not {json.dumps(self.status)}"
+        texts = [("name", self.name), ("description", self.description or "")]
+        for key, display in self.variables.items():
+            half = half_character(key)
+            if half is not None:
+                return f"customVariables: a key {half}"
+            texts.append((f"customVariables.{key}", display))
+        for where, text in texts:
+            half = half_character(text)
+            if half is not None:
+                return f"{where}: {half}"
+        return None
+
 
 @dataclass
 class SandboxConfig:
@@ -61,7 +95,8 @@ def campaign_from_json(data: object) -> SandboxCampaign:
     short, its display name alone, and an empty display name is the key. Other
     fields (a variable's description too: the sandbox answers null) are ignored, so
     a campaign object copied from the API will do. Raises `ValueError` naming the
-    field and what is wrong with it.
+    field and what is wrong with it, a text holding half of a character (a lone
+    ``\\ud800`` escape, which no answer could carry) too.
     """
     if not isinstance(data, dict):
         raise ValueError("must be a JSON object")
@@ -82,11 +117,14 @@ def campaign_from_json(data: object) -> SandboxCampaign:
     for key, value in variables.items():
         if not key:
             raise ValueError("customVariables: a variable's key must not be empty")
+        half = half_character(key)
+        if half is not None:
+            raise ValueError(f"customVariables: a key {half}")
         where = f"customVariables.{key}"
         if isinstance(value, dict):
             display = _string(value.get("displayName"), where + ".displayName")
         elif isinstance(value, str):
-            display = value
+            display = _string(value, where)
         else:
             raise ValueError(f'{where}: must be {{"displayName": "..."}} or a display name')
         campaign.variables[key] = display or key
@@ -118,4 +156,7 @@ def load_campaign(path: str | Path) -> SandboxCampaign:
 def _string(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{where}: must be a string")
+    half = half_character(value)
+    if half is not None:
+        raise ValueError(f"{where}: {half}")
     return value

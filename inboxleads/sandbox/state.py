@@ -6,11 +6,14 @@ The rules are those documented in the docstring of `inboxleads.sandbox`.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from .config import half_character
 
 MAX_ARRAY = 2000
 """Items per array, per the API reference."""
@@ -53,6 +56,67 @@ def validate_body(body: object, max_total: int) -> dict[str, Any]:
     if total > max_total:
         raise BodyError(f"body: {total} identifiers in one request, at most {max_total} allowed")
     return body
+
+
+# A JSON escape of a surrogate (\ud800 to \udfff, any case): the only way half of a
+# character gets into a body read from strictly decoded text.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]").search
+
+# Writes what was read back as JSON text, halves of characters as they are.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False)
+
+# Where a value sits in a body: None for the body, else (the parent's path, its key or
+# index); spelled out only for an error message.
+_Path = tuple[Any, str | int] | None
+
+
+def check_whole_characters(text: str, body: object) -> None:
+    """Raise `BodyError` when a string or key of `body`, read from the JSON `text`,
+    holds half of a character: a lone surrogate escape such as ``\\ud800`` (a pair,
+    ``\\ud83d\\ude00``, reads as the one character it writes). UTF-8 cannot carry one,
+    so no answer could show it back. Only a text with such an escape is looked through.
+    """
+    if _SURROGATE_ESCAPE(text) is None:
+        return
+    try:
+        # One C-level pass for the common case, a pair (an emoji written in ASCII).
+        if half_character(_ENCODER.encode(body)) is None:
+            return
+    except RecursionError:
+        pass
+    # Depth first, in document order, without recursion (a body may nest deeply).
+    stack: list[tuple[_Path, object]] = [(None, body)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            problem = half_character(value)
+            if problem is not None:
+                raise BodyError(f"{_spell(path)}: {problem}")
+        elif isinstance(value, dict):
+            for key in value:
+                problem = half_character(key)
+                if problem is not None:
+                    raise BodyError(f"{_spell(path)}: a key {problem}")
+            stack.extend(((path, key), item) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend(((path, index), item) for index, item in reversed(list(enumerate(value))))
+
+
+def _spell(path: _Path) -> str:
+    """A path of `check_whole_characters` as the messages name fields: ``leads[0].data.a``."""
+    steps: list[str | int] = []
+    while path is not None:
+        path, step = path
+        steps.append(step)
+    steps.reverse()
+    # A key at the top names itself; the body, or an index into it, is "body".
+    first = steps[0] if steps else None
+    spelled = "body"
+    if isinstance(first, str):
+        spelled, steps = first, steps[1:]
+    for step in steps:
+        spelled += f"[{step}]" if isinstance(step, int) else f".{step}"
+    return spelled
 
 
 def _check_array(name: str, value: object) -> list[Any]:
