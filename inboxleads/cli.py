@@ -799,7 +799,7 @@ def sandbox(
     import re
 
     from .sandbox import DEFAULT_TOKEN, Faults, SandboxConfig, serve
-    from .sandbox.config import CAMPAIGN_STATUSES, SandboxCampaign, load_campaign
+    from .sandbox.config import CAMPAIGN_STATUSES, SandboxCampaign, half_character, load_campaign
 
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0 (any free port) to 65535, not {port}")
@@ -835,6 +835,8 @@ def sandbox(
         except ValueError as exc:
             raise UsageError(f"--campaign-file {campaign_file}: {exc}") from None
     if campaign_name is not None:
+        if half_character(campaign_name) is not None:
+            raise UsageError(f"--campaign-name must be UTF-8 text, not {campaign_name!r}")
         campaign.name = campaign_name
     if campaign_status is not None:
         if campaign_status not in CAMPAIGN_STATUSES:
@@ -845,6 +847,9 @@ def sandbox(
         campaign.status = campaign_status
     given: set[str] = set()
     for text in campaign_variables or []:
+        # Bytes that are not UTF-8 come as halves of characters, which no answer can carry.
+        if half_character(text) is not None:
+            raise UsageError(f"--campaign-variable must be UTF-8 text, not {text!r}")
         key, equals, display = text.partition("=")
         if not key or not equals:
             raise UsageError(f"--campaign-variable takes KEY=DISPLAY, not {text!r}")

@@ -1266,7 +1266,10 @@ def test_a_campaign_file_that_cannot_be_read_is_a_usage_error(run_cli: Run, tmp_
         (["--campaign-variable", "=City"], "--campaign-variable"),
         (["--campaign-variable", "a=A", "--campaign-variable", "a=B"], "--campaign-variable"),
         # Bytes that are not UTF-8, as Python gives them: surrogate escapes.
+        (["--campaign-name", "x\udcff"], "--campaign-name"),
         (["--campaign-status", "x\udcff"], "--campaign-status"),
+        (["--campaign-variable", "k\udcff=v"], "--campaign-variable"),
+        (["--campaign-variable", "k=v\udcff"], "--campaign-variable"),
         (["--token", "t\udcff"], "--token"),
     ],
 )
