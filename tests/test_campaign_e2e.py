@@ -95,10 +95,11 @@ def test_name_and_status_head_the_run_and_the_summary(
 def test_columns_are_sent_under_the_variables_keys_by_key_and_display_name(
     server_with: Callable[..., RunningSandbox], run_cli: Callable[..., CliResult], tmp_path: Path
 ) -> None:
-    server = server_with()
-    path = write_lines(tmp_path / "a.csv", [*CSV[:1], *CSV[1:]])
-    head = "twitter,Company Name,city,note"  # display name in another case, key as is
-    path.write_text("\n".join([head, *CSV[1:]]) + "\n")
+    # Display names unlike their keys, so that each match says which it went by.
+    shown = {"company-name": "Organisation", "city": "Town", "first-line": "First line"}
+    server = server_with(SandboxCampaign(name="Spring outreach", variables=shown))
+    head = "twitter,Company_Name,TOWN,note"  # the first variable by key, the second by name
+    path = write_lines(tmp_path / "a.csv", [head, *CSV[1:]])
     result = run_cli("add", "spring2", str(path), "--json", env=api_env(server))
     assert result.code == 0, result.stderr
     data = server.state.data("spring2")
@@ -110,8 +111,8 @@ def test_columns_are_sent_under_the_variables_keys_by_key_and_display_name(
     assert data[("username", "paulg")] == {"company-name": "Y Combinator"}
     summary = summary_of(result)
     assert summary["columns"]["data"] == {
-        "Company Name": "company-name",
-        "city": "city",
+        "Company_Name": "company-name",
+        "TOWN": "city",
         "note": "note",
     }
     # first-line is in no column: said once, by its key and display name.
