@@ -117,6 +117,8 @@ class Tally:
         elif isinstance(event, ev.BatchResumed):
             self.batches_done += 1
             self.resumed += event.size
+            # Found in the journal at once: no measure of how fast the rest will go.
+            self._samples.clear()
         elif isinstance(event, ev.BatchUndelivered):
             self.batches_done += 1
             self.undelivered += event.size
@@ -151,7 +153,8 @@ class Tally:
 
     def fraction(self) -> float | None:
         """How far the run has come, 0 to 1: the share of the input's bytes read,
-        weighted by the share of its batches that ended (delivered, resumed or not
+        weighted by the share of the records read that are done with (rejected,
+        duplicates, and identifiers whose batch ended: delivered, resumed or not
         delivered). None when the size of the input is not known (a pipe)."""
         if self.bytes_total is None:
             return None
@@ -161,10 +164,13 @@ class Tally:
             share = 0.0
         else:
             share = min(1.0, self.bytes_read / self.bytes_total)
-        if self.sending and self.batches:
-            share *= min(1.0, self.batches_done / self.batches)
+        if self.sending and self.read:
+            # Weighted by the records read that are done with: rejected, duplicates,
+            # and identifiers whose batch ended (a batch formed or in flight is not).
+            ended = self.delivered + self.undelivered + self.resumed
+            share *= min(1.0, (ended + self.rejected + self.duplicates) / self.read)
         elif self.sending and self.batches_total is None:
-            share = 0.0  # nothing formed yet, so nothing done
+            share = 0.0  # nothing read yet, so nothing done
         # Never back: the reader running ahead of the senders lowers the estimate.
         self._highest = max(self._highest, share)
         return self._highest

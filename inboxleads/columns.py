@@ -140,6 +140,8 @@ class Layout:
     warnings: tuple[str, ...] = ()
     # A name per column (the header, or what a repeated or empty name became).
     keys: tuple[str, ...] = ()
+    # The `--map` names this header has.
+    mapped: tuple[str, ...] = ()
 
 
 class HeaderError(ValueError):
@@ -188,7 +190,17 @@ def layout(
         data = [(i, keys[i]) for i in sorted(chosen)]
     ids = {c.index for c in identifiers}
     data = _sent_as(header, keys, data, ids, renames, variables, warnings)
-    return Layout(tuple(identifiers), tuple(data), tuple(warnings), tuple(keys))
+    found = tuple(name for name, _ in renames if has_column(header, keys, name))
+    return Layout(tuple(identifiers), tuple(data), tuple(warnings), tuple(keys), found)
+
+
+def has_column(header: list[str], keys: list[str], name: str) -> bool:
+    """Whether a name (as `--map` or `--data-columns` take it) names a column."""
+    try:
+        _matching(header, keys, name, "")
+    except HeaderError:
+        return False
+    return True
 
 
 def _sent_as(
@@ -210,7 +222,10 @@ def _sent_as(
     sent = {index for index, _ in data}
     mapped: dict[int, str] = {}
     for name, key in renames:
-        index = _matching(header, keys, name, "--map")[0]  # a repeated name: the first
+        try:
+            index = _matching(header, keys, name, "--map")[0]  # a repeated name: the first
+        except HeaderError:
+            continue  # another input may have it (see `mapped_names`)
         if index in ids:
             raise HeaderError(
                 f"--map: column {keys[index]!r} holds the identifier; only data columns "

@@ -156,7 +156,10 @@ class Engine:
         # What the campaign look-up found (None: not asked, or it failed).
         self.campaign: CampaignInfo | None = None
         self._tables = 0  # table inputs whose header was read
+        self._mapped_found: set[str] = set()  # the --map names some header had
         self._batches_said: int | None = None  # the batches InputFinished said
+        # The batches the journal recorded when the run began.
+        self._journal_known = journal.delivered_batches if journal is not None else 0
 
     # -- stopping -------------------------------------------------------------
 
@@ -422,9 +425,30 @@ class Engine:
                 waits.append(timer)
             await first(*waits)
         await self._start(self._flush())
-        if self.config.read.renames and not self._tables:
-            self.emit(ev.Note("--map: no input had a header, so no column was mapped"))
+        self._journal_unmatched()
+        for name, key in self.config.read.renames:
+            if name not in self._mapped_found:
+                self.emit(
+                    ev.Note(
+                        f"--map {name!r}: no input had a column of that name, so none "
+                        f"went out as {key!r}"
+                    )
+                )
         self._input_finished()
+
+    def _journal_unmatched(self) -> None:
+        """Say so when the journal recorded batches and none of this run's matched."""
+        known = self._journal_known
+        counts = self.ledger.counts
+        if known and not counts.resumed and counts.batches and not self.stopping:
+            self.emit(
+                ev.Note(
+                    f"none of this run's batches is among the {known:,} the journal "
+                    "records: the input, its data, --map or the campaign's variables "
+                    "changed since, so every batch goes out again (leads the campaign "
+                    "already has are counted skipped)"
+                )
+            )
 
     def _input_finished(self) -> None:
         """Every input was read: say how many batches there are (again only if a stop
@@ -496,6 +520,7 @@ class Engine:
             elif isinstance(record, ColumnsUsed):
                 self.emit(ev.ColumnsRead(record.source, record.identifiers, record.data))
                 self._tables += 1
+                self._mapped_found.update(record.mapped)
                 self._variables_unfilled(record)
             else:
                 read += 1

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from . import columns as cols
-from .errors import InputError
+from .errors import InputError, UsageError
 from .identifiers import (
     FAST_HANDLE_RE,
     HandleRun,
@@ -112,6 +112,8 @@ class ColumnsUsed:
     source: str
     identifiers: tuple[str, ...]
     data: tuple[tuple[str, str], ...]
+    # The `--map` names its header has.
+    mapped: tuple[str, ...] = ()
 
 
 Record = Lead | Rejection
@@ -179,11 +181,21 @@ def open_inputs(
     sent)."""
     encoding = options.encoding if options is not None else None
     opened: list[OpenInput] = []
+    mapped: set[str] = set()
     try:
         for path in paths:
             opened.append(_open_one(path, fmt, stdin, encoding))
             if options is not None and opened[-1].is_regular and path != "-":
-                _probe(path, opened[-1].fmt, options)
+                mapped.update(_probe(path, opened[-1].fmt, options))
+        if options is not None and options.renames and all(i.is_regular for i in opened):
+            # Every input is known now: a --map name none of them has is a mistake.
+            # (With a pipe, its header is known only as it comes: a warning then.)
+            missing = [name for name, _ in options.renames if name not in mapped]
+            if missing:
+                raise UsageError(
+                    f"--map {missing[0]!r}: no input has a column of that name"
+                    + ("" if len(paths) > 1 else f" ({paths[0]})")
+                )
     except BaseException:
         for item in opened:
             item.close()
@@ -248,14 +260,21 @@ def _open_one(path: str, fmt: Format, stdin: IO[bytes] | None, encoding: str | N
     return OpenInput(path, handle, fmt, regular, owned=True)
 
 
-def _probe(path: str, fmt: Format, options: ReadOptions) -> None:
-    """Read a regular file up to its first record: raises what reading it would."""
+def _probe(path: str, fmt: Format, options: ReadOptions) -> tuple[str, ...]:
+    """Read a regular file up to its first record: raises what reading it would;
+    returns the `--map` names its header has."""
     try:
         with open(path, "rb") as handle:
             probe = OpenInput(path, handle, fmt, is_regular=True, owned=False)
-            next(read_records(probe, options), None)
+            for chunk in read_chunks(probe, options):
+                for item in chunk:
+                    if isinstance(item, ColumnsUsed):
+                        return item.mapped
+                    if not isinstance(item, Notice):
+                        return ()
     except OSError as exc:
         raise InputError(path, exc.strerror or str(exc)) from exc
+    return ()
 
 
 class _PeekableRaw(io.RawIOBase):
@@ -1095,7 +1114,7 @@ def _read_table(
     # (An identifier column goes in a row's data only when the row did not use it.)
     used_for_ids = {c.index for c in identifiers}
     data_said = tuple((layout.keys[i], k) for i, k in layout.data if i not in used_for_ids)
-    yield ColumnsUsed(name, tuple(c.name for c in identifiers), data_said)
+    yield ColumnsUsed(name, tuple(c.name for c in identifiers), data_said, layout.mapped)
     width = len(header)
     names = frozenset(header)
     for number, last, raw, row in _csv_records(it, lines, delimiter, looked_at):

@@ -243,7 +243,8 @@ class Reader:
 
         def hand_over() -> None:
             if buffer:
-                self._put(buffer.copy(), done + (stream.bytes_read if stream else 0))
+                at = 0 if stream is None else stream.position_of(_last_line(buffer))
+                self._put(buffer.copy(), done + at)
                 buffer.clear()
 
         error: BaseException | None = None
@@ -322,6 +323,9 @@ class _Watched:
     def __init__(self, stream: IO[bytes], reader: Reader, most: int | None = None) -> None:
         self._read = stream.read1 if hasattr(stream, "read1") else stream.read
         self._most = most
+        # The last reads: (lines before it, bytes before it, its lines, its bytes).
+        self._reads: deque[tuple[int, int, int, int]] = deque(maxlen=16)
+        self._lines = 0
         self._buffered: Callable[[], int] = getattr(stream, "buffered", lambda: 0)
         self._reader = reader
         self._fd, self._can_block = _how_to_wait(stream)
@@ -356,11 +360,36 @@ class _Watched:
             size = self._most
         try:
             data = self._read(size)
+            lines = data.count(b"\n")
+            self._reads.append((self._lines, self.bytes_read, lines, len(data)))
+            self._lines += lines
             self.bytes_read += len(data)
             return data
         finally:
             with reader._cond:
                 reader._stuck = False
+
+    def position_of(self, line: int | None) -> int:
+        """About how many bytes of the input lie up to the end of `line` (all that
+        was read, when not known): what was read before the read holding it, and
+        the share of that read its lines take up to it."""
+        if line is None:
+            return self.bytes_read
+        for before, at, lines, size in reversed(self._reads):
+            if line > before:
+                return at + min(size, size * (line - before) // max(lines, 1))
+        return self._reads[0][1] if self._reads else 0
+
+
+def _last_line(chunk: Chunk) -> int | None:
+    """The number of the last input line a chunk's records come from."""
+    for record in reversed(chunk):
+        if isinstance(record, HandleRun):
+            return record.first_line + len(record) - 1
+        line = getattr(record, "line", None)
+        if isinstance(line, int):
+            return line
+    return None
 
 
 def _how_to_wait(stream: IO[bytes]) -> tuple[int | None, bool]:

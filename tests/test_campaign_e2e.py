@@ -245,8 +245,45 @@ def test_map_of_a_value_that_is_not_utf8_is_a_usage_error(
     assert summary_of(result)["exit_code"] == 2
 
 
-def test_map_with_no_table_input_says_so(run_cli: Callable[..., CliResult], tmp_path: Path) -> None:
-    path = write_lines(tmp_path / "a.txt", ["@jack"])
-    result = run_cli("add", "spring10", str(path), "--sandbox", "--map", "note=x")
+def test_map_of_a_column_only_one_input_has(
+    run_cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """Each table maps the columns it has (an undelivered file read back beside its
+    export, say); a name no input has is a mistake, known before anything is sent
+    when every input is a file, and said at the end when one is a pipe."""
+    lines = write_lines(tmp_path / "a.txt", ["@sama"])
+    table = write_lines(tmp_path / "b.csv", CSV)
+    other = write_lines(tmp_path / "c.csv", ["twitter,first-line", "@biz,hello"])
+    argv = ["add", "spring10", str(table), str(other), str(lines), "--sandbox", "--json"]
+    result = run_cli(*argv, "--map", "note=first-line")
     assert result.code == 0, result.stderr
-    assert "warning: --map: no input had a header, so no column was mapped" in result.stderr
+    assert summary_of(result)["delivered"] == 5
+
+    result = run_cli("add", "spring11", str(lines), "--sandbox", "--json", "--map", "note=x")
+    assert result.code == 2 and "--map 'note': no input has a column of that name" in result.stderr
+    assert summary_of(result)["upload_requests"] == 0
+
+    result = run_cli("add", "spring12", "-", "--sandbox", "--map", "note=x", stdin="@jack\n")
+    assert result.code == 0, result.stderr
+    assert "warning: --map 'note': no input had a column of that name" in result.stderr
+
+
+def test_a_journal_none_of_whose_batches_match_says_so(
+    server_with: Callable[..., RunningSandbox], run_cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    """The journal knows a batch by its identifiers: new data alone resumes, but rows
+    cut into other batches go out again (the campaign skips its leads), and the run
+    says why instead of resuming nothing in silence."""
+    server = server_with()
+    path = write_lines(tmp_path / "a.csv", CSV)
+    argv = ["add", "spring13", str(path), "--json", "--journal", "j.journal", "--batch-size", "2"]
+    first = run_cli(*argv, env=api_env(server))
+    assert first.code == 0 and summary_of(first)["delivered"] == 3, first.stderr
+    mapped = run_cli(*argv, "--map", "note=first-line", env=api_env(server))
+    assert summary_of(mapped)["resumed"] == 3
+    assert "none of this run's batches" not in mapped.stderr
+    write_lines(path, [CSV[0], *reversed(CSV[1:])])  # the same rows, in other batches
+    again = run_cli(*argv, env=api_env(server))
+    summary = summary_of(again)
+    assert again.code == 0 and (summary["resumed"], summary["skipped"]) == (0, 3)
+    assert "none of this run's batches is among the 2 the journal records" in again.stderr
