@@ -582,17 +582,18 @@ class RichDisplay:
         from rich.table import Table
         from rich.text import Text
 
-        title = (
-            f"Campaign {campaign_text(summary.campaign, summary.tally)}"
-            if summary.campaign
-            else "Summary"
-        )
-        table = Table(title=title, show_header=False, title_justify="left")
+        table = Table(title="Summary", show_header=False, title_justify="left")
         table.add_column(style="bold")
         table.add_column(justify="right")
         for key, value in summary_rows(summary):
             table.add_row(key, f"{value:,}" if isinstance(value, int) else value)
         text, good = verdict(summary)
+        if summary.campaign:
+            # A line of its own, not the narrow table's title: a long name is not wrapped.
+            campaign = f"Campaign {campaign_text(summary.campaign, summary.tally)}"
+            self.console.print(
+                campaign, markup=False, highlight=False, no_wrap=True, overflow="ellipsis"
+            )
         self.console.print(table)
         for line in details(summary):
             self.console.print(line, markup=False, highlight=False)

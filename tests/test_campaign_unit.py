@@ -320,13 +320,19 @@ def test_progress_weighs_bytes_read_by_batches_ended_and_never_goes_back() -> No
     assert tally.eta() == 0.0
 
 
-def test_batches_found_in_the_journal_do_not_speed_up_the_eta() -> None:
+def ten_batches_read() -> tuple[Clock, Tally]:
+    """A file read whole (1,000 bytes), cut into ten batches of one, none ended yet."""
     clock = Clock()
     tally = Tally(clock=clock)
     tally.bytes_total = 1000
     tally.apply(ev.RecordsRead(read=10, rejected=0, duplicates=0, unique=10, position=1000))
     for seq in range(10):
         tally.apply(ev.BatchQueued(seq, 1))
+    return clock, tally
+
+
+def test_batches_found_in_the_journal_do_not_speed_up_the_eta() -> None:
+    clock, tally = ten_batches_read()
     for seq in range(5):  # half of it resumed at once
         tally.apply(ev.BatchResumed(seq, 1))
     clock.now += 1.0
@@ -338,12 +344,7 @@ def test_batches_found_in_the_journal_do_not_speed_up_the_eta() -> None:
 
 
 def test_eta_comes_from_the_recent_rate() -> None:
-    clock = Clock()
-    tally = Tally(clock=clock)
-    tally.bytes_total = 1000
-    tally.apply(ev.RecordsRead(read=10, rejected=0, duplicates=0, unique=10, position=1000))
-    for seq in range(10):
-        tally.apply(ev.BatchQueued(seq, 1))
+    clock, tally = ten_batches_read()
     for seq in range(5):
         clock.now += 3.0
         tally.apply(ev.BatchDelivered(seq, 1, 1, 0, 0, 1))
