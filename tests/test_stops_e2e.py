@@ -409,7 +409,8 @@ def test_quiet_pipe_after_a_partial_batch_delivers_everything(
         inboxleads(
             "add",
             "abcd",
-            *words("--concurrency 1 --flush-after 1 --json -q"),
+            # (--no-check: the look-up would take the server's 2 s as well)
+            *words("--concurrency 1 --flush-after 1 --json -q --no-check"),
             "--undelivered",
             str(und),
         ),
@@ -957,6 +958,7 @@ def test_a_stop_while_waiting_for_the_lock(
     path = write_lines(tmp_path / "leads.txt", fed)
     journal = tmp_path / "sync.journal"
     common = ["add", "lock12", str(path), "--json", "--journal", str(journal), "--wait-lock"]
+    common += ["--no-check"]  # the look-up would take the server's 2 s as well
     # One request at a time of 2 s each: the holder keeps the lock for 40 s.
     holder = start(inboxleads(*common, *words("--batch-size 1 --concurrency 1")), env=server.env())
     end = time.monotonic() + 20

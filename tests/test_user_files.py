@@ -299,7 +299,8 @@ def test_one_lead_too_large_alone_is_undelivered_with_the_servers_reason(
 
 class CuttingProxy:
     """A server that closes the connection, unanswered, on a body over `limit` bytes (as
-    some proxies do) and answers smaller ones as the API would; it counts what it took."""
+    some proxies do) and answers smaller ones, and the campaign look-up, as the API
+    would; it counts what it took."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -322,10 +323,14 @@ class CuttingProxy:
                 if length > self.limit:
                     self.cut += 1
                     return  # closed without reading the body
-                body = json.loads(await reader.readexactly(length))
-                names = body.get("usernames", []) + [x["username"] for x in body.get("leads", [])]
-                self.received.extend(names)
-                answer = json.dumps({"added": len(names), "skipped": 0, "failed": 0}).encode()
+                if head.startswith(b"GET "):  # the campaign look-up
+                    answer = json.dumps({"name": "Proxied", "status": "active"}).encode()
+                else:
+                    body = json.loads(await reader.readexactly(length))
+                    leads = [x["username"] for x in body.get("leads", [])]
+                    names = body.get("usernames", []) + leads
+                    self.received.extend(names)
+                    answer = json.dumps({"added": len(names), "skipped": 0, "failed": 0}).encode()
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     + f"Content-Length: {len(answer)}\r\n\r\n".encode()
