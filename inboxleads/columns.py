@@ -189,18 +189,9 @@ def layout(
             chosen.update(_matching(header, keys, name, "--data-columns"))
         data = [(i, keys[i]) for i in sorted(chosen)]
     ids = {c.index for c in identifiers}
-    data = _sent_as(header, keys, data, ids, renames, variables, warnings)
-    found = tuple(name for name, _ in renames if has_column(header, keys, name))
-    return Layout(tuple(identifiers), tuple(data), tuple(warnings), tuple(keys), found)
-
-
-def has_column(header: list[str], keys: list[str], name: str) -> bool:
-    """Whether a name (as `--map` or `--data-columns` take it) names a column."""
-    try:
-        _matching(header, keys, name, "")
-    except HeaderError:
-        return False
-    return True
+    found: list[str] = []
+    data = _sent_as(header, keys, data, ids, renames, variables, warnings, found)
+    return Layout(tuple(identifiers), tuple(data), tuple(warnings), tuple(keys), tuple(found))
 
 
 def _sent_as(
@@ -211,6 +202,7 @@ def _sent_as(
     renames: tuple[tuple[str, str], ...],
     variables: tuple[tuple[str, str], ...],
     warnings: list[str],
+    found: list[str],
 ) -> list[tuple[int, str]]:
     """The key each data column is sent as: `--map` first, then the campaign
     variable whose key or display name the column's name equals (case, spaces
@@ -225,7 +217,8 @@ def _sent_as(
         try:
             index = _matching(header, keys, name, "--map")[0]  # a repeated name: the first
         except HeaderError:
-            continue  # another input may have it (see `mapped_names`)
+            continue  # another input may have it (see `inputs.open_inputs`)
+        found.append(name)
         if index in ids:
             raise HeaderError(
                 f"--map: column {keys[index]!r} holds the identifier; only data columns "

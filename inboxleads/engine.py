@@ -155,7 +155,6 @@ class Engine:
         self.failed_batches: list[tuple[Batch, int]] = []
         # What the campaign look-up found (None: not asked, or it failed).
         self.campaign: CampaignInfo | None = None
-        self._tables = 0  # table inputs whose header was read
         self._mapped_found: set[str] = set()  # the --map names some header had
         self._batches_said: int | None = None  # the batches InputFinished said
         # The batches the journal recorded when the run began.
@@ -210,13 +209,18 @@ class Engine:
         first signal, so the input is still read as far as it has come and listed."""
         if self.refused is None:
             status = answer.status or 0
-            hint = http_status_to_refusal(status, self.config.campaign) or answer.message
-            self.refused = ApiRefused(f"{hint} [{answer.message}]", status)
+            self.refused = ApiRefused(self._explained(answer), status)
             why = f"the API refused the run ({status})"
             if abandon:
                 self.abort(why)
             else:
                 self.request_stop(why)
+
+    def _explained(self, answer: Answer) -> str:
+        """The server's message, after what the user must fix when its status says."""
+        status = answer.status
+        hint = http_status_to_refusal(status, self.config.campaign) if status else None
+        return f"{hint} [{answer.message}]" if hint else answer.message
 
     def _on_pause(self, wait_s: float, reason: str) -> None:
         resume_at = self.clock() + wait_s
@@ -300,9 +304,7 @@ class Engine:
         if answer.status == 401 and not config.dry_run:
             self._refuse(answer, abandon=False)
             return
-        status = answer.status
-        hint = http_status_to_refusal(status, config.campaign) if status else None
-        why = f"{hint} [{answer.message}]" if hint else answer.message
+        why = self._explained(answer)
         self.emit(
             ev.Note(
                 f"campaign look-up failed ({why}): sending anyway, the Add-leads answers decide"
@@ -519,7 +521,6 @@ class Engine:
                 self.emit(ev.Note(f"{record.source}:{record.line}: {record.text}"))
             elif isinstance(record, ColumnsUsed):
                 self.emit(ev.ColumnsRead(record.source, record.identifiers, record.data))
-                self._tables += 1
                 self._mapped_found.update(record.mapped)
                 self._variables_unfilled(record)
             else:

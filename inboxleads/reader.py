@@ -99,7 +99,9 @@ class Reader:
         # The bytes read up to the last chunk taken, and the bytes of every input
         # when each is a regular file (None: not known, as for a pipe).
         self.position = 0
-        self.total_bytes = _total_bytes(inputs)
+        self._sizes = [_size_of(source) for source in inputs]
+        sizes = self._sizes
+        self.total_bytes = None if None in sizes else sum(size or 0 for size in sizes)
         self._finished = False
         self._error: BaseException | None = None
         self._closed = False
@@ -249,9 +251,9 @@ class Reader:
 
         error: BaseException | None = None
         try:
-            for source in self._inputs:
+            for source, size in zip(self._inputs, self._sizes, strict=True):
                 self._open(source)
-                stream = _Watched(source.stream, self, _read_size(source))
+                stream = _Watched(source.stream, self, _read_size(size))
                 watched = dataclasses.replace(source, stream=cast(IO[bytes], stream))
                 handed_at = 0
                 try:
@@ -290,30 +292,21 @@ class Reader:
         self._finish(error)
 
 
-def _read_size(source: OpenInput) -> int | None:
-    """The most a read of a regular file takes: about a hundredth of it (between
-    4 KiB and 256 KiB), so that the bytes read, which progress is measured by,
-    stay close to the lines parsed."""
+def _read_size(size: int | None) -> int | None:
+    """The most a read of a regular file of `size` bytes takes: about a hundredth
+    of it (between 4 KiB and 256 KiB), so that the bytes read, which progress is
+    measured by, stay close to the lines parsed. None (no bound) for a pipe."""
+    return None if size is None else min(max(size // 100, READ_MIN), READ_MAX)
+
+
+def _size_of(source: OpenInput) -> int | None:
+    """The size of a regular file's input; None for any other (a pipe)."""
     if not source.is_regular:
         return None
     try:
-        size = os.fstat(source.stream.fileno()).st_size
+        return os.fstat(source.stream.fileno()).st_size
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         return None
-    return min(max(size // 100, READ_MIN), READ_MAX)
-
-
-def _total_bytes(inputs: list[OpenInput]) -> int | None:
-    """The size of every input, when each is a regular file; None otherwise."""
-    total = 0
-    for source in inputs:
-        if not source.is_regular:
-            return None
-        try:
-            total += os.fstat(source.stream.fileno()).st_size
-        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-            return None
-    return total
 
 
 class _Watched:
