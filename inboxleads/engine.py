@@ -125,7 +125,9 @@ class Engine:
         self.deduper = Deduper()
         self.batcher = Batcher(config.batch_size, config.max_request_bytes)
         self.pacer = Pacer(clock, sleep, self._on_pause)
-        self.limit = AdaptiveLimit(config.concurrency, clock)
+        # Polite from the first request: one at a time until an answer shows the
+        # rate limit (the campaign look-up's, when there is one).
+        self.limit = AdaptiveLimit(config.concurrency, clock, opening=True)
         self._slots = asyncio.Semaphore(config.concurrency)
         # Why the run stopped early (None while it did not): goes into reasons and the summary.
         self.cause: str | None = None
@@ -737,8 +739,12 @@ class Engine:
         return longest
 
     def _observe(self, answer: Answer, start_seq: int) -> None:
-        """Pace by the answer's rate-limit headers, a reset too far away capped."""
+        """Pace by the answer's rate-limit headers, a reset too far away capped; the
+        first answer opens the concurrency as far as its headers allow."""
         rate = answer.rate
+        if answer.status is not None:
+            shown = rate is not None and rate.reset is not None
+            self.limit.opened(rate.remaining if shown and rate is not None else None)
         if rate is not None and rate.reset is not None:
             wait = rate.reset - self.clock()
             if wait > self.config.retry.max_wait_s:

@@ -7,8 +7,10 @@ drive them with a fake clock and no real waiting.
 - `Pacer`: spaces request starts by the `X-RateLimit-Remaining` and
   `X-RateLimit-Reset` headers of the answers, and holds every sender while a
   429's `Retry-After` runs (the limit is per team, so one 429 speaks for all).
-- `AdaptiveLimit`: the number of requests in flight, halved on overload and
-  grown back by one per window of successes (AIMD).
+- `AdaptiveLimit`: the number of requests in flight: one until the first
+  answer, then what that answer's rate-limit headers allow (all of
+  `--concurrency` when it has none); halved on overload and grown back by
+  one per window of successes (AIMD).
 """
 
 from __future__ import annotations
@@ -119,11 +121,18 @@ class Pacer:
 
 
 class AdaptiveLimit:
-    """At most `limit` requests in flight; the limit adapts to overload (AIMD)."""
+    """At most `limit` requests in flight; the limit adapts to overload (AIMD).
 
-    def __init__(self, maximum: int, clock: Clock, cooldown_s: float = 2.0) -> None:
+    `opening`: one request at a time until `opened` is told what the first
+    answer allows, so that a run's first burst never meets a rate limit blind.
+    """
+
+    def __init__(
+        self, maximum: int, clock: Clock, cooldown_s: float = 2.0, *, opening: bool = False
+    ) -> None:
         self.maximum = maximum
-        self.limit = float(maximum)
+        self.opening = opening
+        self.limit = 1.0 if opening else float(maximum)
         self.active = 0
         self._clock = clock
         self._cooldown_s = cooldown_s
@@ -142,9 +151,19 @@ class AdaptiveLimit:
         self.active -= 1
         self._changed.set()
 
+    def opened(self, remaining: int | None) -> None:
+        """The first answer came: it allows `remaining` more requests in the current
+        rate-limit window (None: it showed no rate limit), up to the maximum."""
+        if not self.opening:
+            return
+        self.opening = False
+        allowed = self.maximum if remaining is None else remaining
+        self.limit = float(min(self.maximum, max(1, allowed)))
+        self._changed.set()
+
     def success(self) -> None:
         """An answer came back fine: grow by about one per `limit` successes."""
-        if self.limit < self.maximum:
+        if self.limit < self.maximum and not self.opening:
             self.limit = min(float(self.maximum), self.limit + 1.0 / self.limit)
             self._changed.set()
 

@@ -303,6 +303,43 @@ def test_successes_grow_the_limit_back_but_not_past_the_maximum() -> None:
     assert limit.limit == 4.0
 
 
+def test_an_opening_limit_lets_one_request_fly_until_the_first_answer() -> None:
+    t = FakeTime(1000.0)
+    limit = AdaptiveLimit(8, t.clock, opening=True)
+    assert limit.limit == 1.0
+    limit.success()  # a success while opening does not open it
+    assert limit.limit == 1.0
+    limit.opened(3)  # the first answer's budget: 3 more this window
+    assert limit.limit == 3.0
+    limit.opened(100)  # only the first answer opens it
+    assert limit.limit == 3.0
+
+
+@pytest.mark.parametrize(("remaining", "opened_to"), [(None, 8.0), (0, 1.0), (5, 5.0), (99, 8.0)])
+def test_the_first_answer_opens_the_limit_as_far_as_it_allows(
+    remaining: int | None, opened_to: float
+) -> None:
+    limit = AdaptiveLimit(8, FakeTime(1000.0).clock, opening=True)
+    limit.opened(remaining)
+    assert limit.limit == opened_to
+
+
+def test_an_opening_limit_wakes_its_waiters_when_it_opens() -> None:
+    limit = AdaptiveLimit(4, FakeTime(1000.0).clock, opening=True)
+
+    async def go() -> None:
+        await limit.acquire()
+        second = asyncio.create_task(limit.acquire())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not second.done()
+        limit.opened(None)
+        await asyncio.wait_for(second, timeout=1)
+        assert limit.active == 2
+
+    run(go())
+
+
 def test_no_more_requests_in_flight_than_the_limit() -> None:
     t = FakeTime(1000.0)
     limit = AdaptiveLimit(2, t.clock)
