@@ -24,6 +24,7 @@ import ssl
 import stat
 import sys
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -825,6 +826,9 @@ def _http_client(job: AddJob, env: Environment) -> httpx.AsyncClient:
     verify: ssl.SSLContext | bool = True
     if job.ca_bundle is not None:
         verify = ca_context(job.ca_bundle)
+    elif not _may_use_tls(job):
+        # Nothing to verify, so no CA bundle to load (20-35 ms of every start).
+        verify = False
     return httpx.AsyncClient(
         transport=transport,
         limits=httpx.Limits(
@@ -834,6 +838,14 @@ def _http_client(job: AddJob, env: Environment) -> httpx.AsyncClient:
         follow_redirects=False,
         verify=verify,
     )
+
+
+def _may_use_tls(job: AddJob) -> bool:
+    """Whether a connection of this run can be TLS: an https API, or a proxy from the
+    environment (which may itself be https)."""
+    if job.sandbox:
+        return False
+    return urlsplit(job.base_url).scheme != "http" or bool(urllib.request.getproxies())
 
 
 def _client(job: AddJob, http: httpx.AsyncClient) -> InboxClient:
