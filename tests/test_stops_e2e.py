@@ -921,9 +921,11 @@ def test_a_stderr_nobody_reads_does_not_hold_the_run(
 
 
 def _wait_for_a_full_pipe(fd: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> bool:
-    """Wait until the pipe holds as much as it can: on Linux, FIONREAD against
-    F_GETPIPE_SZ; elsewhere (macOS, whose pipes grow as they fill), once what it holds
-    has stopped growing for a second while the run writes an event every 10 ms."""
+    """Wait until the pipe holds as much as it can: what it holds (FIONREAD) has
+    stopped growing while the run writes an event every 10 ms, for 0.2 s on Linux
+    once within two pages of F_GETPIPE_SZ (a line that does not fit the last page's
+    room takes a page of its own, so a full pipe holds 60 to 63 KiB of 64), for a
+    second elsewhere (macOS, whose pipes grow as they fill)."""
     import fcntl
     import termios
 
@@ -931,16 +933,18 @@ def _wait_for_a_full_pipe(fd: int, proc: subprocess.Popen[bytes], timeout: float
     end = time.monotonic() + timeout
     last, since = -1, time.monotonic()
     while time.monotonic() < end and proc.poll() is None:
+        time.sleep(0.01)
         held = bytearray(4)
         fcntl.ioctl(fd, termios.FIONREAD, held)
         count = int.from_bytes(held, sys.byteorder)
-        if size is not None and count >= size - 4096:
-            return True
         if count != last:
             last, since = count, time.monotonic()
-        elif size is None and count > 0 and time.monotonic() - since >= 1.0:
+            continue
+        still = time.monotonic() - since
+        if (size is not None and count >= size - 8192 and still >= 0.2) or (
+            size is None and count > 0 and still >= 1.0
+        ):
             return True
-        time.sleep(0.01)
     return False
 
 
