@@ -73,6 +73,7 @@ class Measured:
     resource usage from `os.wait4`."""
 
     returncode: int
+    started_s: float  # `time.monotonic()` just before the fork
     wall_s: float
     user_s: float
     sys_s: float
@@ -144,8 +145,8 @@ for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
 _, status, usage = os.wait4(pid, 0)
 wall = time.monotonic() - start
 with open(report, "w") as out:
-    json.dump([os.waitstatus_to_exitcode(status), wall, usage.ru_utime, usage.ru_stime,
-               usage.ru_maxrss], out)
+    json.dump([os.waitstatus_to_exitcode(status), start, wall, usage.ru_utime,
+               usage.ru_stime, usage.ru_maxrss], out)
 """
 
 
@@ -157,7 +158,8 @@ def run_measured(
     timeout_s: float = CLIENT_TIMEOUT_S,
 ) -> Measured:
     """Run a command to completion in a process group of its own, timing it and taking
-    its rusage (its reaped children included)."""
+    its rusage (its reaped children included). Its start is read from `time.monotonic()`
+    just before the fork: CLOCK_MONOTONIC, which the sandbox's timing uses too."""
     with (
         tempfile.TemporaryFile() as out,
         tempfile.TemporaryFile() as err,
@@ -168,13 +170,14 @@ def run_measured(
         proc = _start([*launcher, *argv], group=True, stdout=out, stderr=err, env=env, cwd=cwd)
         _reap(proc, timeout_s)
         try:
-            code, wall, user, system, maxrss_kib = json.loads(report.read_text())
+            code, started, wall, user, system, maxrss_kib = json.loads(report.read_text())
         except (OSError, ValueError) as exc:
             raise RuntimeError(f"no measurement of {argv[0]} (killed?)") from exc
         out.seek(0)
         err.seek(0)
         return Measured(
             code,
+            started,
             wall,
             user,
             system,
