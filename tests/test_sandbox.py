@@ -295,6 +295,33 @@ async def test_state_endpoint_reports_requests_and_members_without_auth() -> Non
     }
 
 
+async def test_state_endpoint_reports_each_campaigns_first_request_at_either_endpoint() -> None:
+    app = create_app()
+    before = time.monotonic()
+    async with client_for(app) as client:
+        await client.get("/campaigns/fresh1", headers=AUTH)
+        between = time.monotonic()
+        await client.post("/campaigns/v2/fresh1/leads", json={"usernames": ["jack"]}, headers=AUTH)
+        await client.post("/campaigns/v2/other1/leads", json={"usernames": ["jack"]}, headers={})
+        timing = (await client.get("/_sandbox/state")).json()["timing"]
+    first = timing["first_request_by_campaign"]
+    assert set(first) == {"fresh1", "other1"}  # a refused request arrived all the same
+    assert before <= first["fresh1"] <= between  # the look-up's arrival, not the upload's
+    assert first["other1"] >= between
+    assert timing["first_arrival"] >= between  # still the leads endpoint's alone
+
+
+def test_the_first_request_of_a_campaign_is_kept_on_the_states_clock() -> None:
+    clock = FakeClock(10.0)
+    state = SandboxState(clock=clock)
+    state.arrive("c1")
+    clock.now = 12.5
+    state.arrive("c1")
+    state.arrive("c2")
+    assert state.first_requests() == {"c1": 10.0, "c2": 12.5}
+    assert state.snapshot()["timing"]["first_request_by_campaign"] == {"c1": 10.0, "c2": 12.5}
+
+
 _HANDLES = st.one_of(
     st.from_regex(r"[A-Za-z0-9_]{1,15}", fullmatch=True),
     st.sampled_from(["gone", "GoneX", "a-b", "", "x" * 16, "Jack", "jack"]),

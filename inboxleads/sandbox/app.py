@@ -127,6 +127,7 @@ class _Endpoint:
         )
 
     async def leads(self, request: Request) -> Response:
+        self.state.arrive(request.path_params["campaignId"])
         self.state.enter()
         try:
             response = await _or_internal_error(self._answer(request))
@@ -139,6 +140,7 @@ class _Endpoint:
         return response
 
     async def campaign(self, request: Request) -> Response:
+        self.state.arrive(request.path_params["campaignId"])
         response = await _or_internal_error(self._look_up(request))
         if not isinstance(response, _Broken):  # only a shutdown breaks a look-up off
             self.state.record_lookup(response.status_code)

@@ -268,6 +268,9 @@ class SandboxState:
         # For benchmarks: when the first request arrived and the last answer was ready.
         self.first_arrival: float | None = None
         self.last_answer: float | None = None
+        # When the first request for each campaign arrived, at either endpoint (a client's
+        # look-up included): how long a client took to start, on a clock it can share.
+        self._first_request: dict[str, float] = {}
         self._campaigns: dict[str, _Campaign] = {}
         self._by_status: dict[int, int] = {}
         self._lookups: dict[int, int] = {}
@@ -282,6 +285,18 @@ class SandboxState:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             if self.first_arrival is None:
                 self.first_arrival = self._clock()
+
+    def arrive(self, campaign: str) -> None:
+        """A request for `campaign` arrived at either endpoint, whether it is answered or
+        refused: remember when, if it is the campaign's first."""
+        with self._lock:
+            if campaign not in self._first_request:
+                self._first_request[campaign] = self._clock()
+
+    def first_requests(self) -> dict[str, float]:
+        """When the first request for each campaign arrived, on the state's clock."""
+        with self._lock:
+            return dict(self._first_request)
 
     def leave(self) -> None:
         """A request was answered (or broken off)."""
@@ -422,6 +437,10 @@ class SandboxState:
             "lookups": {str(status): n for status, n in sorted(self.lookups().items())},
             "max_in_flight": self.max_in_flight,
             # Seconds on the state's clock (default `time.monotonic`, shared by local processes).
-            "timing": {"first_arrival": self.first_arrival, "last_answer": self.last_answer},
+            "timing": {
+                "first_arrival": self.first_arrival,
+                "last_answer": self.last_answer,
+                "first_request_by_campaign": self.first_requests(),
+            },
             "campaigns": campaigns,
         }
