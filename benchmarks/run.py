@@ -196,6 +196,22 @@ with open(report, "w") as out:
 """
 
 
+def as_installed(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a measured command, which may keep byte-code as an installed package
+    does (an environment that sets PYTHONDONTWRITEBYTECODE would otherwise have every
+    run compile the package from source, about 50 ms that no installed copy pays)."""
+    return {key: value for key, value in env.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
+def compile_package() -> None:
+    """Byte-compile the package once, as pip does when it installs it."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(ROOT / "inboxleads")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def run_measured(
     argv: list[str],
     *,
@@ -213,6 +229,7 @@ def run_measured(
     ):
         report = Path(scratch) / "rusage.json"
         launcher = [sys.executable, "-I", "-S", "-c", _MEASURE, str(report)]
+        env = as_installed(env if env is not None else dict(os.environ))
         proc = _start([*launcher, *argv], group=True, stdout=out, stderr=err, env=env, cwd=cwd)
         _reap(proc, timeout_s)
         try:
@@ -1175,6 +1192,7 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="inboxleads-bench-") as work,
     ):
         ctx = Context(args.quick, Path(work), handles, cost_handles, client_command())
+        compile_package()
         info = machine()
         print(
             f"inboxleads benchmarks ({'quick' if args.quick else 'full'}, {handles:,} handles) "
