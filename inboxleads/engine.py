@@ -65,6 +65,9 @@ Companion = Callable[[], Awaitable[None]]
 DRAIN_S = 0.5
 # The campaign variables a warning names at most.
 MOST_NAMED = 20
+# How long the first request may go unanswered before the others stop waiting for
+# what its answer would show (a hung request must not hold a run for --timeout).
+OPENING_PATIENCE_S = 5.0
 
 
 @dataclass
@@ -140,6 +143,7 @@ class Engine:
         self._abort = asyncio.Event()
         self._on_abort = on_abort
         self._grace: asyncio.TimerHandle | None = None
+        self._patience: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._senders: set[asyncio.Task[None]] = set()
         self.finished = False
@@ -343,8 +347,9 @@ class Engine:
 
     def _finish(self) -> None:
         """Account for everything the upload holds, whatever ended it."""
-        if self._grace is not None:
-            self._grace.cancel()
+        for timer in (self._grace, self._patience):
+            if timer is not None:
+                timer.cancel()
         cause = self.cause or "internal error (the run ended early)"
         try:
             for chunk in self.reader.drain(DRAIN_S):
@@ -764,6 +769,9 @@ class Engine:
             if not turned or start_seq is None:
                 return None
             request = call()
+            if self.limit.opening and self._patience is None:
+                loop = asyncio.get_running_loop()
+                self._patience = loop.call_later(OPENING_PATIENCE_S, self.limit.opened, None)
             self.emit(ev.RequestStarted(seq, size, attempt, phase))
             status: int | None = None
             try:

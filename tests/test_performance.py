@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
+from inboxleads import engine
 from inboxleads.errors import ExitStatus
 from inboxleads.runner import AddJob, AddResult, _may_use_tls, run_add
 
@@ -278,3 +279,45 @@ def test_a_profiler_still_gets_to_write_what_it_saw(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["unique"] == 10
     assert out.stat().st_size > 0
+
+
+class FirstUploadHangs(RateLimitedApi):
+    """No rate limit; the first upload goes unanswered until every other batch has been
+    answered, or `most_s` real seconds have passed (then it is answered all the same)."""
+
+    def __init__(self, fake: FakeTime, batches: int, most_s: float) -> None:
+        super().__init__(fake, limit=None)
+        self.others = batches - 1
+        self.most_s = most_s
+        self.others_done = asyncio.Event()
+        self.first: str | None = None
+        self.waited_for_the_others = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and self.first is None:
+            self.first = request.url.path
+            try:
+                await asyncio.wait_for(self.others_done.wait(), self.most_s)
+                self.waited_for_the_others = True
+            except TimeoutError:
+                pass
+            return await super().handle_async_request(request)
+        response = await super().handle_async_request(request)
+        if request.method == "POST":
+            self.others -= 1
+            if self.others == 0:
+                self.others_done.set()
+        return response
+
+
+def test_a_first_upload_that_hangs_does_not_hold_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "OPENING_PATIENCE_S", 0.05)
+    fake = FakeTime()
+    api = FirstUploadHangs(fake, batches=10, most_s=20.0)
+    result = run(tmp_path, api, fake, handles(1000), batch_size=100, concurrency=4, no_check=True)
+    assert result.status == ExitStatus.OK
+    assert api.leads == 1000
+    # The other nine went out and were answered while the first hung.
+    assert api.waited_for_the_others
