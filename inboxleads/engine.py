@@ -755,7 +755,8 @@ class Engine:
             if wait > self.config.retry.max_wait_s:
                 capped = self._capped(wait, "X-RateLimit-Reset")
                 rate = dataclasses.replace(rate, reset=self.clock() + capped)
-        self.pacer.observe(rate, start_seq)
+        if answer.status is not None:  # a connection that failed shows nothing either way
+            self.pacer.observe(rate, start_seq)
 
     async def _attempt(
         self, call: Callable[[], Awaitable[Answer]], seq: int, size: int, attempt: int, phase: str

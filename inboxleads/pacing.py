@@ -53,6 +53,9 @@ class Pacer:
     # Waits shorter than this are ordinary spacing, not a pause worth showing.
     SHOW_PAUSE_S = 1.0
     RESET_ROUNDING_S = 0.5
+    # After a reset, how long the others wait at most for the answer that tells the
+    # new budget (they go as soon as it comes).
+    STALE_WAIT_S = 1.0
 
     def __init__(self, clock: Clock, sleep: Sleep, on_pause: PauseHook | None = None) -> None:
         self._clock = clock
@@ -65,6 +68,8 @@ class Pacer:
         self._info_seq = -1
         self._remaining: int | None = None
         self._reset: float | None = None
+        self._probing = False  # a request went to learn the budget after a reset
+        self._news = asyncio.Event()  # set when an answer tells the budget
 
     async def wait_turn(self) -> int:
         """Wait until a request may start; return its start sequence number."""
@@ -74,18 +79,38 @@ class Pacer:
             if start <= now:
                 break
             wait = start - now
-            if self._on_pause is not None and wait >= self.SHOW_PAUSE_S:
+            probe = self._probing and self._blocked_until < self._next_start
+            if self._on_pause is not None and wait >= self.SHOW_PAUSE_S and not probe:
                 blocked = self._blocked_until >= self._next_start
                 self._on_pause(wait, self._block_reason if blocked else "rate limit: pacing")
-            await self._sleep(wait)
+            if probe:
+                await self._sleep_or_news(wait)
+            else:
+                await self._sleep(wait)
         self._next_start = max(now, self._next_start) + self._interval(now)
         seq = self._started
         self._started += 1
         return seq
 
+    async def _sleep_or_news(self, wait: float) -> None:
+        self._news.clear()
+        tasks = {asyncio.ensure_future(self._sleep(wait)), asyncio.ensure_future(self._news.wait())}
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+
     def _interval(self, now: float) -> float:
-        if self._remaining is None or self._reset is None or self._reset <= now:
+        if self._remaining is None or self._reset is None:
             return 0.0
+        if self._reset <= now:
+            # The window has moved on since the last answer. A sliding window frees its
+            # slots one by one, not all at the reset: this request goes to learn the new
+            # budget, and the next waits for its answer (a while at most).
+            self._probing = True
+            return self.STALE_WAIT_S
+
         # Requests started since the answer we learned from may not be counted yet.
         remaining = self._remaining - (self._started - self._info_seq - 1)
         if remaining <= 0:
@@ -95,10 +120,17 @@ class Pacer:
         return max(0.0, self._reset - self.RESET_ROUNDING_S - now) / remaining
 
     def observe(self, rate: RateInfo | None, seq: int) -> None:
-        """Learn the current budget from the answer to request number `seq`."""
-        if rate is None or rate.remaining is None or rate.reset is None:
-            return
+        """Learn the current budget from the answer to request number `seq` (an answer
+        that shows none makes the budget unknown again)."""
         if seq < self._info_seq:
+            return
+        if self._probing:
+            # The answer the others wait for: they go now, spaced by what it says.
+            self._probing = False
+            self._next_start = min(self._next_start, self._clock())
+            self._news.set()
+        if rate is None or rate.remaining is None or rate.reset is None:
+            self._remaining = self._reset = None
             return
         self._info_seq = seq
         self._remaining = rate.remaining

@@ -141,7 +141,8 @@ def test_with_no_budget_left_the_next_request_waits_for_the_reset() -> None:
         await pacer.wait_turn()
 
     run(go())
-    assert t.now == pytest.approx(1045.0)
+    # The first start after the reset learns the new budget; the next waits a moment.
+    assert t.now == pytest.approx(1045.0 + Pacer.STALE_WAIT_S)
     [(wait, why)] = pauses
     assert wait == pytest.approx(45.0)
     assert why == "rate limit: pacing"
@@ -160,20 +161,42 @@ def test_no_request_starts_before_the_reset_once_the_budget_is_spent() -> None:
     assert t.now >= 1045.0
 
 
-def test_after_the_reset_time_requests_are_no_longer_spaced() -> None:
+def test_after_the_reset_one_request_goes_to_learn_the_budget_before_the_others() -> None:
+    # A sliding window frees its slots one by one: waiters released all at once at the
+    # reset met 429s every window.
+    t = FakeTime(1000.0)
+    pacer = Pacer(t.clock, t.sleep)
+
+    async def go() -> list[float]:
+        seq = await pacer.wait_turn()
+        pacer.observe(rate(remaining=2, reset=1004.0), seq)
+        await pacer.wait_turn()
+        t.now = 1010.0
+        starts = []
+        for _ in range(3):
+            await pacer.wait_turn()
+            starts.append(t.now)
+        return starts
+
+    starts = run(go())
+    stale = Pacer.STALE_WAIT_S
+    assert starts == pytest.approx([1010.0, 1010.0 + stale, 1010.0 + 2 * stale])
+
+
+def test_an_answer_without_rate_headers_makes_the_budget_unknown_again() -> None:
     t = FakeTime(1000.0)
     pacer = Pacer(t.clock, t.sleep)
 
     async def go() -> None:
         seq = await pacer.wait_turn()
-        pacer.observe(rate(remaining=2, reset=1004.0), seq)
-        await pacer.wait_turn()
-        t.now = 1010.0
-        await pacer.wait_turn()
-        await pacer.wait_turn()
+        pacer.observe(rate(remaining=1, reset=1060.0), seq)
+        seq = await pacer.wait_turn()
+        pacer.observe(None, seq)  # the server stopped showing its budget
+        for _ in range(5):
+            await pacer.wait_turn()
 
     run(go())
-    assert t.now == 1010.0
+    assert t.now == pytest.approx(1000.0 + 59.5)  # only the spacing before the news
 
 
 def test_a_block_holds_the_next_request_and_is_shown_with_its_reason() -> None:
