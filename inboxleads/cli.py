@@ -111,7 +111,7 @@ Examples:
 
 Exit codes: 0 all delivered, 1 some undelivered, 2 usage or input error,
 3 refused by the API (token, campaign), 4 another run holds the lock,
-130/143 interrupted.
+130/143/129 stopped by Ctrl-C, SIGTERM or a hang-up.
 """
 
 
@@ -357,9 +357,9 @@ def add(
     live table of added / skipped / failed. Rejected values are reported with
     their file and line and never stop the run.
 
-    Stopping: the first Ctrl-C or SIGTERM sends nothing new and gives requests
-    in flight 10 s; a second one abandons them. Either way the summary is
-    printed and --undelivered lists what was not delivered (exit 130/143).
+    Stopping: the first Ctrl-C, SIGTERM or SIGHUP sends nothing new and gives
+    requests in flight 10 s; a second one abandons them. Either way the summary
+    is printed and --undelivered lists what was not delivered (exit 130/143/129).
     """
     from .runner import AddJob, Environment, end_before_start, run_add
 

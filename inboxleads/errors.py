@@ -28,6 +28,7 @@ class ExitStatus(IntEnum):
     REFUSED = 3
     LOCKED = 4
     BUG = 70
+    SIGHUP = 129
     SIGINT = 130
     SIGTERM = 143
 

@@ -1,7 +1,8 @@
 """Signals, from the first instant of the process to its exit.
 
 The command's entry point calls `install` before it imports anything heavy,
-so SIGINT (Ctrl-C), SIGTERM and, on Windows, SIGBREAK never raise
+so SIGINT (Ctrl-C), SIGTERM, SIGHUP (unless ignored, as under nohup) and, on
+Windows, SIGBREAK never raise
 KeyboardInterrupt and never print a traceback. A handler only records the
 signal and passes it on to whoever is attached (the running `add` job, which
 hands it to its event loop thread-safely); a signal that comes before a run
@@ -34,16 +35,23 @@ if TYPE_CHECKING:
     T = TypeVar("T")
 
 SIGBREAK: int | None = getattr(signal, "SIGBREAK", None)
+SIGHUP: int | None = getattr(signal, "SIGHUP", None)
 # The signals that stop a run, and the exit status each gives.
 EXIT_STATUS: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 if SIGBREAK is not None:
     EXIT_STATUS[SIGBREAK] = 143
+if SIGHUP is not None:
+    # The terminal closed (an ssh session dropped): the status a hang-up always gave,
+    # now with the summary and the reports.
+    EXIT_STATUS[SIGHUP] = 129
 NAMES: dict[int, str] = {
     signal.SIGINT: "the run was interrupted (SIGINT)",
     signal.SIGTERM: "the run was terminated (SIGTERM)",
 }
 if SIGBREAK is not None:
     NAMES[SIGBREAK] = "the run was terminated (Ctrl-Break)"
+if SIGHUP is not None:
+    NAMES[SIGHUP] = "the terminal hung up (SIGHUP)"
 
 # After an abort (second signal, grace over, a bug), the process ends within this many
 # seconds: in order if it can, else by the watchdog.
@@ -77,6 +85,8 @@ def install() -> bool:
     if _previous:
         return False
     for signum in EXIT_STATUS:
+        if signum == SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+            continue  # under nohup: a hang-up is not meant to stop anything
         try:
             _previous[signum] = signal.signal(signum, _handle)
         except ValueError:  # not the main thread

@@ -627,6 +627,7 @@ def wait_for_handlers(pid: int, deadline_s: float = 10.0) -> float:
     [
         pytest.param(signal.SIGINT, 130, id="SIGINT"),
         pytest.param(signal.SIGTERM, 143, id="SIGTERM"),
+        pytest.param(getattr(signal, "SIGHUP", 1), 129, id="SIGHUP"),
     ],
 )
 @pytest.mark.parametrize("delay_ms", [0, 5, 20, 50, 100, 160, 230, 300])
@@ -664,6 +665,40 @@ def test_a_signal_in_the_first_300_ms(
     assert run.ended is not None and run.ended - sent <= GRACE_S + 2
     # From the handlers' first instant on, a stopped run still ends with its summary.
     check_against(server, campaign, und, last_json(result), code, fed=fed)
+
+
+@pytest.mark.posix  # SIGHUP to the run
+@pytest.mark.parametrize("under_nohup", [False, True], ids=["hung-up", "under-nohup"])
+def test_a_hang_up_mid_run_ends_it_in_order_unless_ignored(
+    sandbox: StartSandbox, start: StartRun, tmp_path: Path, under_nohup: bool
+) -> None:
+    """The terminal closes (an ssh session drops) halfway: the run stops as for SIGTERM,
+    with exit 129, its summary and its reports, and leaves no temporary file; under
+    nohup, which ignores SIGHUP, it goes on to the end."""
+    server = sandbox("--latency", "0.2")
+    campaign = f"hup{int(under_nohup)}"
+    fed = handles(20_000)
+    path = write_lines(tmp_path / "leads.txt", fed)
+    und = tmp_path / "und.txt"
+    argv = inboxleads("add", campaign, str(path), "--json", "--undelivered", str(und))
+    argv += words("--batch-size 500 --concurrency 2")
+    if under_nohup:
+        argv = ["nohup", *argv]
+    run = start(argv, env=server.env())
+    sleep_until(wait_for_handlers(run.proc.pid) + 0.8)
+    sent = run.signal(signal.SIGHUP)
+    result = run.finish(hang_after=30)
+
+    code = 0 if under_nohup else 129
+    assert_clean(result)
+    assert result.code == code, (result.code, result.stderr[-4000:])
+    summary = last_json(result)
+    check_against(server, campaign, und, summary, code, fed=fed)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+    if not under_nohup:
+        assert run.ended is not None and run.ended - sent <= GRACE_S + 2
+        assert summary["stop_reason"] == "the terminal hung up (SIGHUP)"
+        assert summary["undelivered"] > 0
 
 
 # --- 6. closed or broken streams ------------------------------------------------------
