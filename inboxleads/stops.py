@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 # Not `typing.TYPE_CHECKING`: importing typing alone takes milliseconds here.
 TYPE_CHECKING = False
@@ -247,3 +248,8 @@ def reopen_closed_std_streams() -> None:
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
+            # Python found the descriptor closed and left its stream None, so the
+            # option parser would write its usage errors to stdout, into a --json pipe.
+            name = ("stdin", "stdout", "stderr")[fd]
+            if fd > 0 and getattr(sys, name) is None:
+                setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))  # noqa: SIM115
