@@ -925,3 +925,49 @@ def test_a_missing_folder_behind_a_link_is_named(run_cli: Run, tmp_path: Path) -
     result = run_cli("add", "dl1", "in.txt", "--sandbox", "--rejects", "dang.csv")
     assert result.code == 2, result.stderr
     assert f"the folder {tmp_path / 'nowhere'} does not exist" in result.stderr
+
+
+@pytest.mark.posix  # a closed descriptor 1 or 2
+@pytest.mark.parametrize("closed", [1, 2], ids=["stdout", "stderr"])
+def test_a_usage_error_with_a_closed_stream_goes_to_stderr_or_nowhere(
+    tmp_path: Path, closed: int
+) -> None:
+    """`... --json --bogus 2>&- | json-reader`: the parser's usage text went to stdout
+    when stderr was closed, into the reader of the JSON."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "inboxleads", "add", "cl2", "x.txt", "--json", "--bogus"],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(closed),
+        check=False,
+    )
+    assert proc.returncode == 2
+    if closed == 2:
+        assert proc.stdout == b""
+    else:
+        assert b"No such option: --bogus" in proc.stderr
+
+
+@pytest.mark.posix  # a closed descriptor 1, SIGTERM to the sandbox
+def test_the_sandbox_serves_with_stdout_closed_and_ends_on_an_early_sigterm(
+    tmp_path: Path,
+) -> None:
+    """It failed to start with 'Unable to configure formatter' (its log had no stdout);
+    and a SIGTERM as soon as its URL was printed, before uvicorn took the signals over,
+    was recorded and never acted on."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inboxleads", "sandbox", "--port", "0"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: os.close(1),
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert b"Sandbox listening on http://127.0.0.1:" in line, line
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

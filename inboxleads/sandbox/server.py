@@ -13,6 +13,7 @@ from collections.abc import Callable, Generator
 import uvicorn
 from starlette.applications import Starlette
 
+from .. import stops
 from .app import create_app
 from .config import API_PREFIX, SandboxConfig
 
@@ -72,6 +73,11 @@ class _Server(uvicorn.Server):
             *filter(None, [getattr(signal, "SIGBREAK", None)]),
         ]
         originals = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+        # A signal that came before uvicorn took over (as soon as the URL was printed,
+        # say) was only recorded: it ends the sandbox now.
+        early = stops.received()
+        if early:
+            self.handle_exit(early[0], None)
         try:
             yield
         finally:
