@@ -127,7 +127,7 @@ def add(
     inputs: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="INPUT",
+            metavar="[INPUT]...",
             help="Files to read, or - for stdin. Without any, stdin is read when it is a pipe.",
             show_default=False,
         ),
