@@ -551,7 +551,12 @@ def _token_from_stdin(max_time: float | None) -> str:
         with _prompting():
             return stops.wait_for(lambda: _typed_unseen(msvcrt.getwch), "--token -", max_time)
     with _no_echo():
-        return stops.wait_for(_first_line_of_stdin, "--token -", max_time)
+        try:
+            return stops.wait_for(_first_line_of_stdin, "--token -", max_time)
+        except OSError as exc:  # a terminal gone (EIO) with no hang-up signal after it
+            raise UsageError(
+                f"--token -: stdin could not be read ({exc.strerror or exc})"
+            ) from None
 
 
 @contextlib.contextmanager
@@ -627,7 +632,8 @@ def _no_echo() -> Iterator[None]:
         try:
             yield
         finally:
-            with contextlib.suppress(OSError):
+            # A terminal that hung up refuses this too (termios.error, not an OSError).
+            with contextlib.suppress(OSError, termios.error):
                 termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 

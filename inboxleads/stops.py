@@ -175,19 +175,27 @@ def wait_for(work: Callable[[], T], what: str, max_time: float | None) -> T:
     worker = threading.Thread(target=run, name="inboxleads-wait", daemon=True)
     worker.start()
     deadline = None if max_time is None else time.monotonic() + max_time
+
+    def stopped() -> Interrupted:
+        signum = _pending[0]
+        why = f"stopped while waiting for {what}"
+        return Interrupted(why, ExitStatus(exit_status(signum)), describe(signum))
+
     while worker.is_alive():
         worker.join(0.05)
         if _pending:
-            raise Interrupted(
-                f"stopped while waiting for {what}",
-                ExitStatus(exit_status(_pending[0])),
-                describe(_pending[0]),
-            )
+            raise stopped()
         if max_time is not None and deadline is not None and time.monotonic() >= deadline:
             raise Interrupted(
                 f"stopped while waiting for {what}", ExitStatus.PARTIAL, deadline_reason(max_time)
             )
     if failure:
+        # A terminal that hangs up fails the read (EIO) just before its SIGHUP comes:
+        # give the signal a moment, so that the run ends as stopped, not as failed.
+        for _ in range(10):
+            if _pending:
+                raise stopped()
+            time.sleep(0.05)
         raise failure[0]
     return outcome[0]
 

@@ -1249,6 +1249,51 @@ def test_a_stop_while_waiting_for_the_token(
     assert server.requests() == 0
 
 
+@pytest.mark.posix  # a pseudo-terminal
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pty hang-up semantics")
+def test_a_terminal_that_hangs_up_at_the_token_prompt_stops_the_run(
+    sandbox: StartSandbox, tmp_path: Path
+) -> None:
+    """The window closes while `--token -` asks: the read fails (EIO) just before the
+    SIGHUP comes, and restoring the terminal's echo fails too; neither is a bug (it
+    was exit 70, "internal error"), the run is stopped by the hang-up (129)."""
+    import pty
+
+    server = sandbox()
+    path = write_lines(tmp_path / "leads.txt", handles(30))
+    out = tmp_path / "out.json"
+    env = server.env()
+    del env["INBOX_API_TOKEN"]
+    argv = inboxleads("add", "hup18", str(path), "--json", "--token", "-")
+    pid, master = pty.fork()
+    if pid == 0:  # the child: its terminal is the pty; stdout goes to a file
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 1)
+        os.chdir(tmp_path)
+        os.execve(argv[0], argv, env)
+    try:
+        seen = b""
+        deadline = time.monotonic() + 20
+        while b"API token" not in seen and time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                seen += os.read(master, 1024)
+        assert b"API token" in seen, seen
+    finally:
+        os.close(master)  # the terminal goes away: a hang-up
+    deadline = time.monotonic() + 20
+    while (ended := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if ended[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError("the run did not end after its terminal hung up")
+    assert os.waitstatus_to_exitcode(ended[1]) == 129
+    summary = json.loads(out.read_text().splitlines()[-1])
+    assert summary["exit_code"] == 129
+    assert summary["stop_reason"] == "the terminal hung up (SIGHUP)"
+    assert server.requests() == 0
+
+
 @pytest.mark.posix  # a fifo; a signal to the run
 @EACH_STOP
 def test_a_fifo_with_no_writer_holds_up_neither_the_files_before_it_nor_a_stop(
