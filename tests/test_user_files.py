@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from inboxleads.sandbox import SandboxConfig
@@ -968,6 +969,45 @@ def test_the_sandbox_serves_with_stdout_closed_and_ends_on_an_early_sigterm(
         assert proc.stderr is not None
         line = proc.stderr.readline()
         assert b"Sandbox listening on http://127.0.0.1:" in line, line
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+@pytest.mark.posix  # SIGHUP to the sandbox
+@pytest.mark.parametrize("ignored", [False, True], ids=["hang-up", "under-nohup"])
+def test_the_sandbox_ends_when_its_terminal_hangs_up(tmp_path: Path, ignored: bool) -> None:
+    """A closed terminal left it serving (and holding its port) for good; under nohup,
+    which ignores SIGHUP, it serves on."""
+    import signal
+
+    def child() -> None:
+        if ignored:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inboxleads", "sandbox", "--port", "0"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=child,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline().decode()
+        assert "Sandbox listening on " in line, line
+        base_url = line.split()[3]
+        # Once it answers, uvicorn has the signals (a signal before that is replayed).
+        answer = httpx.get(f"{base_url}/_sandbox/state", headers={"Authorization": "x"})
+        assert answer.status_code in (200, 401)
+        proc.send_signal(signal.SIGHUP)
+        try:
+            proc.wait(timeout=1.5 if ignored else 15)
+        except subprocess.TimeoutExpired:
+            assert ignored, "the sandbox served on after a hang-up"
+        else:
+            assert not ignored, "the sandbox ended on a hang-up it was told to ignore"
     finally:
         proc.terminate()
         proc.communicate(timeout=30)

@@ -48,7 +48,8 @@ def _uvicorn_config(app: Starlette) -> uvicorn.Config:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, ending the sandbox's sleeps on shutdown and returning on SIGINT/SIGTERM."""
+    """uvicorn, ending the sandbox's sleeps on shutdown and returning on SIGINT, SIGTERM
+    or SIGHUP."""
 
     def __init__(self, app: Starlette) -> None:
         super().__init__(_uvicorn_config(app))
@@ -66,12 +67,16 @@ class _Server(uvicorn.Server):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        # Ctrl-Break on Windows, where it exists, ends it like SIGTERM.
+        # Ctrl-Break on Windows, where it exists, ends it like SIGTERM, and so does a
+        # hang-up (its terminal closed), unless it is ignored (nohup).
         signals = [
             signal.SIGINT,
             signal.SIGTERM,
             *filter(None, [getattr(signal, "SIGBREAK", None)]),
         ]
+        hangup = getattr(signal, "SIGHUP", None)
+        if hangup is not None and signal.getsignal(hangup) != signal.SIG_IGN:
+            signals.append(hangup)
         originals = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
         # A signal that came before uvicorn took over (as soon as the URL was printed,
         # say) was only recorded: it ends the sandbox now.
