@@ -65,6 +65,11 @@ Companion = Callable[[], Awaitable[None]]
 DRAIN_S = 0.5
 # The campaign variables a warning names at most.
 MOST_NAMED = 20
+# The campaign look-up holds the start of a run (the input is read after it) and its
+# failure only costs a warning: each attempt waits this long at most, and it is tried
+# this many times at most (fewer if --max-attempts says so).
+LOOKUP_TIMEOUT_S = 10.0
+LOOKUP_ATTEMPTS = 3
 # How long the first request may go unanswered before the others stop waiting for
 # what its answer would show (a hung request must not hold a run for --timeout).
 OPENING_PATIENCE_S = 5.0
@@ -286,10 +291,12 @@ class Engine:
         assert self.client is not None
         client, config = self.client, self.config
 
-        def get() -> Awaitable[Answer]:
-            return client.get_campaign(config.campaign, config.timeout_s, self.clock())
+        timeout = min(config.timeout_s, LOOKUP_TIMEOUT_S)
 
-        answer, _ = await self._attempts(get, 0, 0, "lookup")
+        def get() -> Awaitable[Answer]:
+            return client.get_campaign(config.campaign, timeout, self.clock())
+
+        answer, _ = await self._attempts(get, 0, 0, "lookup", most=LOOKUP_ATTEMPTS)
         if answer is None:
             return  # stopped
         found = answer.campaign
@@ -671,13 +678,19 @@ class Engine:
         size: int,
         phase: str,
         on_retry: Callable[[Answer], None] | None = None,
+        *,
+        most: int | None = None,
     ) -> tuple[Answer | None, int]:
         """Attempts of one request, each paced and holding a concurrency slot, until
         an answer that is not retried or the last attempt: (that answer, requests
         sent); (None, requests sent) when a stop came first.
 
         A transient failure is retried after a backoff: a 429 holds every sender
-        for its Retry-After, and a 429 or 503 halves the concurrency."""
+        for its Retry-After, and a 429 or 503 halves the concurrency. `most` caps
+        the attempts below --max-attempts."""
+        last = self.config.retry.max_attempts
+        if most is not None:
+            last = min(last, most)
         attempt = sent = 0
         while not self._stop.is_set():
             attempt += 1
@@ -695,7 +708,7 @@ class Engine:
                 # Retry-After is the floor, but an absurd one must not hold the run for days.
                 hold = self._capped(answer.retry_after or 1.0, "Retry-After")
                 self.pacer.block(hold, f"rate limit: {answer.message}")
-            if attempt >= self.config.retry.max_attempts:
+            if attempt >= last:
                 return answer, sent
             wait = self.config.retry.wait(attempt, answer.retry_after, self.rng)
             if on_retry is not None:

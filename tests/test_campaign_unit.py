@@ -6,6 +6,7 @@ columns and the tally as plain functions.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from inboxleads import columns as cols
+from inboxleads import engine
 from inboxleads import events as ev
 from inboxleads.accounting import Tally
 from inboxleads.client import InboxClient, Outcome
@@ -409,3 +411,55 @@ def test_what_the_server_names_reaches_no_terminal_raw(tmp_path: Path) -> None:
     refused = httpx.Response(401, content=b'{"error": "no\x1b[2J entry"}')
     result, _ = run(tmp_path, Recorder([refused]), ["@jack"], name="b.txt")
     assert result.error is not None and "\x1b" not in result.error.message
+
+
+@pytest.mark.parametrize(("options", "attempts"), [({}, 3), ({"max_attempts": 2}, 2)])
+def test_a_failing_look_up_is_tried_3_times_at_most(
+    tmp_path: Path, options: dict[str, Any], attempts: int
+) -> None:
+    # The input is read after the look-up: with --max-attempts 6 and --timeout 300, a
+    # look-up that hangs used to hold a run for half an hour before its first batch.
+    recorder = Recorder([httpx.Response(503, json={"message": "down"})])
+    result, _ = run(tmp_path, recorder, CSV, **options)
+    assert result.status == ExitStatus.OK
+    assert [m for m, _ in recorder.requests].count("GET") == attempts
+    assert recorder.requests[-1][0] == "POST"
+
+
+class HangingLookUp(httpx.AsyncBaseTransport):
+    """A look-up that never answers; uploads are taken."""
+
+    def __init__(self) -> None:
+        self.gets = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            self.gets += 1
+            await asyncio.Event().wait()
+        body = json.loads(await request.aread())
+        n = sum(len(body.get(k, ())) for k in ("usernames", "platformIds", "leads"))
+        return httpx.Response(200, json={"added": n, "skipped": 0, "failed": 0})
+
+
+@pytest.mark.parametrize(("timeout_s", "waited"), [(300.0, "0.05 s"), (0.02, "0.02 s")])
+def test_each_look_up_attempt_waits_the_shorter_of_its_cap_and_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, timeout_s: float, waited: str
+) -> None:
+    monkeypatch.setattr(engine, "LOOKUP_TIMEOUT_S", 0.05)  # 10 s in a real run
+    transport = HangingLookUp()
+    fake = FakeTime()
+    err = io.StringIO()
+    job = AddJob(
+        campaign="spring1",
+        inputs=[str(write_lines(tmp_path / "a.csv", CSV))],
+        token=SECRET,
+        base_url="https://api.test/api/v1",
+        progress="jsonl",
+        timeout_s=timeout_s,
+    )
+    result = run_add(job, quiet_env(fake, stderr=err, transport=transport))
+    assert result.status == ExitStatus.OK
+    assert transport.gets == 3
+    events = [json.loads(line) for line in err.getvalue().splitlines()]
+    retries = [e["reason"] for e in events if e["event"] == "retry_scheduled"]
+    assert retries == [f"no answer within {waited}"] * 2  # then the third, and the upload
