@@ -543,6 +543,10 @@ def _resolve_token(
     return token
 
 
+# How long a read that a terminal ended waits for the hang-up signal behind it.
+HANG_UP_PATIENCE_S = 2.0
+
+
 def _token_from_stdin(max_time: float | None) -> str:
     """The first line of stdin; typed at a terminal, it is asked for and not shown."""
     if sys.platform == "win32" and sys.stdin is not None and sys.stdin.isatty():
@@ -550,13 +554,17 @@ def _token_from_stdin(max_time: float | None) -> str:
 
         with _prompting():
             return stops.wait_for(lambda: _typed_unseen(msvcrt.getwch), "--token -", max_time)
-    with _no_echo():
+    with _no_echo() as terminal:
         try:
-            return stops.wait_for(_first_line_of_stdin, "--token -", max_time)
-        except OSError as exc:  # a terminal gone (EIO) with no hang-up signal after it
-            raise UsageError(
-                f"--token -: stdin could not be read ({exc.strerror or exc})"
-            ) from None
+            line = stops.wait_for(_first_line_of_stdin, "--token -", max_time)
+        except OSError as exc:
+            if terminal:  # a terminal that hung up: its SIGHUP is on the way
+                stops.stopped_meanwhile("--token -", HANG_UP_PATIENCE_S)
+            why = exc.strerror or exc
+            raise UsageError(f"--token -: stdin could not be read ({why})") from None
+        if terminal and not line.endswith("\n"):  # the end of a terminal: hung up?
+            stops.stopped_meanwhile("--token -", HANG_UP_PATIENCE_S)
+        return line
 
 
 @contextlib.contextmanager
@@ -596,11 +604,12 @@ def _typed_unseen(getch: Callable[[], str]) -> str:
 
 
 @contextlib.contextmanager
-def _no_echo() -> Iterator[None]:
+def _no_echo() -> Iterator[bool]:
     """On a POSIX terminal, ask for the token and read it without showing it; the
-    terminal is put back by this thread, whatever ends the read (a signal included)."""
+    terminal is put back by this thread, whatever ends the read (a signal included).
+    Gives whether stdin is a terminal."""
     if sys.platform == "win32":
-        yield
+        yield False
         return
     try:
         fd = sys.stdin.fileno() if sys.stdin is not None else -1
@@ -608,7 +617,7 @@ def _no_echo() -> Iterator[None]:
     except (OSError, ValueError, io.UnsupportedOperation):
         terminal = False
     if not terminal:
-        yield
+        yield False
         return
     try:
         import termios
@@ -623,14 +632,14 @@ def _no_echo() -> Iterator[None]:
     except OSError:
         saved = None
     if saved is None:
-        yield
+        yield True
         return
     quiet = list(saved)
     quiet[3] &= ~termios.ECHO
     termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
     with _prompting():
         try:
-            yield
+            yield True
         finally:
             # A terminal that hung up refuses this too (termios.error, not an OSError).
             with contextlib.suppress(OSError, termios.error):

@@ -176,28 +176,36 @@ def wait_for(work: Callable[[], T], what: str, max_time: float | None) -> T:
     worker.start()
     deadline = None if max_time is None else time.monotonic() + max_time
 
-    def stopped() -> Interrupted:
-        signum = _pending[0]
-        why = f"stopped while waiting for {what}"
-        return Interrupted(why, ExitStatus(exit_status(signum)), describe(signum))
-
     while worker.is_alive():
         worker.join(0.05)
-        if _pending:
-            raise stopped()
+        stopped_meanwhile(what)
         if max_time is not None and deadline is not None and time.monotonic() >= deadline:
             raise Interrupted(
                 f"stopped while waiting for {what}", ExitStatus.PARTIAL, deadline_reason(max_time)
             )
     if failure:
-        # A terminal that hangs up fails the read (EIO) just before its SIGHUP comes:
-        # give the signal a moment, so that the run ends as stopped, not as failed.
-        for _ in range(10):
-            if _pending:
-                raise stopped()
-            time.sleep(0.05)
         raise failure[0]
     return outcome[0]
+
+
+def stopped_meanwhile(what: str, patience_s: float = 0.0) -> None:
+    """Raise `Interrupted` when a stop signal came while waiting for `what`, or comes
+    within `patience_s`: a terminal that hangs up ends a read (EIO, or the end of the
+    input) a moment before its SIGHUP arrives, and a loaded machine may take a second
+    or more to deliver it."""
+    import time
+
+    from .errors import ExitStatus, Interrupted
+
+    end = time.monotonic() + patience_s
+    while True:
+        if _pending:
+            signum = _pending[0]
+            why = f"stopped while waiting for {what}"
+            raise Interrupted(why, ExitStatus(exit_status(signum)), describe(signum))
+        if time.monotonic() >= end:
+            return
+        time.sleep(0.05)
 
 
 def arm_watchdog(seconds: float, status: int) -> None:
