@@ -175,7 +175,11 @@ class Recorder:
 
 
 def run(
-    tmp_path: Path, recorder: Recorder, lines: list[str], name: str = "a.csv", **opts: Any
+    tmp_path: Path,
+    recorder: Recorder | httpx.AsyncBaseTransport,
+    lines: list[str],
+    name: str = "a.csv",
+    **opts: Any,
 ) -> tuple[AddResult, list[dict[str, Any]]]:
     fake = FakeTime()
     err = io.StringIO()
@@ -187,7 +191,8 @@ def run(
         progress="jsonl",
         **opts,
     )
-    env = quiet_env(fake, stderr=err, transport=httpx.MockTransport(recorder))
+    transport = httpx.MockTransport(recorder) if isinstance(recorder, Recorder) else recorder
+    env = quiet_env(fake, stderr=err, transport=transport)
     result = run_add(job, env)
     return result, [json.loads(line) for line in err.getvalue().splitlines()]
 
@@ -447,19 +452,8 @@ def test_each_look_up_attempt_waits_the_shorter_of_its_cap_and_timeout(
 ) -> None:
     monkeypatch.setattr(engine, "LOOKUP_TIMEOUT_S", 0.05)  # 10 s in a real run
     transport = HangingLookUp()
-    fake = FakeTime()
-    err = io.StringIO()
-    job = AddJob(
-        campaign="spring1",
-        inputs=[str(write_lines(tmp_path / "a.csv", CSV))],
-        token=SECRET,
-        base_url="https://api.test/api/v1",
-        progress="jsonl",
-        timeout_s=timeout_s,
-    )
-    result = run_add(job, quiet_env(fake, stderr=err, transport=transport))
+    result, events = run(tmp_path, transport, CSV, timeout_s=timeout_s)
     assert result.status == ExitStatus.OK
     assert transport.gets == 3
-    events = [json.loads(line) for line in err.getvalue().splitlines()]
     retries = [e["reason"] for e in events if e["event"] == "retry_scheduled"]
     assert retries == [f"no answer within {waited}"] * 2  # then the third, and the upload
