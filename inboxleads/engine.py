@@ -55,7 +55,7 @@ from .identifiers import HandleRun, Kind, Lead
 from .inputs import Chunk, ColumnsUsed, Notice, OpenInput, ReadOptions, Rejection
 from .journal import Journal
 from .ledger import Ledger, Waiting
-from .pacing import AdaptiveLimit, Clock, Pacer, RetryPolicy, Sleep
+from .pacing import AdaptiveLimit, Clock, Pacer, RetryPolicy, Sleep, first
 from .reader import End, Reader
 from .reports import Reports
 
@@ -811,28 +811,3 @@ def _leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
         if not isinstance(exc, asyncio.CancelledError):
             return exc
     return group.exceptions[0]
-
-
-async def first(work: Awaitable[T], *others: Awaitable[Any]) -> tuple[bool, T | None]:
-    """Await `work` unless one of `others` finishes first: (True, result) or (False, None).
-
-    The loser is cancelled and waited for, so nothing is left running; when
-    `work` and another finish together, `work` wins (its result is not lost).
-    An exception of whichever finished is raised.
-    """
-    tasks = [asyncio.ensure_future(work), *(asyncio.ensure_future(o) for o in others)]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        pending = [task for task in tasks if not task.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
-    head = tasks[0]
-    if head.done() and not head.cancelled():
-        return True, head.result()
-    for task in tasks[1:]:
-        if task.done() and not task.cancelled():
-            task.result()
-    return False, None

@@ -11,6 +11,8 @@ drive them with a fake clock and no real waiting.
   answer, then what that answer's rate-limit headers allow (all of
   `--concurrency` when it has none); halved on overload and grown back by
   one per window of successes (AIMD).
+- `first`: await one thing unless another finishes first (the pacer's wait for
+  news, and the engine's every wait that a stop may end).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from .client import RateInfo
+
+T = TypeVar("T")
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -94,12 +99,7 @@ class Pacer:
 
     async def _sleep_or_news(self, wait: float) -> None:
         self._news.clear()
-        tasks = {asyncio.ensure_future(self._sleep(wait)), asyncio.ensure_future(self._news.wait())}
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
+        await first(self._sleep(wait), self._news.wait())
 
     def _interval(self, now: float) -> float:
         if self._remaining is None or self._reset is None:
@@ -205,3 +205,28 @@ class AdaptiveLimit:
         if now - self._last_cut >= self._cooldown_s:
             self._last_cut = now
             self.limit = max(1.0, self.limit / 2)
+
+
+async def first(work: Awaitable[T], *others: Awaitable[Any]) -> tuple[bool, T | None]:
+    """Await `work` unless one of `others` finishes first: (True, result) or (False, None).
+
+    The loser is cancelled and waited for, so nothing is left running; when
+    `work` and another finish together, `work` wins (its result is not lost).
+    An exception of whichever finished is raised.
+    """
+    tasks = [asyncio.ensure_future(work), *(asyncio.ensure_future(o) for o in others)]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        pending = [task for task in tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+    head = tasks[0]
+    if head.done() and not head.cancelled():
+        return True, head.result()
+    for task in tasks[1:]:
+        if task.done() and not task.cancelled():
+            task.result()
+    return False, None
