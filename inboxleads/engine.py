@@ -759,17 +759,18 @@ class Engine:
     def _observe(self, answer: Answer, start_seq: int) -> None:
         """Pace by the answer's rate-limit headers, a reset too far away capped; the
         first answer opens the concurrency as far as its headers allow."""
+        if answer.status is None:  # a connection that failed shows nothing either way
+            return
         rate = answer.rate
-        if answer.status is not None:
-            shown = rate is not None and rate.reset is not None
-            self.limit.opened(rate.remaining if shown and rate is not None else None)
         if rate is not None and rate.reset is not None:
+            self.limit.opened(rate.remaining)
             wait = rate.reset - self.clock()
             if wait > self.config.retry.max_wait_s:
                 capped = self._capped(wait, "X-RateLimit-Reset")
                 rate = dataclasses.replace(rate, reset=self.clock() + capped)
-        if answer.status is not None:  # a connection that failed shows nothing either way
-            self.pacer.observe(rate, start_seq)
+        else:
+            self.limit.opened(None)
+        self.pacer.observe(rate, start_seq)
 
     async def _attempt(
         self, call: Callable[[], Awaitable[Answer]], seq: int, size: int, attempt: int, phase: str
