@@ -20,8 +20,9 @@ from inboxleads import events as ev
 from inboxleads.accounting import Summary, Tally
 from inboxleads.client import InboxClient
 from inboxleads.display import RichDisplay
-from inboxleads.engine import Engine, EngineConfig
+from inboxleads.engine import Engine
 from inboxleads.inputs import Format, open_inputs
+from inboxleads.job import AddJob
 from inboxleads.sandbox import (
     API_PREFIX,
     DEFAULT_TOKEN,
@@ -68,8 +69,8 @@ async def _run(path: Path, out: Path) -> None:
     inputs = open_inputs([str(path)], Format.AUTO)
     async with httpx.AsyncClient(transport=sandbox_transport(app)) as http:
         client = InboxClient(http, "http://127.0.0.1" + API_PREFIX, DEFAULT_TOKEN)
-        config = EngineConfig(campaign=CAMPAIGN, concurrency=4, look_up=True)
-        engine = Engine(config, inputs, client, emit, clock=time.time, sleep=asyncio.sleep)
+        job = AddJob(campaign=CAMPAIGN, concurrency=4)
+        engine = Engine(job, inputs, client, emit, clock=time.time, sleep=asyncio.sleep)
         tally.bytes_total = engine.reader.total_bytes
         started = time.monotonic()
         task = asyncio.create_task(engine.run())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -16,33 +17,19 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
-from enum import StrEnum
+from dataclasses import MISSING
 from pathlib import Path
-from typing import Annotated, NoReturn, ParamSpec
+from typing import Annotated, Any, NoReturn, ParamSpec
 
 import typer
 
 from . import __version__, stops
 from .errors import Bug, ExitStatus, InboxLeadsError, Interrupted, UsageError
-from .identifiers import ReadAs
-from .inputs import Format, ReadOptions
+from .job import BASE_URL_ENV, STATE_DIR_ENV, TOKEN_ENV, AddJob, Progress
+from .options import build, declared
 
-DEFAULT_BASE_URL = "https://inboxapp.com/api/v1"
 P = ParamSpec("P")
-TOKEN_ENV = "INBOX_API_TOKEN"
-BASE_URL_ENV = "INBOX_BASE_URL"
-STATE_DIR_ENV = "INBOXLEADS_STATE_DIR"
 APP_NAME = "inboxleads"
-
-
-class Progress(StrEnum):
-    """Progress display modes."""
-
-    AUTO = "auto"
-    RICH = "rich"
-    PLAIN = "plain"
-    JSONL = "jsonl"
-    NONE = "none"
 
 
 app = typer.Typer(
@@ -115,241 +102,40 @@ Exit codes: 0 all delivered, 1 some undelivered, 2 usage or input error,
 """
 
 
+def _declared_by(cls: type[Any]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the parameters that `cls` declares (see `options`): Typer reads
+    them from the signature, so each option is written once, as a field of `cls`."""
+    parameters = []
+    for option in declared(cls):
+        flag = option.flag
+        make = typer.Argument if flag.argument else typer.Option
+        info = make(
+            *flag.names,
+            help=flag.help,
+            metavar=flag.metavar,
+            show_default=flag.show_default,
+        )
+        default = None if flag.optional else option.default
+        parameters.append(
+            inspect.Parameter(
+                option.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=inspect.Parameter.empty if default is MISSING else default,
+                annotation=Annotated[option.given_type, info],
+            )
+        )
+
+    def declare(command: Callable[..., None]) -> Callable[..., None]:
+        command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        return command
+
+    return declare
+
+
 @app.command(epilog=ADD_EPILOG)
 @_reports_errors
-def add(
-    campaign: Annotated[
-        str,
-        typer.Argument(
-            metavar="CAMPAIGN_ID", help="The campaign id (lowercase letters and digits)."
-        ),
-    ],
-    inputs: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="[INPUT]...",
-            help="Files to read, or - for stdin. Without any, stdin is read when it is a pipe.",
-            show_default=False,
-        ),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help=f"API token (default: ${TOKEN_ENV}, then .env). Visible in `ps`: prefer "
-            "the variable or --token-file. `-` reads it from stdin.",
-            show_default=False,
-        ),
-    ] = None,
-    token_file: Annotated[
-        Path | None,
-        typer.Option("--token-file", help="Read the token from this file's first line."),
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            "--base-url",
-            help=f"API base URL (env {BASE_URL_ENV}, then .env; default {DEFAULT_BASE_URL}). "
-            "Plain http only to loopback hosts.",
-            show_default=False,
-        ),
-    ] = None,
-    read_as: Annotated[
-        ReadAs,
-        typer.Option(
-            "--as",
-            help="How to read bare values. auto: @name, names and profile links are "
-            "usernames; digits and x.com/i/user/ID links are user IDs (an all-digit "
-            "handle needs --as username).",
-        ),
-    ] = ReadAs.AUTO,
-    fmt: Annotated[
-        Format,
-        typer.Option(
-            "--format",
-            help="Input format; auto: by extension, else sniffed from the first lines.",
-        ),
-    ] = Format.AUTO,
-    column: Annotated[
-        str | None,
-        typer.Option(
-            "--column",
-            help="The identifier column(s) of a CSV/TSV input, comma-separated, in order "
-            "of preference per row (default: found by name; see README).",
-        ),
-    ] = None,
-    data_columns: Annotated[
-        str | None,
-        typer.Option(
-            "--data-columns",
-            help="Comma-separated CSV/TSV columns to send as lead data (default: all others).",
-        ),
-    ] = None,
-    no_data: Annotated[
-        bool, typer.Option("--no-data", help="Send no column data, identifiers only.")
-    ] = False,
-    column_map: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--map",
-            metavar="HEADER=KEY",
-            help="Send the CSV/TSV column HEADER as data key KEY (repeatable). Beats the "
-            "automatic mapping: a column named like one of the campaign's variables "
-            "(its key or display name) is sent under the variable's key.",
-            show_default=False,
-        ),
-    ] = None,
-    no_check: Annotated[
-        bool,
-        typer.Option(
-            "--no-check",
-            help="Skip the campaign look-up before sending (its name, status and "
-            "variables are then not known).",
-        ),
-    ] = False,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Identifiers per request, 1-2000.")
-    ] = 2000,
-    max_request_bytes: Annotated[
-        int,
-        typer.Option(
-            "--max-request-bytes",
-            help="Cut batches by JSON body size too (rows with long data); a request the "
-            "server finds too large (413) is sent again in halves.",
-        ),
-    ] = 4_000_000,
-    encoding: Annotated[
-        str | None,
-        typer.Option(
-            "--encoding",
-            help="Text encoding of the inputs (any Python codec: cp1252 for a Windows "
-            "Excel export, latin-1, utf-16); default UTF-8. A BOM decides by itself.",
-            show_default=False,
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", help="Requests in flight at most.")
-    ] = 4,
-    timeout: Annotated[
-        float,
-        typer.Option(
-            "--timeout",
-            help="Seconds per request attempt (new usernames are slow to resolve).",
-        ),
-    ] = 300.0,
-    max_attempts: Annotated[
-        int,
-        typer.Option(
-            "--max-attempts",
-            help="Attempts per batch on transient failures before it counts as undelivered.",
-        ),
-    ] = 6,
-    flush_after: Annotated[
-        float,
-        typer.Option(
-            "--flush-after",
-            help="Send a partial batch when a pipe has been quiet this many seconds.",
-        ),
-    ] = 5.0,
-    progress: Annotated[
-        Progress,
-        typer.Option(
-            "--progress",
-            help="Display on stderr: rich (live table), plain (a line every "
-            "--log-interval), jsonl (one JSON event a line), none; auto = rich on a "
-            "terminal, plain otherwise.",
-        ),
-    ] = Progress.AUTO,
-    log_interval: Annotated[
-        float,
-        typer.Option("--log-interval", help="Seconds between plain progress lines."),
-    ] = 5.0,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run", help="Read, validate, batch and report; send nothing, no token needed."
-        ),
-    ] = False,
-    json_summary: Annotated[
-        bool,
-        typer.Option("--json", help="Print the final summary as one JSON object on stdout."),
-    ] = False,
-    sandbox: Annotated[
-        bool,
-        typer.Option(
-            "--sandbox", help="Send to the built-in stand-in server, in-process; no token needed."
-        ),
-    ] = False,
-    journal: Annotated[
-        Path | None,
-        typer.Option(
-            "--journal",
-            help="Append-only record of delivered batches; re-running the same command "
-            "with it skips them.",
-        ),
-    ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            help="Use a journal in the state directory, one per campaign and inputs "
-            "($INBOXLEADS_STATE_DIR, else ~/.local/state/inboxleads on Linux, "
-            "~/Library/Application Support/inboxleads on macOS, "
-            "%LOCALAPPDATA%\\inboxleads on Windows).",
-        ),
-    ] = False,
-    wait_lock: Annotated[
-        bool,
-        typer.Option(
-            "--wait-lock", help="Wait for another run on the same journal instead of exiting 4."
-        ),
-    ] = False,
-    rejects: Annotated[
-        Path | None,
-        typer.Option("--rejects", help="Write every rejected input (CSV: source, line, reason)."),
-    ] = None,
-    undelivered: Annotated[
-        Path | None,
-        typer.Option(
-            "--undelivered",
-            help="Write every identifier not delivered, in a form `add` reads back.",
-        ),
-    ] = None,
-    explain_failures: Annotated[
-        Path | None,
-        typer.Option(
-            "--explain-failures",
-            help="After the upload, re-send parts of batches whose answer counted "
-            "failures until a set's own answer confirms each failure; write the failed "
-            "identifiers, and those that could not be confirmed, to this CSV.",
-        ),
-    ] = None,
-    explain_budget: Annotated[
-        int | None,
-        typer.Option(
-            "--explain-budget",
-            help="At most this many extra requests for --explain-failures (default: no "
-            "cap), spent one batch after another; what is left is listed as unconfirmed.",
-            show_default=False,
-        ),
-    ] = None,
-    ca_bundle: Annotated[
-        Path | None,
-        typer.Option("--ca-bundle", help="CA certificates to trust (a corporate proxy's)."),
-    ] = None,
-    max_time: Annotated[
-        float | None,
-        typer.Option(
-            "--max-time",
-            help="Whole-run deadline in seconds (for cron): when it passes, the run stops "
-            "as for SIGTERM (in-flight requests get 10 s) and exits 1.",
-            show_default=False,
-        ),
-    ] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress display; errors only.")
-    ] = False,
-) -> None:
+@_declared_by(AddJob)
+def add(**given: Any) -> None:
     """Add leads from files or stdin to CAMPAIGN_ID.
 
     Values are read one a line (or from CSV/TSV/JSONL rows), normalised,
@@ -361,91 +147,42 @@ def add(
     requests in flight 10 s; a second one abandons them. Either way the summary
     is printed and --undelivered lists what was not delivered (exit 130/143/129).
     """
-    from .runner import AddJob, Environment, end_before_start, run_add
+    from .runner import Environment, end_before_start, run_add
 
     env = Environment(no_color=bool(os.environ.get("NO_COLOR")), watchdog=True)
     try:
-        paths = list(inputs or [])
-        if not paths:
-            _check_stdin_is_input()
-            paths = ["-"]
-        if sum(1 for p in paths if p == "-") > 1:
-            raise UsageError("stdin (-) can be read only once")
-        if "-" in paths and 0 in stops.closed_at_start:
-            raise UsageError("stdin (-) is closed: name a file, or pipe values in")
-        if column is not None and not _names(column):
-            raise UsageError("--column names no column")
-        dotenv = _dotenv()
-        resolved_token = _resolve_token(
-            token, token_file, dotenv, stdin_used="-" in paths, max_time=max_time
+        paths = _input_paths(given["inputs"])
+        dotenv = functools.cache(_dotenv)  # read only when something is looked up there
+        job = build(AddJob, {**given, "inputs": paths}, lambda name: _setting(name, dotenv()))
+        job.token = _resolve_token(
+            job.token, job.token_file, dotenv(), stdin_used="-" in paths, max_time=job.max_time_s
         )
-        journal_path = journal
-        if resume:
-            if journal is not None:
+        if job.resume:
+            if job.journal is not None:
                 raise UsageError("--resume and --journal name the journal twice: use one")
-            journal_path = default_journal(campaign, paths)
-        job = AddJob(
-            campaign=campaign,
-            inputs=paths,
-            token=resolved_token,
-            base_url=base_url
-            or os.environ.get(BASE_URL_ENV)
-            or dotenv.get(BASE_URL_ENV)
-            or DEFAULT_BASE_URL,
-            read=ReadOptions(
-                fmt=fmt,
-                read_as=read_as,
-                columns=_names(column),
-                data_columns=None if data_columns is None else _names(data_columns),
-                no_data=no_data,
-                encoding=encoding,
-                renames=_renames(column_map or []),
-            ),
-            batch_size=batch_size,
-            max_request_bytes=max_request_bytes,
-            concurrency=concurrency,
-            timeout_s=timeout,
-            max_attempts=max_attempts,
-            flush_after_s=flush_after,
-            progress="none" if quiet else progress.value,
-            log_interval_s=log_interval,
-            quiet=quiet,
-            dry_run=dry_run,
-            json_summary=json_summary,
-            sandbox=sandbox,
-            journal=journal_path,
-            resume=resume,
-            rejects=rejects,
-            undelivered=undelivered,
-            wait_lock=wait_lock,
-            ca_bundle=ca_bundle,
-            explain_failures=explain_failures,
-            explain_budget=explain_budget,
-            max_time_s=max_time,
-            no_check=no_check,
-            also_read=tuple(
-                p for p in (token_file, Path.cwd() / ".env") if p is not None and p.exists()
-            ),
+            job.journal = default_journal(job.campaign, paths)
+        job.also_read = tuple(
+            p for p in (job.token_file, Path.cwd() / ".env") if p is not None and p.exists()
         )
     except Exception as exc:
         # `--json | jq` always gets its object, usage errors and stops included.
         error = exc if isinstance(exc, InboxLeadsError) else Bug.of(exc)
         stub = AddJob(
-            campaign=campaign,
-            inputs=[],
-            dry_run=dry_run,
-            progress="none" if quiet else progress.value,
-            quiet=quiet,
-            json_summary=json_summary,
+            campaign=given["campaign"],
+            dry_run=given["dry_run"],
+            progress=given["progress"],
+            quiet=given["quiet"],
+            json_summary=given["json_summary"],
         )
         end_before_start(stub, env, error)
         raise error from None
-    if token is not None and token != "-" and not quiet:
+    token = given["token"]
+    if token is not None and token != "-" and not job.quiet:
         # Whatever stderr is: a cron log is where a leaked token is found later.
         _warn(
             "a token on the command line shows in `ps` and shell history; prefer "
             f"${TOKEN_ENV}, .env or --token-file",
-            as_event=progress == Progress.JSONL,
+            as_event=job.progress == Progress.JSONL,
         )
     result = run_add(job, env)
     if result.error is not None:
@@ -474,9 +211,22 @@ def _check_stdin_is_input() -> None:
     )
 
 
-def _names(option: str | None) -> tuple[str, ...]:
-    """The column names of a comma-separated option, blanks left out."""
-    return tuple(name.strip() for name in (option or "").split(",") if name.strip())
+def _input_paths(given: list[str] | None) -> list[str]:
+    """The inputs named, or stdin when none is (and it can be read)."""
+    paths = list(given or [])
+    if not paths:
+        _check_stdin_is_input()
+        paths = ["-"]
+    if sum(1 for p in paths if p == "-") > 1:
+        raise UsageError("stdin (-) can be read only once")
+    if "-" in paths and 0 in stops.closed_at_start:
+        raise UsageError("stdin (-) is closed: name a file, or pipe values in")
+    return paths
+
+
+def _setting(name: str, dotenv: dict[str, str]) -> str | None:
+    """A setting's environment variable, then its line in .env (empty: not set)."""
+    return os.environ.get(name) or dotenv.get(name) or None
 
 
 def _warn(text: str, as_event: bool) -> None:
@@ -677,29 +427,6 @@ def state_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
-
-
-def _renames(given: list[str]) -> tuple[tuple[str, str], ...]:
-    """`--map HEADER=KEY` options as (header, key) pairs, in order (split at the
-    last `=`: a header may hold one, a variable's key does not)."""
-    renames: dict[str, str] = {}
-    for item in given:
-        try:
-            item.encode("utf-8")
-        except UnicodeEncodeError:
-            raise UsageError(
-                f"--map {item!r}: not valid UTF-8 (check the terminal's or the script's encoding)"
-            ) from None
-        header, equals, key = item.rpartition("=")
-        header, key = header.strip(), key.strip()
-        if not equals or not header or not key:
-            raise UsageError(
-                f"--map {item!r}: expected HEADER=KEY, e.g. --map 'Company=company-name'"
-            )
-        if header in renames and renames[header] != key:
-            raise UsageError(f"--map names the column {header!r} twice")
-        renames[header] = key
-    return tuple(renames.items())
 
 
 def default_journal(campaign: str, paths: list[str]) -> Path:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from . import events as ev
 from .accounting import Summary, Tally
 from .errors import cut, printable
+from .job import Progress
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], float]
 
-MODES = ("auto", "rich", "plain", "jsonl", "none")
 # The contract's summary keys, in the order the displays list them.
 SUMMARY_KEYS = ["read", "rejected", "duplicates", "unique", "batches", "requests", "retries"]
 SUMMARY_KEYS += ["added", "skipped", "failed", "delivered", "undelivered", "resumed"]
@@ -73,13 +73,12 @@ def make_display(
     campaign: str = "",
 ) -> Display:
     """The display for a `--progress` mode; `quiet` overrides every mode."""
-    if mode not in MODES:
-        raise ValueError(f"unknown progress mode {mode!r}; expected one of {', '.join(MODES)}")
-    if quiet or mode == "none":
+    mode = Progress(mode)  # a ValueError names a mode that is not one
+    if quiet or mode == Progress.NONE:
         return NullDisplay()
-    if mode == "auto":
-        mode = "rich" if is_terminal else "plain"
-    if mode == "rich":
+    if mode == Progress.AUTO:
+        mode = Progress.RICH if is_terminal else Progress.PLAIN
+    if mode == Progress.RICH:
         return RichDisplay(
             stream,
             tally,
@@ -88,7 +87,7 @@ def make_display(
             clock=clock,
             campaign=campaign,
         )
-    if mode == "plain":
+    if mode == Progress.PLAIN:
         return PlainDisplay(stream, tally, clock=clock, interval=interval)
     return JsonlDisplay(stream, tally, clock=clock, interval=interval)
 

@@ -44,15 +44,16 @@ import random
 import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import events as ev
-from .batching import DEFAULT_MAX_REQUEST_BYTES, Batch, Batcher, Deduper
+from .batching import Batch, Batcher, Deduper
 from .client import Answer, CampaignInfo, InboxClient, Outcome
 from .errors import ApiRefused, InboxLeadsError, InputError, cut, http_status_to_refusal, printable
 from .identifiers import HandleRun, Kind, Lead
-from .inputs import Chunk, ColumnsUsed, Notice, OpenInput, ReadOptions, Rejection
+from .inputs import Chunk, ColumnsUsed, Notice, OpenInput, Rejection
+from .job import AddJob
 from .journal import Journal
 from .ledger import Ledger, Waiting
 from .pacing import AdaptiveLimit, Clock, Pacer, RetryPolicy, Sleep, first
@@ -76,25 +77,6 @@ OPENING_PATIENCE_S = 5.0
 
 
 @dataclass
-class EngineConfig:
-    """Everything the engine needs to know about one run."""
-
-    campaign: str
-    read: ReadOptions = field(default_factory=ReadOptions)
-    batch_size: int = 2000
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    concurrency: int = 4
-    timeout_s: float = 300.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    flush_after_s: float = 5.0
-    stop_grace_s: float = 10.0
-    dry_run: bool = False
-    keep_failed_batches: bool = False
-    # Look the campaign up before the first batch (needs a client).
-    look_up: bool = False
-
-
-@dataclass
 class Delivery:
     """How one request (with its retries) ended."""
 
@@ -108,7 +90,7 @@ class Engine:
 
     def __init__(
         self,
-        config: EngineConfig,
+        job: AddJob,
         inputs: list[OpenInput],
         client: InboxClient | None,
         emit: Callable[[ev.Event], None],
@@ -120,7 +102,8 @@ class Engine:
         rng: random.Random | None = None,
         on_abort: Callable[[], None] | None = None,
     ) -> None:
-        self.config = config
+        self.job = job
+        self.retry = RetryPolicy(max_attempts=job.max_attempts)
         self.client = client
         self.emit = emit
         self.reports = reports or Reports()
@@ -129,14 +112,14 @@ class Engine:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.ledger = Ledger(emit, self.reports)
-        self.reader = Reader(inputs, config.read, batch_hint=config.batch_size)
+        self.reader = Reader(inputs, job.read, batch_hint=job.batch_size)
         self.deduper = Deduper()
-        self.batcher = Batcher(config.batch_size, config.max_request_bytes)
+        self.batcher = Batcher(job.batch_size, job.max_request_bytes)
         self.pacer = Pacer(clock, sleep, self._on_pause)
         # Polite from the first request: one at a time until an answer shows the
         # rate limit (the campaign look-up's, when there is one).
-        self.limit = AdaptiveLimit(config.concurrency, clock, opening=True)
-        self._slots = asyncio.Semaphore(config.concurrency)
+        self.limit = AdaptiveLimit(job.concurrency, clock, opening=True)
+        self._slots = asyncio.Semaphore(job.concurrency)
         # Why the run stopped early (None while it did not): goes into reasons and the summary.
         self.cause: str | None = None
         self.refused: ApiRefused | None = None
@@ -194,9 +177,7 @@ class Engine:
         self.emit(ev.Stopping(cause))
         self.reader.close()
         loop = asyncio.get_running_loop()
-        self._grace = loop.call_later(
-            self.config.stop_grace_s, self.abort, "the grace period ran out"
-        )
+        self._grace = loop.call_later(self.job.stop_grace_s, self.abort, "the grace period ran out")
 
     def abort(self, why: str) -> None:
         """Abandon everything now: cancel every task of the run."""
@@ -230,7 +211,7 @@ class Engine:
     def _explained(self, answer: Answer) -> str:
         """The server's message, after what the user must fix when its status says."""
         status = answer.status
-        hint = http_status_to_refusal(status, self.config.campaign) if status else None
+        hint = http_status_to_refusal(status, self.job.campaign) if status else None
         return f"{hint} [{answer.message}]" if hint else answer.message
 
     def _on_pause(self, wait_s: float, reason: str) -> None:
@@ -275,7 +256,7 @@ class Engine:
             self._group = None
 
     async def _upload(self) -> None:
-        if self.config.look_up and self.client is not None:
+        if self.job.looks_up and self.client is not None:
             await self._look_up()
         # Only now: a header is read with the campaign's variables. (After a stop in
         # the look-up as well: the input is read as far as it has come, and listed.)
@@ -289,12 +270,12 @@ class Engine:
         (a dry run only warns); any other failure is a warning, and the Add-leads
         answers decide."""
         assert self.client is not None
-        client, config = self.client, self.config
+        client, job = self.client, self.job
 
-        timeout = min(config.timeout_s, LOOKUP_TIMEOUT_S)
+        timeout = min(job.timeout_s, LOOKUP_TIMEOUT_S)
 
         def get() -> Awaitable[Answer]:
-            return client.get_campaign(config.campaign, timeout, self.clock())
+            return client.get_campaign(job.campaign, timeout, self.clock())
 
         answer, _ = await self._attempts(get, 0, 0, "lookup", most=LOOKUP_ATTEMPTS)
         if answer is None:
@@ -314,14 +295,14 @@ class Engine:
                     )
                 )
             return
-        if answer.status == 401 and not config.dry_run:
+        if answer.status == 401 and not job.dry_run:
             self._refuse(answer, abandon=False)
             return
         why = self._explained(answer)
         self.emit(
             ev.Note(
                 f"campaign look-up failed ({why}): sending anyway, the Add-leads answers decide"
-                if not config.dry_run
+                if not job.dry_run
                 else f"campaign look-up failed ({why})"
             )
         )
@@ -366,7 +347,7 @@ class Engine:
                 self.emit(
                     ev.Note(
                         f"{self.batcher.oversize:,} leads are larger than --max-request-bytes "
-                        f"({self.config.max_request_bytes:,}) on their own: each is sent "
+                        f"({self.job.max_request_bytes:,}) on their own: each is sent "
                         "in a request of its own"
                     )
                 )
@@ -390,15 +371,13 @@ class Engine:
 
     def _end_now(self, batches: list[Batch], cause: str) -> None:
         """Batches formed once the run has ended are not sent."""
-        if not self.config.dry_run:
+        if not self.job.dry_run:
             for batch in batches:
                 self.ledger.stopped(batch, cause)
 
     def problems(self) -> list[str]:
         """Every way the run's independent counts disagree (see `Ledger.problems`)."""
-        return self.ledger.problems(
-            self.reader.handed_over, self.batcher.pending, self.config.dry_run
-        )
+        return self.ledger.problems(self.reader.handed_over, self.batcher.pending, self.job.dry_run)
 
     # -- reading and batching -------------------------------------------------
 
@@ -406,7 +385,7 @@ class Engine:
         """Pull chunks, form batches, start their senders; flush a quiet pipe's partial batch."""
         reader = self.reader
         pipe = not self._regular_only
-        quiet = self.config.flush_after_s if pipe else 0.0
+        quiet = self.job.flush_after_s if pipe else 0.0
         last_input = self.clock()
         while True:
             try:
@@ -442,7 +421,7 @@ class Engine:
             await first(*waits)
         await self._start(self._flush())
         self._journal_unmatched()
-        for name, key in self.config.read.renames:
+        for name, key in self.job.read.renames:
             if name not in self._mapped_found:
                 self.emit(
                     ev.Note(
@@ -566,7 +545,7 @@ class Engine:
     def _register(self, batches: list[Batch]) -> list[Batch]:
         """Batches were formed: open them in the ledger (count them, in a dry run)."""
         for batch in batches:
-            if self.config.dry_run:
+            if self.job.dry_run:
                 self.ledger.planned(batch)
             else:
                 self.ledger.opened(batch)
@@ -574,7 +553,7 @@ class Engine:
 
     async def _start(self, batches: list[Batch]) -> None:
         """Start a sender for each batch as a slot frees up (nothing, in a dry run)."""
-        if self.config.dry_run:
+        if self.job.dry_run:
             return
         for batch in batches:
             if self._resume(batch):
@@ -596,7 +575,7 @@ class Engine:
         """End the batch as resumed when the journal has it."""
         if self.journal is None:
             return False
-        known_failed = self.journal.failed_of(batch.digest(self.config.campaign))
+        known_failed = self.journal.failed_of(batch.digest(self.job.campaign))
         if known_failed is None:
             return False
         self.ledger.resumed(batch)
@@ -612,7 +591,7 @@ class Engine:
             self._slots.release()
 
     def _keep_if_failed(self, batch: Batch, failed: int) -> None:
-        if failed and self.config.keep_failed_batches:
+        if failed and self.job.explain_failures is not None:
             self.failed_batches.append((batch, failed))
 
     async def deliver(self, batch: Batch, phase: str) -> Delivery:
@@ -622,16 +601,14 @@ class Engine:
         ended (a stop leaves it to the ledger's `stopped`, which knows where it was).
         """
         assert self.client is not None
-        client, config = self.client, self.config
+        client, job = self.client, self.job
         upload = phase == "upload"
         ledger = self.ledger
 
         def post() -> Awaitable[Answer]:
             if upload:
                 ledger.waiting(batch, Waiting.IN_FLIGHT)
-            return client.post_leads(
-                config.campaign, batch.payload(), config.timeout_s, self.clock()
-            )
+            return client.post_leads(job.campaign, batch.payload(), job.timeout_s, self.clock())
 
         def retrying(answer: Answer) -> None:
             if upload:
@@ -648,7 +625,7 @@ class Engine:
                 ledger.delivered(batch, answer, attempt)
                 self._keep_if_failed(batch, answer.failed)
                 if self.journal is not None:
-                    digest = batch.digest(config.campaign)
+                    digest = batch.digest(job.campaign)
                     self.journal.record(digest, batch.seq, len(batch), answer)
             return Delivery(True, answer, attempt)
         if answer.outcome is Outcome.REFUSED:
@@ -688,7 +665,7 @@ class Engine:
         A transient failure is retried after a backoff: a 429 holds every sender
         for its Retry-After, and a 429 or 503 halves the concurrency. `most` caps
         the attempts below --max-attempts."""
-        last = self.config.retry.max_attempts
+        last = self.retry.max_attempts
         if most is not None:
             last = min(last, most)
         attempt = sent = 0
@@ -710,7 +687,7 @@ class Engine:
                 self.pacer.block(hold, f"rate limit: {answer.message}")
             if attempt >= last:
                 return answer, sent
-            wait = self.config.retry.wait(attempt, answer.retry_after, self.rng)
+            wait = self.retry.wait(attempt, answer.retry_after, self.rng)
             if on_retry is not None:
                 on_retry(answer)
             self.emit(ev.RetryScheduled(seq, attempt + 1, answer.message, wait, phase))
@@ -746,7 +723,7 @@ class Engine:
 
     def _capped(self, wait_s: float, what: str) -> float:
         """A wait the server asked for, no longer than the policy allows (said once)."""
-        longest = self.config.retry.max_wait_s
+        longest = self.retry.max_wait_s
         if wait_s <= longest:
             return wait_s
         self.say_once(
@@ -765,7 +742,7 @@ class Engine:
         if rate is not None and rate.reset is not None:
             self.limit.opened(rate.remaining)
             wait = rate.reset - self.clock()
-            if wait > self.config.retry.max_wait_s:
+            if wait > self.retry.max_wait_s:
                 capped = self._capped(wait, "X-RateLimit-Reset")
                 rate = dataclasses.replace(rate, reset=self.clock() + capped)
         else:

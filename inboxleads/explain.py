@@ -222,7 +222,7 @@ class Explainer:
         When it cannot be known, why not."""
         engine = self.engine
         leads = case.leads[span[0] : span[1]]
-        digest = batch_digest(engine.config.campaign + "#explain", leads)
+        digest = batch_digest(engine.job.campaign + "#explain", leads)
         known = None if engine.journal is None else engine.journal.failed_of(digest)
         if known is None:
             if self.budget is not None and self._planned >= self.budget:

@@ -46,6 +46,7 @@ from .identifiers import (
     parse_value,
     visible,
 )
+from .options import option
 
 CHUNK_SIZE = 256 * 1024
 MAX_LINE_BYTES = 1024 * 1024
@@ -122,20 +123,93 @@ Info = Notice | ColumnsUsed
 USERNAME = Kind.USERNAME
 
 
+def column_names(option: str | None) -> tuple[str, ...]:
+    """The column names of a comma-separated option, blanks left out."""
+    return tuple(name.strip() for name in (option or "").split(",") if name.strip())
+
+
+def _identifier_columns(option: str) -> tuple[str, ...]:
+    names = column_names(option)
+    if not names:
+        raise UsageError("--column names no column")
+    return names
+
+
+def column_renames(given: list[str]) -> tuple[tuple[str, str], ...]:
+    """`--map HEADER=KEY` options as (header, key) pairs, in order (split at the
+    last `=`: a header may hold one, a variable's key does not)."""
+    renames: dict[str, str] = {}
+    for item in given:
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(
+                f"--map {item!r}: not valid UTF-8 (check the terminal's or the script's encoding)"
+            ) from None
+        header, equals, key = item.rpartition("=")
+        header, key = header.strip(), key.strip()
+        if not equals or not header or not key:
+            raise UsageError(
+                f"--map {item!r}: expected HEADER=KEY, e.g. --map 'Company=company-name'"
+            )
+        if header in renames and renames[header] != key:
+            raise UsageError(f"--map names the column {header!r} twice")
+        renames[header] = key
+    return tuple(renames.items())
+
+
 @dataclass(frozen=True)
 class ReadOptions:
-    """How to read every input of a run."""
+    """How to read every input of a run: the options of `add` that say so."""
 
-    fmt: Format = Format.AUTO
-    read_as: ReadAs = ReadAs.AUTO
-    # The identifier columns named with --column, in order of preference.
-    columns: tuple[str, ...] = ()
-    data_columns: tuple[str, ...] | None = None
-    no_data: bool = False
-    # A Python codec name (`--encoding`); None: UTF-8. A BOM decides by itself.
-    encoding: str | None = None
-    # `--map HEADER=KEY`, in order.
-    renames: tuple[tuple[str, str], ...] = ()
+    read_as: ReadAs = option(
+        ReadAs.AUTO,
+        "--as",
+        help="How to read bare values. auto: @name, names and profile links are "
+        "usernames; digits and x.com/i/user/ID links are user IDs (an all-digit "
+        "handle needs --as username).",
+    )
+    fmt: Format = option(
+        Format.AUTO,
+        "--format",
+        help="Input format; auto: by extension, else sniffed from the first lines.",
+    )
+    # In order of preference.
+    columns: tuple[str, ...] = option(
+        (),
+        "--column",
+        help="The identifier column(s) of a CSV/TSV input, comma-separated, in order "
+        "of preference per row (default: found by name; see README).",
+        given_as=str | None,
+        parse=_identifier_columns,
+    )
+    data_columns: tuple[str, ...] | None = option(
+        None,
+        "--data-columns",
+        help="Comma-separated CSV/TSV columns to send as lead data (default: all others).",
+        given_as=str | None,
+        parse=column_names,
+    )
+    no_data: bool = option(False, "--no-data", help="Send no column data, identifiers only.")
+    renames: tuple[tuple[str, str], ...] = option(
+        (),
+        "--map",
+        metavar="HEADER=KEY",
+        help="Send the CSV/TSV column HEADER as data key KEY (repeatable). Beats the "
+        "automatic mapping: a column named like one of the campaign's variables "
+        "(its key or display name) is sent under the variable's key.",
+        show_default=False,
+        given_as=list[str] | None,
+        parse=column_renames,
+    )
+    # A Python codec name; None: UTF-8.
+    encoding: str | None = option(
+        None,
+        "--encoding",
+        help="Text encoding of the inputs (any Python codec: cp1252 for a Windows "
+        "Excel export, latin-1, utf-16); default UTF-8. A BOM decides by itself.",
+        show_default=False,
+    )
     # The campaign's variables as (key, display name), once the look-up found them.
     variables: tuple[tuple[str, str], ...] = ()
 

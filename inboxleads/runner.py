@@ -36,10 +36,10 @@ import httpx
 from . import events as ev
 from . import stops
 from .accounting import Summary, Tally
-from .batching import DEFAULT_MAX_REQUEST_BYTES, MAX_BATCH, MIN_REQUEST_BYTES
+from .batching import MAX_BATCH, MIN_REQUEST_BYTES
 from .client import InboxClient
 from .display import Display, JsonlDisplay, SafeDisplay, make_display
-from .engine import Companion, Engine, EngineConfig
+from .engine import Companion, Engine
 from .errors import (
     Bug,
     ExitStatus,
@@ -52,9 +52,9 @@ from .errors import (
 from .explain import Explainer, write_failed
 from .files import path_key
 from .inputs import UNREADABLE_ERRORS, Format, OpenInput, ReadOptions, open_inputs
+from .job import AddJob, Progress
 from .journal import Journal, RunKey, check_journal, input_names
 from .ledger import Counts
-from .pacing import RetryPolicy
 from .reports import READ_BY_THE_RUN, FileId, Reports, check_output, file_id
 
 if TYPE_CHECKING:
@@ -97,50 +97,6 @@ def _isatty(stream: IO[Any] | None) -> bool:
         return stream is not None and stream.isatty()
     except (OSError, ValueError):
         return False
-
-
-@dataclass
-class AddJob:
-    """Every option of `inboxleads add`, already parsed."""
-
-    campaign: str
-    inputs: list[str]
-    token: str | None = None
-    base_url: str = "https://inboxapp.com/api/v1"
-    read: ReadOptions = field(default_factory=ReadOptions)
-    batch_size: int = MAX_BATCH
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    concurrency: int = 4
-    timeout_s: float = 300.0
-    max_attempts: int = 6
-    flush_after_s: float = 5.0
-    progress: str = "auto"
-    log_interval_s: float = 5.0
-    quiet: bool = False
-    dry_run: bool = False
-    json_summary: bool = False
-    sandbox: bool = False
-    journal: Path | None = None
-    # The journal is --resume's own (in the state directory, whose folder is made).
-    resume: bool = False
-    rejects: Path | None = None
-    undelivered: Path | None = None
-    wait_lock: bool = False
-    ca_bundle: Path | None = None
-    stop_grace_s: float = 10.0
-    explain_failures: Path | None = None
-    explain_budget: int | None = None
-    max_time_s: float | None = None
-    # Other files the run reads (the token file, .env): never an output either.
-    also_read: tuple[Path, ...] = ()
-    # --no-check: no campaign look-up before sending.
-    no_check: bool = False
-
-    @property
-    def looks_up(self) -> bool:
-        """Whether the campaign is looked up: unless --no-check, and in a dry run
-        only with a token to ask with."""
-        return not self.no_check and (self.sandbox or not self.dry_run or bool(self.token))
 
 
 @dataclass
@@ -430,10 +386,10 @@ def end_before_start(job: AddJob, env: Environment, error: InboxLeadsError) -> S
     summary = empty_summary(job, error.exit_status, reason)
     if job.json_summary:
         print_summary(summary, env)
-    if job.quiet or job.progress == "none":
+    if job.progress == Progress.NONE:
         return summary
     with contextlib.suppress(Exception):
-        if job.progress == "jsonl":
+        if job.progress == Progress.JSONL:
             # Its readers wait for the summary event, a refusal's included.
             JsonlDisplay(env.stderr).stop(summary)
         elif stopped:
@@ -581,7 +537,7 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
         async with http_client as http:
             client = None if http is None else _client(job, http)
             engine = Engine(
-                _engine_config(job),
+                job,
                 inputs,
                 client,
                 emit,
@@ -698,7 +654,7 @@ async def _run(job: AddJob, env: Environment, inputs: list[OpenInput]) -> AddRes
 def _say_error(job: AddJob, env: Environment, display: Display, message: str) -> None:
     """An error line besides the one the run ends with: through the display, or
     straight to stderr when there is none (--quiet keeps errors)."""
-    if job.quiet or job.progress == "none":
+    if job.progress == Progress.NONE:
         with contextlib.suppress(OSError, ValueError):
             env.stderr.write(f"inboxleads: error: {message}\n")
             env.stderr.flush()
@@ -798,23 +754,6 @@ async def _explain(
 
 def _run_key(job: AddJob) -> RunKey:
     return RunKey(job.campaign, job.batch_size, job.max_request_bytes, input_names(job.inputs))
-
-
-def _engine_config(job: AddJob) -> EngineConfig:
-    return EngineConfig(
-        campaign=job.campaign,
-        read=job.read,
-        batch_size=job.batch_size,
-        max_request_bytes=job.max_request_bytes,
-        concurrency=job.concurrency,
-        timeout_s=job.timeout_s,
-        retry=RetryPolicy(max_attempts=job.max_attempts),
-        flush_after_s=job.flush_after_s,
-        stop_grace_s=job.stop_grace_s,
-        dry_run=job.dry_run,
-        keep_failed_batches=job.explain_failures is not None,
-        look_up=job.looks_up,
-    )
 
 
 def _http_client(job: AddJob, env: Environment) -> httpx.AsyncClient:

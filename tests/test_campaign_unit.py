@@ -23,7 +23,8 @@ from inboxleads.client import InboxClient, Outcome
 from inboxleads.display import PlainDisplay, RichDisplay
 from inboxleads.errors import ExitStatus
 from inboxleads.inputs import ReadOptions
-from inboxleads.runner import AddJob, AddResult, run_add
+from inboxleads.job import AddJob
+from inboxleads.runner import AddResult, run_add
 
 from .conftest import SECRET, FakeTime, quiet_env, write_lines
 

@@ -64,8 +64,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from inboxleads.job import AddJob
 from inboxleads.journal import Journal
-from inboxleads.runner import AddJob, AddResult, Environment, run_add
+from inboxleads.runner import AddResult, Environment, run_add
 from inboxleads.sandbox import API_PREFIX, Faults, SandboxConfig, create_app, sandbox_transport
 
 from .conftest import SECRET

@@ -22,11 +22,12 @@ from starlette.applications import Starlette
 from inboxleads import events as ev
 from inboxleads.batching import Batch
 from inboxleads.client import Answer, Outcome
-from inboxleads.engine import Delivery, Engine, EngineConfig
+from inboxleads.engine import Delivery, Engine
 from inboxleads.errors import ExitStatus
 from inboxleads.explain import Explainer, Explanation
 from inboxleads.identifiers import Kind, Lead
-from inboxleads.runner import AddJob, AddResult, run_add
+from inboxleads.job import AddJob
+from inboxleads.runner import AddResult, run_add
 from inboxleads.sandbox import Faults, SandboxConfig, create_app, sandbox_transport
 
 from .conftest import SECRET, CliResult, FakeTime, api_env, quiet_env, write_lines
@@ -582,7 +583,7 @@ class StandIn:
     (None: not delivered) and keeps what was sent."""
 
     def __init__(self, answer: Callable[[list[str]], int | None]) -> None:
-        self.config = EngineConfig(campaign="c1")
+        self.job = AddJob(campaign="c1")
         self.journal = None
         self.stopping = False
         self.answer = answer

@@ -11,8 +11,9 @@ import pytest
 from inboxleads import cli, files
 from inboxleads.client import Answer, Outcome
 from inboxleads.errors import UsageError
+from inboxleads.job import AddJob
 from inboxleads.journal import Journal, RunKey
-from inboxleads.runner import AddJob, check_files
+from inboxleads.runner import check_files
 
 
 def test_text_is_written_byte_for_byte(tmp_path: Path) -> None:

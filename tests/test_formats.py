@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from inboxleads.errors import ExitStatus
-from inboxleads.runner import AddJob, AddResult, run_add
+from inboxleads.job import AddJob
+from inboxleads.runner import AddResult, run_add
 
 from .conftest import SECRET, FakeTime, Run, api_env, quiet_env, write_lines
 from .sandbox_server import RunningSandbox

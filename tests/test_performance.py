@@ -28,7 +28,8 @@ import pytest
 
 from inboxleads import engine
 from inboxleads.errors import ExitStatus
-from inboxleads.runner import AddJob, AddResult, _may_use_tls, run_add
+from inboxleads.job import AddJob
+from inboxleads.runner import AddResult, _may_use_tls, run_add
 
 from .conftest import SECRET, CliResult, FakeTime, api_env, cli_env, quiet_env, write_lines
 from .sandbox_server import RunningSandbox

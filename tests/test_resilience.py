@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 
 from inboxleads.errors import ExitStatus
-from inboxleads.runner import AddJob, AddResult, run_add
+from inboxleads.job import AddJob
+from inboxleads.runner import AddResult, run_add
 from inboxleads.sandbox import SandboxConfig
 
 from .conftest import SECRET, FakeTime, Run, api_env, quiet_env, write_lines
