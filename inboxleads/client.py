@@ -12,16 +12,14 @@ import asyncio
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from enum import Enum
 from typing import Any
 
 import httpx
 
 from . import __version__
+from .answers import Answer, CampaignInfo, Outcome, RateInfo
 
-DEFAULT_BASE_URL = "https://inboxapp.com/api/v1"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # A connection that ends while a body this large was being sent is taken for a
 # server (or proxy) that would not read it, not for a flaky network.
@@ -29,56 +27,6 @@ LARGE_BODY_BYTES = 1_000_000
 # Transport errors that end a connection after the request began to be written.
 _CUT_OFF = (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError)
 REFUSE_STATUSES = frozenset({401, 403, 404})
-
-
-class Outcome(Enum):
-    """What the engine does with an answer."""
-
-    OK = "ok"
-    RETRY = "retry"
-    REJECTED = "rejected"
-    REFUSED = "refused"
-    # The body was too large for the server (413, or a connection it closed while a
-    # large body was being sent): the engine sends the batch in halves.
-    TOO_LARGE = "too large"
-
-
-@dataclass(frozen=True)
-class RateInfo:
-    """The rate-limit headers of an answer."""
-
-    limit: int | None
-    remaining: int | None
-    reset: float | None
-
-
-@dataclass(frozen=True)
-class Answer:
-    """The meaning of one attempt's result."""
-
-    outcome: Outcome
-    status: int | None
-    message: str = ""
-    added: int = 0
-    skipped: int = 0
-    failed: int = 0
-    retry_after: float | None = None
-    rate: RateInfo | None = None
-    # The size of the body that was refused as too large (0: not known, or not refused).
-    sent_bytes: int = 0
-    # What a campaign look-up found (its answer was 200 and the documented JSON).
-    campaign: CampaignInfo | None = None
-
-
-@dataclass(frozen=True)
-class CampaignInfo:
-    """What the campaign look-up tells: the API's `name`, `status` and each of its
-    `customVariables` as (key, display name)."""
-
-    id: str
-    name: str | None
-    status: str | None
-    variables: tuple[tuple[str, str], ...] = ()
 
 
 def parse_campaign(campaign: str, body: bytes) -> CampaignInfo | None:

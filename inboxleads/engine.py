@@ -48,11 +48,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import events as ev
+from .answers import Answer, CampaignInfo, Outcome
 from .batching import Batch, Batcher, Deduper
-from .client import Answer, CampaignInfo, InboxClient, Outcome
+from .client import InboxClient
 from .errors import ApiRefused, InboxLeadsError, InputError, cut, http_status_to_refusal, printable
 from .identifiers import HandleRun, Kind, Lead
-from .inputs import Chunk, ColumnsUsed, Notice, OpenInput, Rejection
+from .inputs import Chunk, ColumnsUsed, Notice, OpenInput
 from .job import AddJob
 from .journal import Journal
 from .ledger import Ledger, Waiting
@@ -484,7 +485,7 @@ class Engine:
 
         Synchronous on purpose: a chunk is accounted for whole or not at all.
         """
-        rejections: list[Rejection] = []
+        rejections: list[ev.Rejection] = []
         kinds: Counter[str] = Counter()
         full: list[Batch] = []
         read = 0
@@ -518,7 +519,7 @@ class Engine:
                 self._variables_unfilled(record)
             else:
                 read += 1
-                if isinstance(record, Rejection):
+                if isinstance(record, ev.Rejection):
                     rejections.append(record)
                 else:
                     leads.append(record)

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .inputs import Rejection
+
+@dataclass(slots=True)
+class Rejection:
+    """An input record that will not be sent, and why: made by `inputs`, carried by
+    `RecordsRead`, written to --rejects by `reports`."""
+
+    source: str
+    line: int
+    text: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from typing import IO, Any, cast
 
 from . import columns as cols
 from .errors import InputError, UsageError
+from .events import Rejection
 from .identifiers import (
     FAST_HANDLE_RE,
     HandleRun,
@@ -83,16 +84,6 @@ _BY_EXTENSION = {
     ".ndjson": Format.JSONL,
     ".json": Format.JSON,
 }
-
-
-@dataclass(slots=True)
-class Rejection:
-    """An input record that will not be sent, and why."""
-
-    source: str
-    line: int
-    text: str
-    reason: str
 
 
 @dataclass(slots=True)

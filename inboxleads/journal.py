@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .client import Answer
+from .answers import Answer
 from .errors import JournalError
 from .files import make_folder, open_private, sync, sync_folder
 

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 
 from . import events as ev
 
-if TYPE_CHECKING:  # the display imports this module, and must not pay for httpx
+if TYPE_CHECKING:  # annotations only: the display imports this module (accounting)
+    from .answers import Answer
     from .batching import Batch
-    from .client import Answer
     from .reports import Reports
 
 

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .client import RateInfo
+from .answers import RateInfo
 
 T = TypeVar("T")
 

@@ -27,9 +27,10 @@ from typing import IO, Any
 from .batching import Batch
 from .columns import normalise
 from .errors import UsageError
-from .files import longest_name, open_private, put_in_place, replacing, temporary
+from .events import Rejection
+from .files import open_private, put_in_place, replacing, temporary
 from .identifiers import Kind, Lead, readable
-from .inputs import Rejection, reads_as_header
+from .inputs import reads_as_header
 
 
 class CsvOut:
@@ -362,78 +363,6 @@ class Reports:
             reason = exc.strerror or exc
             lines.append(f"{name} {self._paths[name]}: cannot write: {reason}{tail}")
         return lines
-
-
-FileId = tuple[int, int]
-# How files the run reads besides its inputs are named in `check_output`'s `inputs`.
-READ_BY_THE_RUN = "the file "
-
-
-def file_id(path: Path | str | int) -> FileId | None:
-    """The identity of an existing file (device and inode, symlinks followed), or of an
-    open descriptor, else None."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return (st.st_dev, st.st_ino)
-
-
-def check_output(
-    name: str,
-    path: Path,
-    *,
-    folder_may_be_made: bool = False,
-    inputs: dict[FileId, str] | None = None,
-) -> None:
-    """Refuse an output path that is not a regular file (or a new one in an existing,
-    writable folder), or that is one of the run's `inputs` (by identity: a link or
-    another spelling of an input is the input), before anything is read or sent: a
-    report is built beside its path and moved into place, the journal gets a lock
-    file beside it, and opening a pipe could wait forever."""
-    if not path.name or path.name in (".", ".."):
-        raise UsageError(f"{name} {str(path)!r}: is a folder, not a file")
-    try:
-        _check_place(name, path, folder_may_be_made)
-    except OSError as exc:  # a name too long for the system, a loop of links...
-        raise UsageError(f"{name} {path}: {exc.strerror or exc}") from None
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        mode = None  # absent (created), or the open will say what is wrong
-    if mode is not None and stat.S_ISDIR(mode):
-        raise UsageError(f"{name} {path}: is a folder, not a file")
-    if mode is not None and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
-        raise UsageError(f"{name} {path}: is a pipe, not a file")
-    special = mode is not None and not stat.S_ISREG(mode)
-    if special or str(path).startswith(("/dev/", "/proc/")):
-        # /dev/stdout redirected to a file is a regular file too: still not ours to replace.
-        raise UsageError(f"{name} {path}: is a device, not a file")
-    same = (inputs or {}).get(file_id(path) or (-1, -1))
-    if same is not None and same.startswith(READ_BY_THE_RUN):
-        # The token file, .env, the CA bundle: read by the run, never written.
-        raise UsageError(f"{name} {path}: is {same}, which this run reads: name another file")
-    if same is not None:
-        shown = "stdin" if same == "-" else repr(same)
-        raise UsageError(
-            f"{name} {path}: is an input of this run ({shown}); inputs are never "
-            "overwritten: name another file"
-        )
-
-
-def _check_place(name: str, path: Path, folder_may_be_made: bool) -> None:
-    """The folder exists and is writable (unless the run makes it), and the name fits
-    in it."""
-    folder = Path(os.path.realpath(path)).parent
-    # The folder as the user would look for it: a link's own when `path` is one.
-    shown = path.parent if folder == Path(os.path.realpath(path.parent)) else folder
-    if not folder_may_be_made:
-        if not folder.is_dir():
-            raise UsageError(f"{name} {path}: the folder {shown} does not exist")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise UsageError(f"{name} {path}: the folder {shown} is not writable")
-    if len(os.fsencode(path.name)) > longest_name(folder):
-        raise UsageError(f"{name} {path}: the file name is too long for its folder")
 
 
 def _from_line(line: str) -> tuple[str, str]:

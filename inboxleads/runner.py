@@ -50,12 +50,12 @@ from .errors import (
     UsageError,
 )
 from .explain import Explainer, write_failed
-from .files import path_key
+from .files import READ_BY_THE_RUN, FileId, check_output, file_id, path_key
 from .inputs import UNREADABLE_ERRORS, Format, OpenInput, ReadOptions, open_inputs
 from .job import AddJob, Progress
 from .journal import Journal, RunKey, check_journal, input_names
 from .ledger import Counts
-from .reports import READ_BY_THE_RUN, FileId, Reports, check_output, file_id
+from .reports import Reports
 
 if TYPE_CHECKING:
     from .lock import RunLock

@@ -12,7 +12,7 @@ from typing import Any
 
 from inboxleads import events as ev
 from inboxleads.accounting import Summary, Tally
-from inboxleads.inputs import Rejection
+from inboxleads.events import Rejection
 from inboxleads.ledger import Counts
 
 from .conftest import CONTRACT_KEYS

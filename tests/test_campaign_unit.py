@@ -19,7 +19,8 @@ from inboxleads import columns as cols
 from inboxleads import engine
 from inboxleads import events as ev
 from inboxleads.accounting import Tally
-from inboxleads.client import InboxClient, Outcome
+from inboxleads.answers import Outcome
+from inboxleads.client import InboxClient
 from inboxleads.display import PlainDisplay, RichDisplay
 from inboxleads.errors import ExitStatus
 from inboxleads.inputs import ReadOptions

@@ -13,11 +13,9 @@ import httpx
 import pytest
 
 from inboxleads import __version__
+from inboxleads.answers import Answer, Outcome, RateInfo
 from inboxleads.client import (
-    Answer,
     InboxClient,
-    Outcome,
-    RateInfo,
     classify,
     error_message,
     parse_retry_after,

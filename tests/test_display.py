@@ -22,7 +22,7 @@ from inboxleads.display import (
     RichDisplay,
     make_display,
 )
-from inboxleads.inputs import Rejection
+from inboxleads.events import Rejection
 from inboxleads.ledger import Counts
 
 

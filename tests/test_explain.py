@@ -20,8 +20,8 @@ import pytest
 from starlette.applications import Starlette
 
 from inboxleads import events as ev
+from inboxleads.answers import Answer, Outcome
 from inboxleads.batching import Batch
-from inboxleads.client import Answer, Outcome
 from inboxleads.engine import Delivery, Engine
 from inboxleads.errors import ExitStatus
 from inboxleads.explain import Explainer, Explanation

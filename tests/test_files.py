@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from inboxleads import cli, files
-from inboxleads.client import Answer, Outcome
+from inboxleads.answers import Answer, Outcome
 from inboxleads.errors import UsageError
 from inboxleads.job import AddJob
 from inboxleads.journal import Journal, RunKey

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from inboxleads import events as ev
+from inboxleads.answers import Answer, Outcome
 from inboxleads.batching import Batch
-from inboxleads.client import Answer, Outcome
 from inboxleads.identifiers import Kind, Lead
 from inboxleads.ledger import Ledger, LedgerError, Waiting
 from inboxleads.reports import Reports

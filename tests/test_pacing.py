@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inboxleads.client import RateInfo
+from inboxleads.answers import RateInfo
 from inboxleads.pacing import AdaptiveLimit, Pacer, RetryPolicy
 
 T = TypeVar("T")

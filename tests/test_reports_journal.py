@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from inboxleads.client import Answer, Outcome
+from inboxleads.answers import Answer, Outcome
 from inboxleads.errors import Interrupted, JournalError, LockHeld
+from inboxleads.events import Rejection
 from inboxleads.identifiers import Kind, Lead
-from inboxleads.inputs import Format, ReadOptions, Rejection, open_inputs, read_records
+from inboxleads.inputs import Format, ReadOptions, open_inputs, read_records
 from inboxleads.journal import Journal, RunKey, check_journal
 from inboxleads.lock import RunLock
 from inboxleads.reports import Reports
