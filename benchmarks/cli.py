@@ -16,10 +16,23 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
+from benchmarks.context import (
+    CHUNK,
+    CLIENTS,
+    Context,
+    Row,
+    answers_by_status,
+    campaign_span,
+    client_command,
+    first_request_at,
+    leads_span,
+    run_client,
+    run_ours,
+)
 from benchmarks.launcher import (
     HERE,
     ROOT,
@@ -32,10 +45,7 @@ from benchmarks.launcher import (
 from benchmarks.server import Sandbox
 
 DEFAULT_SVG = ROOT / "docs" / "benchmark-efficiency.svg"
-PEER = HERE / "peer_async.py"
 SECTIONS = ("wall", "cost", "startup", "polite", "ratelimit", "latency", "peers")
-CLIENTS = ("ours", "peer")
-CHUNK = 2000  # identifiers per request, ours (by default) and the peers alike
 
 # wall: a latency-bound upload, ours against the peer
 WALL_HANDLES = 400_000
@@ -78,172 +88,6 @@ LATENCY_S = 0.1
 PEER_CONCURRENCY = 8
 
 
-# -- results --------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One line of the table."""
-
-    section: str
-    measure: str
-    value: float | None
-    unit: str
-    target: str = ""
-    met: bool | None = None
-    note: str = ""
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def shown(self) -> str:
-        if self.value is None:
-            return "n/a"
-        if self.unit == "%":
-            return f"{self.value:.1f} %"
-        if self.unit == "x":
-            return f"{self.value:.2f}x"
-        if self.unit == "":
-            return f"{self.value:.3f}"
-        if self.unit == "n":  # a count
-            return f"{self.value:.0f}"
-        if self.unit == "s" and self.value < 1:
-            return f"{self.value:.3f} s"
-        return (
-            f"{self.value:.2f} {self.unit}" if self.value < 100 else f"{self.value:.0f} {self.unit}"
-        )
-
-
-@dataclass
-class Context:
-    """What every section shares: sizes, the work directory, the client command."""
-
-    quick: bool
-    work: Path
-    handles: int  # latency and peers
-    cost_handles: int
-    client: list[str]
-    rows: list[Row] = field(default_factory=list)
-    latency_points: list[dict[str, float]] = field(default_factory=list)
-    _files: dict[tuple[str, int], Path] = field(default_factory=dict)
-    _campaigns: int = 0
-
-    def handles_file(self, n: int, prefix: str = "user") -> Path:
-        """A file of `n` unique plain handles (valid usernames), made once."""
-        key = (prefix, n)
-        if key not in self._files:
-            path = self.work / f"{prefix}-{n}.txt"
-            with path.open("w", encoding="ascii") as out:
-                step = 100_000
-                for start in range(0, n, step):
-                    stop = min(n, start + step)
-                    out.write("".join(f"{prefix}{i:07d}\n" for i in range(start, stop)))
-            self._files[key] = path
-        return self._files[key]
-
-    def campaign(self, tag: str) -> str:
-        """A fresh campaign id (lowercase letters and digits)."""
-        self._campaigns += 1
-        return f"bench{tag}{os.getpid()}n{self._campaigns}"
-
-    def add(self, row: Row) -> Row:
-        self.rows.append(row)
-        print(f"  {row.section:<10} {row.measure:<44} {row.shown():>12}  {row.note}", flush=True)
-        return row
-
-
-def client_command() -> list[str]:
-    """The `inboxleads` console script of this interpreter's environment, else `-m`."""
-    script = Path(sys.executable).with_name("inboxleads")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "inboxleads"]
-
-
-def summary_of(run: Measured) -> dict[str, Any]:
-    """The `--json` summary: the last line of stdout that is a JSON object."""
-    for line in reversed(run.stdout.strip().splitlines()):
-        with contextlib.suppress(ValueError):
-            data = json.loads(line)
-            if isinstance(data, dict):
-                return data
-    raise RuntimeError(f"no JSON summary (exit {run.returncode}): {run.stderr[-1000:]}")
-
-
-def run_ours(
-    ctx: Context,
-    server: Sandbox,
-    path: Path,
-    campaign: str,
-    *options: str,
-) -> tuple[Measured, dict[str, Any]]:
-    """`inboxleads add CAMPAIGN FILE --json --quiet OPTIONS` against `server`."""
-    argv = [*ctx.client, "add", campaign, str(path), "--json", "--quiet", *options]
-    run = run_measured(argv, env=server.env(), cwd=ctx.work)
-    summary = summary_of(run)
-    if run.returncode != 0:
-        raise RuntimeError(f"inboxleads exited {run.returncode}: {run.stderr[-1000:]}")
-    return run, summary
-
-
-def run_peer(
-    ctx: Context, server: Sandbox, path: Path, campaign: str, concurrency: int
-) -> tuple[Measured, dict[str, Any]]:
-    """`python peer_async.py CAMPAIGN FILE CONCURRENCY` against `server`."""
-    argv = [sys.executable, str(PEER), campaign, str(path), str(concurrency)]
-    run = run_measured(argv, env=server.env(), cwd=ctx.work)
-    if run.returncode != 0:
-        raise RuntimeError(f"peer_async.py exited {run.returncode}: {run.stderr[-1000:]}")
-    return run, summary_of(run)
-
-
-def run_client(
-    ctx: Context, server: Sandbox, who: str, path: Path, campaign: str, concurrency: int
-) -> tuple[Measured, int]:
-    """Ours (default options otherwise) or the peer at `concurrency`: the run and how
-    many identifiers it delivered."""
-    if who == "ours":
-        run, summary = run_ours(ctx, server, path, campaign, "--concurrency", str(concurrency))
-        return run, int(summary["delivered"])
-    run, summary = run_peer(ctx, server, path, campaign, concurrency)
-    return run, int(summary["added"])  # fresh handles to a fresh campaign: all added
-
-
-def _answers(state: dict[str, Any]) -> dict[int, int]:
-    """Answers of both endpoints (leads and the campaign look-up) by status."""
-    answers: dict[int, int] = {}
-    for counts in (state["by_status"], state.get("lookups", {})):
-        for status, n in counts.items():
-            answers[int(status)] = answers.get(int(status), 0) + int(n)
-    return answers
-
-
-def _first_request(state: dict[str, Any], campaign: str) -> float:
-    """When the first request for `campaign` (either endpoint) arrived, server clock."""
-    first = (state.get("timing") or {}).get("first_request_by_campaign") or {}
-    if campaign not in first:
-        raise RuntimeError(
-            f"the sandbox reports no first request for {campaign} (inboxleads/sandbox/state.py)"
-        )
-    return float(first[campaign])
-
-
-def _campaign_span(state: dict[str, Any], campaign: str) -> float:
-    """From `campaign`'s first request to the server's last answer: the campaign's span
-    when it was the last to be sent to."""
-    last = (state.get("timing") or {}).get("last_answer")
-    if last is None:
-        raise RuntimeError("the sandbox reports no timing (inboxleads/sandbox/state.py)")
-    return float(last) - _first_request(state, campaign)
-
-
-def _span(state: dict[str, Any]) -> float:
-    """From the first request to the leads endpoint to the last answer, on the server."""
-    timing = state.get("timing") or {}
-    first, last = timing.get("first_arrival"), timing.get("last_answer")
-    if first is None or last is None:
-        raise RuntimeError("the sandbox reports no timing (inboxleads/sandbox/state.py)")
-    return float(last) - float(first)
-
-
 # -- sections -------------------------------------------------------------------------
 
 
@@ -261,7 +105,7 @@ def bench_wall(ctx: Context) -> None:
                 campaign = ctx.campaign(f"wall{who}")
                 run, delivered = run_client(ctx, server, who, path, campaign, WALL_CONCURRENCY)
                 # Runs follow one another, so the server's last answer is this run's.
-                spans[who].append(_campaign_span(server.state(), campaign))
+                spans[who].append(campaign_span(server.state(), campaign))
                 walls[who].append(run.wall_s)
                 if delivered != handles:
                     short.append(f"{who} delivered {delivered:,}")
@@ -452,7 +296,7 @@ def first_requests(ctx: Context) -> dict[str, list[float]]:
                 campaign = ctx.campaign(f"first{who}")
                 run, _ = run_client(ctx, server, who, path, campaign, WALL_CONCURRENCY)
                 # Both clocks are CLOCK_MONOTONIC, system-wide on Linux.
-                arrived = _first_request(server.state(), campaign)
+                arrived = first_request_at(server.state(), campaign)
                 if index:  # the first of each warms the page cache
                     first[who].append(arrived - run.started_s)
     return first
@@ -486,7 +330,7 @@ def bench_polite(ctx: Context) -> None:
             *("--batch-size", str(POLITE_BATCH), "--concurrency", str(POLITE_CONCURRENCY)),
         )
         state = server.state()
-    answers = _answers(state)
+    answers = answers_by_status(state)
     refused = answers.get(429, 0)
     delivered = int(summary["delivered"])
     complete = delivered == POLITE_HANDLES
@@ -504,7 +348,7 @@ def bench_polite(ctx: Context) -> None:
         "answers_429": refused,
         "delivered": delivered,
         "client_wall_s": round(run.wall_s, 3),
-        "server_span_s": round(_campaign_span(state, campaign), 3),
+        "server_span_s": round(campaign_span(state, campaign), 3),
         "ideal_span_s": ideal,
         "max_in_flight": state.get("max_in_flight"),
     }
@@ -555,12 +399,12 @@ def bench_ratelimit(ctx: Context) -> None:
         with Sandbox(*options) as server:
             run, summary = run_ours(ctx, server, path, campaign, "--batch-size", str(RATE_BATCH))
             state = server.state()
-        answers = _answers(state)
+        answers = answers_by_status(state)
         total = sum(answers.values()) + sum(state.get("faults", {}).values())
         # The look-up uses a slot of the budget like an upload: its 200 counts as goodput
         # and the span starts at its arrival.
         ok = answers.get(200, 0)
-        span = _campaign_span(state, campaign)
+        span = campaign_span(state, campaign)
         goodput = ok / span / RATE
         share_429 = 100.0 * answers.get(429, 0) / total if total else 0.0
         delivered = summary["delivered"] == uploads * RATE_BATCH
@@ -616,7 +460,7 @@ def bench_latency(ctx: Context) -> None:
             state = server.state()
         batches = int(summary["batches"])
         ideal = math.ceil(batches / concurrency) * LATENCY_S
-        span = _span(state)
+        span = leads_span(state)
         efficiency = ideal / span
         delivered = summary["delivered"] == ctx.handles and state["by_status"] == {"200": batches}
         detail = {
