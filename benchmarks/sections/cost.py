@@ -9,7 +9,6 @@ from benchmarks.context import CLIENTS, Context, Row, run_client
 from benchmarks.launcher import Measured, run_measured
 from benchmarks.server import Sandbox
 
-# cost: against an instant server
 COST_CONCURRENCY = 4
 COST_RUNS = 2
 CPU_TARGET = 1.3

@@ -7,7 +7,6 @@ import math
 from benchmarks.context import Context, Row, answers_by_status, campaign_span, run_ours
 from benchmarks.server import Sandbox
 
-# polite: many requests in flight against a tight limit
 POLITE_LIMIT = 4  # requests per 1 s window
 POLITE_HANDLES = 4000
 POLITE_BATCH = 100

@@ -9,7 +9,6 @@ from typing import Any
 from benchmarks.context import CHUNK, CLIENTS, Context, Row, campaign_span, run_client
 from benchmarks.server import Sandbox
 
-# wall: a latency-bound upload, ours against the peer
 WALL_HANDLES = 400_000
 WALL_HANDLES_QUICK = 100_000
 WALL_LATENCY_S = 0.2
