@@ -1,0 +1,1 @@
+"""Benchmarks of `inboxleads add` against the sandbox server: run `benchmarks/run.py`."""
