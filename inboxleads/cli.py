@@ -27,6 +27,7 @@ from . import __version__, stops
 from .errors import Bug, ExitStatus, InboxLeadsError, Interrupted, UsageError
 from .job import BASE_URL_ENV, STATE_DIR_ENV, TOKEN_ENV, AddJob, Progress
 from .options import build, declared
+from .sandbox.config import SandboxCommand
 
 P = ParamSpec("P")
 APP_NAME = "inboxleads"
@@ -446,87 +447,8 @@ def default_journal(campaign: str, paths: list[str]) -> Path:
     "\n\n  inboxleads sandbox --campaign-variable company-name='Company name'"
 )
 @_reports_errors
-def sandbox(
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: any free).")] = 8765,
-    host: Annotated[str, typer.Option("--host", help="Loopback address to bind.")] = "127.0.0.1",
-    token: Annotated[
-        str | None, typer.Option("--token", help="The token it accepts.", show_default=False)
-    ] = None,
-    latency: Annotated[
-        float, typer.Option("--latency", help="Seconds of delay per request.")
-    ] = 0.0,
-    username_latency: Annotated[
-        float, typer.Option("--username-latency", help="Extra seconds per username.")
-    ] = 0.0,
-    error_rate: Annotated[
-        float, typer.Option("--error-rate", help="Fraction of requests answered 500/502/503.")
-    ] = 0.0,
-    drop_rate: Annotated[
-        float,
-        typer.Option("--drop-rate", help="Fraction of connections dropped before applying."),
-    ] = 0.0,
-    lost_rate: Annotated[
-        float,
-        typer.Option("--lost-rate", help="Fraction of answers lost after the batch was applied."),
-    ] = 0.0,
-    hang_rate: Annotated[
-        float, typer.Option("--hang-rate", help="Fraction of requests that never answer.")
-    ] = 0.0,
-    rate_limit: Annotated[
-        int, typer.Option("--rate-limit", help="Requests per --rate-window (0: unlimited).")
-    ] = 0,
-    rate_window: Annotated[
-        float, typer.Option("--rate-window", help="Sliding window of the rate limit, seconds.")
-    ] = 60.0,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed for the fault draws.", show_default=False)
-    ] = None,
-    max_body_bytes: Annotated[
-        int,
-        typer.Option(
-            "--max-body-bytes",
-            help="Answer 413 Payload Too Large to bodies over this size (0: no limit).",
-        ),
-    ] = 0,
-    campaign_file: Annotated[
-        str | None,
-        typer.Option(
-            "--campaign-file",
-            metavar="PATH",
-            help="JSON campaign, as the API answers it: name, status, customVariables "
-            "(see samples/campaign.json). The options below override its name and status "
-            "and add to its variables.",
-            show_default=False,
-        ),
-    ] = None,
-    campaign_name: Annotated[
-        str | None,
-        typer.Option(
-            "--campaign-name",
-            help="Every campaign's name (default: Sandbox campaign).",
-            show_default=False,
-        ),
-    ] = None,
-    campaign_status: Annotated[
-        str | None,
-        typer.Option(
-            "--campaign-status",
-            metavar="STATUS",
-            help="Every campaign's status: draft, active (the default), paused or completed.",
-            show_default=False,
-        ),
-    ] = None,
-    campaign_variables: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--campaign-variable",
-            metavar="KEY=DISPLAY",
-            help="A custom variable of every campaign, by key and display name (the key "
-            "when empty); repeat for more.",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
+@_declared_by(SandboxCommand)
+def sandbox(**given: Any) -> None:
     """Run the built-in stand-in of the Add leads and Get campaign endpoints on a loopback port.
 
     It validates requests as the API reference does, keeps campaign membership
@@ -540,82 +462,70 @@ def sandbox(
     import math
     import re
 
-    from .sandbox import DEFAULT_TOKEN, Faults, SandboxConfig, serve
-    from .sandbox.config import CAMPAIGN_STATUSES, SandboxCampaign, half_character, load_campaign
+    from .sandbox import serve
+    from .sandbox.config import CAMPAIGN_STATUSES, half_character, load_campaign
 
+    command = build(SandboxCommand, given, lambda name: None)
+    config, faults, port = command.config, command.config.faults, command.port
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0 (any free port) to 65535, not {port}")
     # Visible ASCII, one or more: else no client could send it as it is in a header.
-    if token is not None and not re.fullmatch(r"[!-~]+", token):
+    if not re.fullmatch(r"[!-~]+", config.token):
         raise UsageError("--token must be printable ASCII without spaces, and not empty")
     for option, rate in [
-        ("--error-rate", error_rate),
-        ("--drop-rate", drop_rate),
-        ("--lost-rate", lost_rate),
-        ("--hang-rate", hang_rate),
+        ("--error-rate", faults.error_rate),
+        ("--drop-rate", faults.drop_rate),
+        ("--lost-rate", faults.lost_rate),
+        ("--hang-rate", faults.hang_rate),
     ]:
         if not 0 <= rate <= 1:  # nan too
             raise UsageError(f"{option} must be a fraction from 0 to 1, not {rate}")
-    for option, seconds in [("--latency", latency), ("--username-latency", username_latency)]:
+    for option, seconds in [
+        ("--latency", faults.latency_s),
+        ("--username-latency", faults.username_latency_s),
+    ]:
         if not 0 <= seconds < math.inf:
             raise UsageError(
                 f"{option} must be a finite number of seconds, 0 or more, not {seconds}"
             )
-    if not 0 < rate_window < math.inf:
+    if not 0 < faults.rate_window_s < math.inf:
         raise UsageError(
-            f"--rate-window must be a finite number of seconds above 0, not {rate_window}"
+            f"--rate-window must be a finite number of seconds above 0, not {faults.rate_window_s}"
         )
-    if rate_limit < 0:
+    if faults.rate_limit < 0:
         raise UsageError("--rate-limit must be 0 (unlimited) or more")
-    if max_body_bytes < 0:
+    if config.max_body_bytes < 0:
         raise UsageError("--max-body-bytes must be 0 (no limit) or more")
 
-    campaign = SandboxCampaign()
-    if campaign_file is not None:
+    campaign = config.campaign
+    if command.campaign_file is not None:
         try:
-            campaign = load_campaign(campaign_file)
+            campaign = config.campaign = load_campaign(command.campaign_file)
         except ValueError as exc:
-            raise UsageError(f"--campaign-file {campaign_file}: {exc}") from None
-    if campaign_name is not None:
-        if half_character(campaign_name) is not None:
-            raise UsageError(f"--campaign-name must be UTF-8 text, not {campaign_name!r}")
-        campaign.name = campaign_name
-    if campaign_status is not None:
-        if campaign_status not in CAMPAIGN_STATUSES:
+            raise UsageError(f"--campaign-file {command.campaign_file}: {exc}") from None
+    if command.campaign_name is not None:
+        if half_character(command.campaign_name) is not None:
+            raise UsageError(f"--campaign-name must be UTF-8 text, not {command.campaign_name!r}")
+        campaign.name = command.campaign_name
+    if command.campaign_status is not None:
+        if command.campaign_status not in CAMPAIGN_STATUSES:
             expected = ", ".join(CAMPAIGN_STATUSES)
             raise UsageError(
-                f"--campaign-status must be one of {expected}, not {campaign_status!r}"
+                f"--campaign-status must be one of {expected}, not {command.campaign_status!r}"
             )
-        campaign.status = campaign_status
-    given: set[str] = set()
-    for text in campaign_variables or []:
+        campaign.status = command.campaign_status
+    given_keys: set[str] = set()
+    for text in command.campaign_variables or []:
         # Bytes that are not UTF-8 come as halves of characters, which no answer can carry.
         if half_character(text) is not None:
             raise UsageError(f"--campaign-variable must be UTF-8 text, not {text!r}")
         key, equals, display = text.partition("=")
         if not key or not equals:
             raise UsageError(f"--campaign-variable takes KEY=DISPLAY, not {text!r}")
-        if key in given:
+        if key in given_keys:
             raise UsageError(f"--campaign-variable {key!r} is given twice")
-        given.add(key)
+        given_keys.add(key)
         campaign.variables[key] = display or key
-
-    config = SandboxConfig(
-        token=token or DEFAULT_TOKEN,
-        max_body_bytes=max_body_bytes,
-        faults=Faults(
-            latency_s=latency,
-            username_latency_s=username_latency,
-            error_rate=error_rate,
-            drop_rate=drop_rate,
-            lost_rate=lost_rate,
-            hang_rate=hang_rate,
-            rate_limit=rate_limit,
-            rate_window_s=rate_window,
-            seed=seed,
-        ),
-        campaign=campaign,
-    )
 
     def ready(base_url: str) -> None:
         typer.echo(f"Sandbox listening on {base_url}  (Ctrl-C to stop)", err=True)
@@ -624,11 +534,11 @@ def sandbox(
         sys.stdout.flush()
 
     try:
-        serve(config, host=host, port=port, ready=ready)
+        serve(config, host=command.host, port=port, ready=ready)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot listen on {command.host}:{port}: {exc.strerror or exc}") from None
 
 
 def _print_error(message: str, event_exit_code: int | None = None) -> None:

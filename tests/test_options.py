@@ -17,6 +17,7 @@ from inboxleads.errors import UsageError
 from inboxleads.inputs import Format, ReadOptions
 from inboxleads.job import DEFAULT_BASE_URL, AddJob, Progress
 from inboxleads.options import argument, build, declared, option
+from inboxleads.sandbox.config import Faults, SandboxCommand, SandboxConfig
 
 
 def cli_defaults() -> dict[str, Any]:
@@ -143,3 +144,12 @@ def test_every_declared_option_has_help_text() -> None:
     fields = {f.name for f in dataclasses.fields(AddJob)}
     assert {"stop_grace_s", "also_read"} <= fields  # settings without a flag
     assert "stop_grace_s" not in {o.name for o in declared(AddJob)}
+
+
+def test_sandbox_takes_what_its_command_declares_and_defaults_to_its_config() -> None:
+    parameters = inspect.signature(cli.sandbox).parameters
+    assert list(parameters) == [o.name for o in declared(SandboxCommand)]
+    given = {name: p.default for name, p in parameters.items()}
+    command = build(SandboxCommand, given, lambda name: None)
+    assert command == SandboxCommand()
+    assert command.config == SandboxConfig() and command.config.faults == Faults()

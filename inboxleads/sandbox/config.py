@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..options import option
+
 DEFAULT_TOKEN = "sandbox-token"
 API_PREFIX = "/api/v1"
 HANG_S = 3600.0
@@ -34,15 +36,25 @@ def half_character(text: str) -> str | None:
 class Faults:
     """Misbehaviour to inject; rates are fractions of valid requests, drawn independently."""
 
-    latency_s: float = 0.0
-    username_latency_s: float = 0.0
-    error_rate: float = 0.0
-    drop_rate: float = 0.0
-    lost_rate: float = 0.0
-    hang_rate: float = 0.0
-    rate_limit: int = 0
-    rate_window_s: float = 60.0
-    seed: int | None = None
+    latency_s: float = option(0.0, "--latency", help="Seconds of delay per request.")
+    username_latency_s: float = option(
+        0.0, "--username-latency", help="Extra seconds per username."
+    )
+    error_rate: float = option(
+        0.0, "--error-rate", help="Fraction of requests answered 500/502/503."
+    )
+    drop_rate: float = option(
+        0.0, "--drop-rate", help="Fraction of connections dropped before applying."
+    )
+    lost_rate: float = option(
+        0.0, "--lost-rate", help="Fraction of answers lost after the batch was applied."
+    )
+    hang_rate: float = option(0.0, "--hang-rate", help="Fraction of requests that never answer.")
+    rate_limit: int = option(0, "--rate-limit", help="Requests per --rate-window (0: unlimited).")
+    rate_window_s: float = option(
+        60.0, "--rate-window", help="Sliding window of the rate limit, seconds."
+    )
+    seed: int | None = option(None, "--seed", help="Seed for the fault draws.", show_default=False)
 
 
 @dataclass
@@ -78,13 +90,56 @@ class SandboxCampaign:
 class SandboxConfig:
     """What the sandbox accepts, the campaign it shows and how it misbehaves."""
 
-    token: str = DEFAULT_TOKEN
+    token: str = option(DEFAULT_TOKEN, "--token", help="The token it accepts.", show_default=False)
     faults: Faults = field(default_factory=Faults)
     max_total: int = 2000
-    # Bodies larger than this are answered 413 (0: no limit), as a server or a proxy
-    # in front of it may do; the API documents no limit of its own.
-    max_body_bytes: int = 0
+    # As a server or a proxy in front of it may do; the API documents no limit of its own.
+    max_body_bytes: int = option(
+        0,
+        "--max-body-bytes",
+        help="Answer 413 Payload Too Large to bodies over this size (0: no limit).",
+    )
     campaign: SandboxCampaign = field(default_factory=SandboxCampaign)
+
+
+@dataclass
+class SandboxCommand:
+    """Every option of `inboxleads sandbox`: where it listens, its configuration, and
+    the campaign it shows, as the command line gives it."""
+
+    port: int = option(8765, "--port", help="Port to listen on (0: any free).")
+    host: str = option("127.0.0.1", "--host", help="Loopback address to bind.")
+    config: SandboxConfig = field(default_factory=SandboxConfig)
+    campaign_file: str | None = option(
+        None,
+        "--campaign-file",
+        metavar="PATH",
+        help="JSON campaign, as the API answers it: name, status, customVariables "
+        "(see samples/campaign.json). The options below override its name and status "
+        "and add to its variables.",
+        show_default=False,
+    )
+    campaign_name: str | None = option(
+        None,
+        "--campaign-name",
+        help=f"Every campaign's name (default: {SandboxCampaign.name}).",
+        show_default=False,
+    )
+    campaign_status: str | None = option(
+        None,
+        "--campaign-status",
+        metavar="STATUS",
+        help="Every campaign's status: draft, active (the default), paused or completed.",
+        show_default=False,
+    )
+    campaign_variables: list[str] | None = option(
+        None,
+        "--campaign-variable",
+        metavar="KEY=DISPLAY",
+        help="A custom variable of every campaign, by key and display name (the key "
+        "when empty); repeat for more.",
+        show_default=False,
+    )
 
 
 def campaign_from_json(data: object) -> SandboxCampaign:
