@@ -153,10 +153,10 @@ def add(**given: Any) -> None:
     env = Environment(no_color=bool(os.environ.get("NO_COLOR")), watchdog=True)
     try:
         paths = _input_paths(given["inputs"])
-        dotenv = functools.cache(_dotenv)  # read only when something is looked up there
-        job = build(AddJob, {**given, "inputs": paths}, lambda name: _setting(name, dotenv()))
+        dotenv = _dotenv()
+        job = build(AddJob, {**given, "inputs": paths}, lambda name: _setting(name, dotenv))
         job.token = _resolve_token(
-            job.token, job.token_file, dotenv(), stdin_used="-" in paths, max_time=job.max_time_s
+            job.token, job.token_file, dotenv, stdin_used="-" in paths, max_time=job.max_time_s
         )
         if job.resume:
             if job.journal is not None:
