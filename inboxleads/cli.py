@@ -153,7 +153,7 @@ def add(**given: Any) -> None:
     env = Environment(no_color=bool(os.environ.get("NO_COLOR")), watchdog=True)
     try:
         paths = _input_paths(given["inputs"])
-        dotenv = _dotenv()
+        dotenv, unread = _dotenv()
         job = build(AddJob, {**given, "inputs": paths}, lambda name: _setting(name, dotenv))
         job.token = _resolve_token(
             job.token, job.token_file, dotenv, stdin_used="-" in paths, max_time=job.max_time_s
@@ -177,6 +177,12 @@ def add(**given: Any) -> None:
         )
         end_before_start(stub, env, error)
         raise error from None
+    if unread and not job.quiet:
+        more = f" (and {len(unread) - 1} more)" if len(unread) > 1 else ""
+        _warn(
+            f"{unread[0]}: not a NAME=value line; ignored{more}",
+            as_event=job.progress == Progress.JSONL,
+        )
     token = given["token"]
     if token is not None and token != "-" and not job.quiet:
         # Whatever stderr is: a cron log is where a leaked token is found later.
@@ -241,11 +247,12 @@ def _warn(text: str, as_event: bool) -> None:
         sys.stderr.flush()
 
 
-def _dotenv() -> dict[str, str]:
-    """Values from ./.env, without touching the process environment."""
+def _dotenv() -> tuple[dict[str, str], list[str]]:
+    """Values from ./.env, without touching the process environment, and the lines
+    (as "path:line") that could not be parsed."""
     path = Path.cwd() / ".env"
     if not path.is_file():
-        return {}
+        return {}, []
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -255,10 +262,26 @@ def _dotenv() -> dict[str, str]:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise UsageError(f"{path}:{line}: not UTF-8 text; save .env as UTF-8") from None
+    import logging
+
     from dotenv import dotenv_values
 
-    values = dotenv_values(stream=io.StringIO(text))
-    return {k: v for k, v in values.items() if v is not None}
+    # python-dotenv logs a line it cannot parse straight to stderr, outside --progress
+    # jsonl and --quiet: the lines are kept, and warned about as the run's own warnings.
+    unread: list[str] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            unread.append(f"{path}:{record.args[0]}")
+        return False
+
+    logger = logging.getLogger("dotenv.main")
+    logger.addFilter(keep)
+    try:
+        values = dotenv_values(stream=io.StringIO(text))
+    finally:
+        logger.removeFilter(keep)
+    return {k: v for k, v in values.items() if v is not None}, unread
 
 
 def _resolve_token(
@@ -504,8 +527,6 @@ def sandbox(**given: Any) -> None:
         except ValueError as exc:
             raise UsageError(f"--campaign-file {command.campaign_file}: {exc}") from None
     if command.campaign_name is not None:
-        if half_character(command.campaign_name) is not None:
-            raise UsageError(f"--campaign-name must be UTF-8 text, not {command.campaign_name!r}")
         campaign.name = command.campaign_name
     if command.campaign_status is not None:
         if command.campaign_status not in CAMPAIGN_STATUSES:

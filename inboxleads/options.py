@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass
 from typing import Any, TypeVar
 
+from .errors import UsageError
+
 T = TypeVar("T")
 _FLAG = "inboxleads.flag"
 
@@ -33,12 +35,18 @@ class Flag:
     # list, a repeated HEADER=KEY); `parse` turns a given value into the field's.
     given_as: Any = None
     parse: Callable[[Any], Any] | None = None
-    # When not given: this environment variable's text, then .env's, then the default.
+    # When not given (or given empty): this environment variable's text, then .env's,
+    # then the default.
     env: str | None = None
 
     @property
     def argument(self) -> bool:
         return not self.names
+
+    @property
+    def name(self) -> str:
+        """How messages name it: its first flag, or an argument's metavar."""
+        return self.names[0] if self.names else self.metavar or "argument"
 
     @property
     def optional(self) -> bool:
@@ -130,10 +138,24 @@ def build(cls: type[T], given: dict[str, Any], lookup: Callable[[str], str | Non
         flag: Flag | None = field.metadata.get(_FLAG)
         if flag is None or field.name not in given:
             continue
-        value = given[field.name]
-        if value is None and flag.env is not None:
-            value = lookup(flag.env)
+        value, where = given[field.name], flag.name
+        if not value and flag.env is not None:  # `--base-url "$UNSET"` too
+            value, where = lookup(flag.env) or None, flag.env
         if value is None and flag.optional:
             continue  # not given: the field's default
+        _check_text(value, where)
         values[field.name] = flag.parse(value) if flag.parse is not None else value
     return cls(**values)
+
+
+def _check_text(value: Any, where: str) -> None:
+    """Text that cannot be sent or shown as UTF-8 (bytes of another encoding on the
+    command line, or in the environment) is a usage error naming where it came from;
+    the value itself is not shown, since it may be a secret."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(
+                f"{where} is not valid UTF-8 text (check the terminal's or the script's encoding)"
+            ) from None

@@ -268,8 +268,16 @@ def check_files(job: AddJob, stdin: IO[bytes] | None) -> None:
     inputs = input_ids(job.inputs, stdin)
     for read in (*job.also_read, *([job.ca_bundle] if job.ca_bundle else [])):
         found = file_id(read)
-        if found is not None:
-            inputs.setdefault(found, f"{READ_BY_THE_RUN}{read}")
+        if found is None:
+            continue
+        if found in inputs and read in job.also_read:
+            # The token would be read as a lead: sent, or written to --rejects.
+            shown = "stdin" if inputs[found] == "-" else repr(inputs[found])
+            raise UsageError(
+                f"input {shown}: is {read}, which this run reads for its token or "
+                "settings; it is never read as leads: name another file"
+            )
+        inputs.setdefault(found, f"{READ_BY_THE_RUN}{read}")
     outputs = [
         ("--rejects", job.rejects),
         ("--undelivered", job.undelivered),
@@ -310,8 +318,11 @@ def check_files(job: AddJob, stdin: IO[bytes] | None) -> None:
 
 
 def lock_path(journal: Path) -> Path:
-    """The file that keeps two runs off one journal: beside it, named after it."""
-    return journal.parent / (journal.name + LOCK_SUFFIX)
+    """The file that keeps two runs off one journal: beside it, named after it. A
+    symbolic link to the journal leads to the journal's own lock, so two runs that
+    name one journal by two paths still exclude each other."""
+    real = Path(os.path.realpath(journal))
+    return real.parent / (real.name + LOCK_SUFFIX)
 
 
 def check_token(token: str) -> None:

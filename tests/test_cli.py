@@ -212,3 +212,89 @@ def test_a_pipe_as_a_report_is_refused_and_a_users_part_file_is_left_alone(
         "left.txt",
         "left.txt.part",
     ]
+
+
+# --- what a first user found after the options were declared once ---------------------
+
+
+def test_an_empty_base_url_falls_back_to_the_variable_then_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--base-url "$URL"` with URL unset: as if it were not given."""
+    path = write_lines(tmp_path / "a.txt", ["jack"])
+    # Port 9 of loopback refuses: a batch undelivered (exit 1) means the URL was used.
+    monkeypatch.setenv("INBOX_BASE_URL", "http://127.0.0.1:9/api/v1")
+    monkeypatch.setenv("INBOX_API_TOKEN", SECRET)
+    args = ["add", "cli7", str(path), "--base-url", "", "--max-attempts", "1", "--json", "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["undelivered"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--base-url", "http://127.0.0.1:9/\udcff"], "--base-url"),
+        (["--encoding", "\udcff"], "--encoding"),
+        (["--token", "s3cr3t\udcff"], "--token"),
+    ],
+)
+def test_text_that_is_not_utf8_is_a_usage_error_naming_the_option(
+    tmp_path: Path, args: list[str], named: str
+) -> None:
+    """Bytes of another encoding on the command line reach Python as lone surrogates."""
+    path = write_lines(tmp_path / "a.txt", ["jack"])
+    result = runner.invoke(app, ["add", "cli8", str(path), *args, "--json", "-q"])
+    assert result.exit_code == 2, result.output
+    assert f"{named} is not valid UTF-8" in result.output
+    assert "s3cr3t" not in result.output  # a token is never shown
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["exit_code"], summary["requests"]) == (2, 0)
+
+
+def test_a_base_url_variable_that_is_not_utf8_is_a_usage_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_lines(tmp_path / "a.txt", ["jack"])
+    monkeypatch.setenv("INBOX_BASE_URL", "http://127.0.0.1:9/\udcff")
+    monkeypatch.setenv("INBOX_API_TOKEN", SECRET)
+    result = runner.invoke(app, ["add", "cli9", str(path), "-q"])
+    assert result.exit_code == 2, result.output
+    assert "INBOX_BASE_URL is not valid UTF-8" in result.output
+
+
+@pytest.mark.parametrize("where", ["token-file", ".env"])
+def test_the_file_that_holds_the_token_is_never_read_as_leads(tmp_path: Path, where: str) -> None:
+    """`add c *.txt --token-file token.txt` would send the token as a lead."""
+    if where == ".env":
+        secret = tmp_path / ".env"
+        secret.write_text(f"INBOX_API_TOKEN={SECRET}\n", encoding="utf-8")
+        extra = ["--sandbox"]
+    else:
+        secret = write_lines(tmp_path / "token.txt", ["sandboxtoken"])
+        extra = ["--token-file", str(secret), "--sandbox"]
+    leads = write_lines(tmp_path / "a.txt", ["jack"])
+    result = runner.invoke(
+        app, ["add", "cli10", str(leads), str(secret), *extra, "--rejects", "r.csv", "--json"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "which this run reads for its token or settings" in result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["requests"] == 0
+    assert not (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.parametrize("progress", ["jsonl", "plain"])
+def test_dotenv_lines_that_cannot_be_parsed_are_one_warning_of_the_run(
+    tmp_path: Path, progress: str
+) -> None:
+    (tmp_path / ".env").write_text("garbage line\n=====\nX=1\n", encoding="utf-8")
+    path = write_lines(tmp_path / "a.txt", ["jack"])
+    result = runner.invoke(app, ["add", "cli11", str(path), "--sandbox", "--progress", progress])
+    assert result.exit_code == 0, result.output
+    assert "python-dotenv" not in result.output
+    lines = [line for line in result.stderr.splitlines() if ".env:1" in line]
+    assert len(lines) == 1 and "not a NAME=value line; ignored (and 1 more)" in lines[0]
+    if progress == "jsonl":
+        assert all(json.loads(line) for line in result.stderr.splitlines())
+    quiet = runner.invoke(app, ["add", "cli11", str(path), "--sandbox", "-q"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""

@@ -200,6 +200,32 @@ def test_exit_4_when_another_run_holds_the_lock(
     assert sandbox_server.state.received("lock1") == []
 
 
+@pytest.mark.posix  # a symbolic link
+def test_a_journal_named_through_a_symlink_takes_the_journal_s_own_lock(
+    run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
+) -> None:
+    """Two runs that name one journal by two paths would both send every batch."""
+    path = write_lines(tmp_path / "a.txt", ["jack"])
+    journal = tmp_path / "run.journal"
+    (tmp_path / "link.journal").symlink_to(journal)
+    lock = RunLock(journal.with_name(journal.name + ".lock"))
+    lock.acquire()
+    try:
+        result = run_cli(
+            "add",
+            "lock2",
+            str(path),
+            "--journal",
+            str(tmp_path / "link.journal"),
+            env=api_env(sandbox_server),
+        )
+    finally:
+        lock.release()
+    assert result.code == 4 and "another inboxleads run" in result.stderr
+    assert sandbox_server.state.received("lock2") == []
+    assert not (tmp_path / "link.journal.lock").exists()
+
+
 def test_usage_errors_exit_2_and_send_nothing(
     run_cli: Run, sandbox_server: RunningSandbox, tmp_path: Path
 ) -> None:
