@@ -3,7 +3,7 @@
 A field made with `option()` or `argument()` is the whole declaration of an
 option: its default is the field's, and its flag, help and command-line form
 ride along in the field's metadata. `cli` builds a command's parameters from
-these fields (`parameters`) and the job from what was given (`build`); the job
+these fields (`declared`) and the job from what was given (`build`); the runner
 and the engine read the same fields. A field of a dataclass type holds a group
 of options declared the same way (the job's `read`). Fields made without
 `option()` are settings the command line does not offer.
