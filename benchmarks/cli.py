@@ -24,7 +24,10 @@ DEFAULT_SVG = ROOT / "docs" / "benchmark-efficiency.svg"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Benchmark inboxleads against the sandbox server on loopback."
+        # The same name however it was started (`python -m benchmarks` would show
+        # `__main__.py`).
+        prog="run.py",
+        description="Benchmark inboxleads against the sandbox server on loopback.",
     )
     parser.add_argument(
         "--quick",
