@@ -114,13 +114,13 @@ Info = Notice | ColumnsUsed
 USERNAME = Kind.USERNAME
 
 
-def column_names(option: str | None) -> tuple[str, ...]:
-    """The column names of a comma-separated option, blanks left out."""
-    return tuple(name.strip() for name in (option or "").split(",") if name.strip())
+def column_names(given: list[str]) -> tuple[str, ...]:
+    """The column names of a comma-separated option, repeated or not, blanks left out."""
+    return tuple(name.strip() for option in given for name in option.split(",") if name.strip())
 
 
-def _identifier_columns(option: str) -> tuple[str, ...]:
-    names = column_names(option)
+def _identifier_columns(given: list[str]) -> tuple[str, ...]:
+    names = column_names(given)
     if not names:
         raise UsageError("--column names no column")
     return names
@@ -169,16 +169,18 @@ class ReadOptions:
     columns: tuple[str, ...] = option(
         (),
         "--column",
-        help="The identifier column(s) of a CSV/TSV input, comma-separated, in order "
-        "of preference per row (default: found by name; see README).",
-        given_as=str | None,
+        help="The identifier column(s) of a CSV/TSV input, comma-separated (or the "
+        "option repeated), in order of preference per row (default: found by name; "
+        "see README).",
+        given_as=list[str] | None,
         parse=_identifier_columns,
     )
     data_columns: tuple[str, ...] | None = option(
         None,
         "--data-columns",
-        help="Comma-separated CSV/TSV columns to send as lead data (default: all others).",
-        given_as=str | None,
+        help="Comma-separated CSV/TSV columns to send as lead data (or the option "
+        "repeated; default: all others).",
+        given_as=list[str] | None,
         parse=column_names,
     )
     no_data: bool = option(False, "--no-data", help="Send no column data, identifiers only.")

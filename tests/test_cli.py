@@ -298,3 +298,16 @@ def test_dotenv_lines_that_cannot_be_parsed_are_one_warning_of_the_run(
         assert all(json.loads(line) for line in result.stderr.splitlines())
     quiet = runner.invoke(app, ["add", "cli11", str(path), "--sandbox", "-q"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_a_repeated_column_option_adds_to_the_list_as_a_comma_would(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text("name,twitter,City,Note\nJack,jack,Paris,a\nBiz,,Rome,b\n", encoding="utf-8")
+    args = ["add", "cli12", str(path), "--dry-run", "--json", "-q"]
+    repeated = ["--column", "twitter", "--column", "name", "--data-columns", "City"]
+    result = runner.invoke(app, [*args, *repeated, "--data-columns", "Note"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["columns"]["identifier"] == ["twitter", "name"]
+    assert summary["columns"]["data"] == {"City": "City", "Note": "Note"}
+    assert summary["unique"] == 2

@@ -53,17 +53,17 @@ def test_an_unset_option_reads_its_variable() -> None:
 def test_the_command_line_form_is_parsed_into_the_field_s_type() -> None:
     given = {
         **cli_defaults(),
-        "columns": " twitter , ,handle",
-        "data_columns": "Company",
+        "columns": [" twitter , ,handle", "x"],
+        "data_columns": ["Company"],
         "renames": ["Company=company-name", "a=b=c"],
         "fmt": Format.CSV,
     }
     job = build(AddJob, given, lambda name: None)
-    assert job.read.columns == ("twitter", "handle")
+    assert job.read.columns == ("twitter", "handle", "x")
     assert job.read.data_columns == ("Company",)
     assert job.read.renames == (("Company", "company-name"), ("a=b", "c"))
     with pytest.raises(UsageError, match="--column names no column"):
-        build(AddJob, {**given, "columns": " , "}, lambda name: None)
+        build(AddJob, {**given, "columns": [" , "]}, lambda name: None)
     with pytest.raises(UsageError, match="expected HEADER=KEY"):
         build(AddJob, {**given, "renames": ["nokey"]}, lambda name: None)
 
