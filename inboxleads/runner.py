@@ -62,8 +62,6 @@ if TYPE_CHECKING:
 
 CAMPAIGN_RE = re.compile(r"[0-9a-z]+")
 LOCK_SUFFIX = ".lock"
-# How the journal's lock file is named in messages about the files a run writes.
-LOCK_OPTION = "the lock of --journal"
 MAX_ATTEMPTS = 100
 # The in-process sandbox is reached through its transport: this host never resolves.
 SANDBOX_HOST = "http://sandbox.invalid"
@@ -284,19 +282,21 @@ def check_files(job: AddJob, stdin: IO[bytes] | None) -> None:
         ("--explain-failures", job.explain_failures),
     ]
     in_state_dir: set[Path] = set()
+    lock: Path | None = None
     if job.journal is not None and not job.dry_run:
         journal = "the --resume journal" if job.resume else "--journal"
         lock = lock_path(job.journal)
-        outputs += [(journal, job.journal), (LOCK_OPTION, lock)]
+        lock_name = f"the lock of {journal}"
+        outputs += [(journal, job.journal), (lock_name, lock)]
         if job.resume:
             in_state_dir = {job.journal, lock}  # the run makes their folder
     named: dict[str | FileId, str] = {}
     for option, path in outputs:
         if path is None:
             continue
-        if option == LOCK_OPTION and os.path.islink(path):
+        if path is lock and os.path.islink(path):
             raise UsageError(
-                f"{LOCK_OPTION} {path}: is a symbolic link; the lock is a file of the "
+                f"{option} {path}: is a symbolic link; the lock is a file of the "
                 "run's own: remove the link"
             )
         check_output(
