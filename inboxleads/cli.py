@@ -486,7 +486,7 @@ def sandbox(**given: Any) -> None:
     import re
 
     from .sandbox import serve
-    from .sandbox.config import CAMPAIGN_STATUSES, half_character, load_campaign
+    from .sandbox.config import CAMPAIGN_STATUSES, load_campaign
 
     command = build(SandboxCommand, given, lambda name: None)
     config, faults, port = command.config, command.config.faults, command.port
@@ -537,9 +537,6 @@ def sandbox(**given: Any) -> None:
         campaign.status = command.campaign_status
     given_keys: set[str] = set()
     for text in command.campaign_variables or []:
-        # Bytes that are not UTF-8 come as halves of characters, which no answer can carry.
-        if half_character(text) is not None:
-            raise UsageError(f"--campaign-variable must be UTF-8 text, not {text!r}")
         key, equals, display = text.partition("=")
         if not key or not equals:
             raise UsageError(f"--campaign-variable takes KEY=DISPLAY, not {text!r}")

@@ -131,12 +131,6 @@ def column_renames(given: list[str]) -> tuple[tuple[str, str], ...]:
     last `=`: a header may hold one, a variable's key does not)."""
     renames: dict[str, str] = {}
     for item in given:
-        try:
-            item.encode("utf-8")
-        except UnicodeEncodeError:
-            raise UsageError(
-                f"--map {item!r}: not valid UTF-8 (check the terminal's or the script's encoding)"
-            ) from None
         header, equals, key = item.rpartition("=")
         header, key = header.strip(), key.strip()
         if not equals or not header or not key:

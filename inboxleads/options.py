@@ -143,18 +143,22 @@ def build(cls: type[T], given: dict[str, Any], lookup: Callable[[str], str | Non
             value, where = lookup(flag.env) or None, flag.env
         if value is None and flag.optional:
             continue  # not given: the field's default
-        _check_text(value, where)
+        if not flag.argument:  # an argument may be a file's name, which need not be text
+            _check_text(value, where)
         values[field.name] = flag.parse(value) if flag.parse is not None else value
     return cls(**values)
 
 
 def _check_text(value: Any, where: str) -> None:
     """Text that cannot be sent or shown as UTF-8 (bytes of another encoding on the
-    command line, or in the environment) is a usage error naming where it came from;
-    the value itself is not shown, since it may be a secret."""
-    if isinstance(value, str):
+    command line, or in the environment) is a usage error naming where it came from,
+    each value of a repeated option too; the value itself is not shown, since it may
+    be a secret."""
+    for text in value if isinstance(value, list) else [value]:
+        if not isinstance(text, str):
+            continue
         try:
-            value.encode("utf-8")
+            text.encode("utf-8")
         except UnicodeEncodeError:
             raise UsageError(
                 f"{where} is not valid UTF-8 text (check the terminal's or the script's encoding)"

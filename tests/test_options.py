@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -153,3 +154,20 @@ def test_sandbox_takes_what_its_command_declares_and_defaults_to_its_config() ->
     command = build(SandboxCommand, given, lambda name: None)
     assert command == SandboxCommand()
     assert command.config == SandboxConfig() and command.config.faults == Faults()
+
+
+def test_text_options_must_be_utf8_but_file_names_need_not_be() -> None:
+    parameters = inspect.signature(cli.sandbox).parameters
+    given: dict[str, Any] = {name: p.default for name, p in parameters.items()}
+    named = build(SandboxCommand, {**given, "campaign_file": Path("caf\udce9.json")}, dict().get)
+    assert named.campaign_file == Path("caf\udce9.json")  # a POSIX name in Latin-1
+    for name, value, flag in [
+        ("campaign_name", "caf\udce9", "--campaign-name"),
+        ("campaign_variables", ["k=v", "k2=caf\udce9"], "--campaign-variable"),
+    ]:
+        with pytest.raises(UsageError, match=f"^{flag} is not valid UTF-8"):
+            build(SandboxCommand, {**given, name: value}, dict().get)
+    job = build(AddJob, {**cli_defaults(), "inputs": ["caf\udce9.txt"]}, dict().get)
+    assert job.inputs == ["caf\udce9.txt"]  # an argument: a file's name
+    with pytest.raises(UsageError, match=r"^--column is not valid UTF-8"):
+        build(AddJob, {**cli_defaults(), "columns": ["caf\udce9"]}, dict().get)

@@ -110,7 +110,7 @@ class SandboxCommand:
     port: int = option(8765, "--port", help="Port to listen on (0: any free).")
     host: str = option("127.0.0.1", "--host", help="Loopback address to bind.")
     config: SandboxConfig = field(default_factory=SandboxConfig)
-    campaign_file: str | None = option(
+    campaign_file: Path | None = option(
         None,
         "--campaign-file",
         metavar="PATH",
